@@ -1,0 +1,434 @@
+//! Newtypes parsed at the edges: once a value has one of these types it is known to be valid.
+//!
+//! Every parser returns a [`DomainError`] whose message names what was wrong, so the CLI, the
+//! CSV importer and the web forms can pass it straight to the person who typed the value.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Why a value was rejected. The message is meant for a human and names the offending value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("invalid email address {0:?}: {1}")]
+    Email(String, String),
+    #[error("invalid list slug {0:?}: use 1-64 lowercase letters, digits and '-', starting with a letter or digit")]
+    Slug(String),
+    #[error("invalid category {0:?}: {1}")]
+    Category(String, String),
+    #[error("invalid schedule {0:?}: {1}")]
+    Schedule(String, String),
+    #[error("unknown time zone {0:?}: use an IANA name such as Asia/Karachi or Europe/London")]
+    Timezone(String),
+    #[error("invalid URL {0:?}: {1}")]
+    Url(String, String),
+    #[error("invalid timestamp {0:?}: use RFC 3339, e.g. 2026-11-28T07:00:00+05:00")]
+    Timestamp(String),
+}
+
+/// The longest address we accept (RFC 5321 §4.5.3.1.3 limits a path to 256 octets including
+/// the angle brackets).
+const MAX_EMAIL_LEN: usize = 254;
+
+/// A syntactically valid email address with its domain lower-cased.
+///
+/// The local part keeps its case (RFC 5321 §2.4 says it may be case-sensitive), but uniqueness
+/// in the store is case-insensitive, which is what every real mailbox provider does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    /// Parses and normalises an address: trims it, checks the syntax with lettre's parser and
+    /// lower-cases the domain.
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let s = raw.trim();
+        let err = |why: &str| DomainError::Email(raw.to_owned(), why.to_owned());
+        if s.is_empty() {
+            return Err(err("it is empty"));
+        }
+        if s.len() > MAX_EMAIL_LEN {
+            return Err(err("it is longer than 254 characters"));
+        }
+        if s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(err("it contains spaces or control characters"));
+        }
+        let Some((local, domain)) = s.rsplit_once('@') else {
+            return Err(err("it has no '@'"));
+        };
+        if !domain.contains('.') {
+            return Err(err("the domain has no dot"));
+        }
+        let normalised = format!("{local}@{}", domain.to_ascii_lowercase());
+        lettre::Address::from_str(&normalised).map_err(|e| err(&e.to_string()))?;
+        Ok(Self(normalised))
+    }
+
+    /// The address as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The domain part: the only piece of an address we ever log.
+    pub fn domain(&self) -> &str {
+        // Invariant: `parse` rejected every string without an '@'.
+        self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+    }
+
+    /// The key used for case-insensitive uniqueness and for the erasure record.
+    pub fn canonical(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for EmailAddress {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for EmailAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A list's short name, used in URLs, `List-Id` and the CLI: `daily`, `breaking-news`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ListSlug(String);
+
+impl ListSlug {
+    /// Parses a slug: 1–64 of `[a-z0-9-]`, not starting with `-`.
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 64
+            && !raw.starts_with('-')
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(DomainError::Slug(raw.to_owned()))
+        }
+    }
+
+    /// The slug as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ListSlug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for ListSlug {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// An article category such as `Politics` or `General News`.
+///
+/// Categories compare case-insensitively (`politics` is `Politics`) but keep the spelling they
+/// were entered with for display.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Category(String);
+
+impl Category {
+    /// Parses a category: trimmed, 1–64 characters, no control characters, no `;` or `,`
+    /// (they separate categories in the CLI and in CSV files).
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let s = raw.trim();
+        let err = |why: &str| DomainError::Category(raw.to_owned(), why.to_owned());
+        if s.is_empty() {
+            return Err(err("it is empty"));
+        }
+        if s.chars().count() > 64 {
+            return Err(err("it is longer than 64 characters"));
+        }
+        if s.chars().any(|c| c.is_control() || c == ';' || c == ',') {
+            return Err(err("it contains a control character, ';' or ','"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The category as entered.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The comparison key.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl PartialEq for Category {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_lowercase() == other.0.to_lowercase()
+    }
+}
+impl Eq for Category {}
+
+impl std::hash::Hash for Category {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl PartialOrd for Category {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Category {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key()).then_with(|| self.0.cmp(&other.0))
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A set of categories; `None` where it is used means "all".
+///
+/// Stored in the database in a canonical text form (sorted case-insensitively, joined with
+/// `;`) so that equal choices are equal strings and `SELECT DISTINCT` finds the render variants.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct CategorySet(Vec<Category>);
+
+impl CategorySet {
+    /// Builds a set, dropping duplicates.
+    pub fn new(mut cats: Vec<Category>) -> Self {
+        cats.sort();
+        cats.dedup();
+        Self(cats)
+    }
+
+    /// Parses a list separated by `,` or `;` (CLI and CSV). Empty input gives an empty set.
+    pub fn parse_list(raw: &str) -> Result<Self, DomainError> {
+        let cats = raw
+            .split([',', ';'])
+            .filter(|p| !p.trim().is_empty())
+            .map(Category::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::new(cats))
+    }
+
+    /// Reads the canonical stored form back.
+    pub fn from_stored(stored: &str) -> Self {
+        Self::new(
+            stored
+                .split(';')
+                .filter_map(|p| Category::parse(p).ok())
+                .collect(),
+        )
+    }
+
+    /// The canonical stored form.
+    pub fn to_stored(&self) -> String {
+        self.0
+            .iter()
+            .map(Category::as_str)
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+
+    /// The categories, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &Category> {
+        self.0.iter()
+    }
+
+    /// Whether the set holds `c` (case-insensitively).
+    pub fn contains(&self, c: &Category) -> bool {
+        self.0.iter().any(|x| x == c)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many categories the set holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The member of this set equal to `c`, in this set's spelling.
+    pub fn find(&self, c: &Category) -> Option<&Category> {
+        self.0.iter().find(|x| *x == c)
+    }
+}
+
+impl fmt::Display for CategorySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.0.iter().map(Category::as_str).collect();
+        f.write_str(&names.join(", "))
+    }
+}
+
+/// An IANA time zone, e.g. `Asia/Karachi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timezone(pub chrono_tz::Tz);
+
+impl Timezone {
+    /// Parses an IANA zone name.
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        raw.trim()
+            .parse::<chrono_tz::Tz>()
+            .map(Self)
+            .map_err(|_| DomainError::Timezone(raw.to_owned()))
+    }
+
+    /// The zone's IANA name.
+    pub fn name(&self) -> &'static str {
+        self.0.name()
+    }
+}
+
+impl fmt::Display for Timezone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.name())
+    }
+}
+
+/// An absolute `http` or `https` URL (articles, the site, the public base URL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct WebUrl(String);
+
+impl WebUrl {
+    /// Parses an absolute http(s) URL with a host and no whitespace or control characters.
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let s = raw.trim();
+        let err = |why: &str| DomainError::Url(raw.to_owned(), why.to_owned());
+        let rest = s
+            .strip_prefix("https://")
+            .or_else(|| s.strip_prefix("http://"))
+            .ok_or_else(|| err("it must start with http:// or https://"))?;
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if host.is_empty() {
+            return Err(err("it has no host"));
+        }
+        if s.chars().any(|c| c.is_control() || c.is_whitespace() || c == '"' || c == '<' || c == '>') {
+            return Err(err("it contains spaces, quotes, angle brackets or control characters"));
+        }
+        if s.len() > 2048 {
+            return Err(err("it is longer than 2048 characters"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The URL as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL without a trailing `/`, for joining paths.
+    pub fn base(&self) -> &str {
+        self.0.trim_end_matches('/')
+    }
+
+    /// The host part, e.g. `news.example.com`.
+    pub fn host(&self) -> &str {
+        let rest = self.0.split_once("://").map(|(_, r)| r).unwrap_or(&self.0);
+        let hostport = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+        let host = hostport.rsplit_once('@').map(|(_, h)| h).unwrap_or(hostport);
+        host.split(':').next().unwrap_or(host)
+    }
+}
+
+impl fmt::Display for WebUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Parses an RFC 3339 timestamp (any offset) into UTC.
+pub fn parse_timestamp(raw: &str) -> Result<DateTime<Utc>, DomainError> {
+    DateTime::parse_from_rfc3339(raw.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| DomainError::Timestamp(raw.to_owned()))
+}
+
+/// The one text form timestamps take in the database: `2026-11-28T07:00:00Z`.
+///
+/// Fixed width and always UTC, so SQL string comparison orders it correctly and a CMS writing
+/// rows by hand has one unambiguous format to follow.
+pub fn db_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_lowercases_domain_only() {
+        let e = EmailAddress::parse("  Ayesha.Khan@Example.PK ").unwrap();
+        assert_eq!(e.as_str(), "Ayesha.Khan@example.pk");
+        assert_eq!(e.domain(), "example.pk");
+        assert_eq!(e.canonical(), "ayesha.khan@example.pk");
+    }
+
+    #[test]
+    fn email_rejects_garbage_with_reason() {
+        for bad in ["", "no-at-sign", "a@b", "a b@example.com", "a@@example.com", "x@exa mple.com"] {
+            let err = EmailAddress::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("invalid email address"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn slug_rules() {
+        assert!(ListSlug::parse("daily-digest").is_ok());
+        assert!(ListSlug::parse("Daily").is_err());
+        assert!(ListSlug::parse("-x").is_err());
+        assert!(ListSlug::parse("").is_err());
+    }
+
+    #[test]
+    fn categories_compare_case_insensitively_and_canonicalise() {
+        let set = CategorySet::parse_list("sport; Politics,politics , Business").unwrap();
+        assert_eq!(set.to_stored(), "Business;Politics;sport");
+        assert!(set.contains(&Category::parse("SPORT").unwrap()));
+        assert_eq!(CategorySet::from_stored(&set.to_stored()), set);
+        assert!(Category::parse("a;b").is_err());
+    }
+
+    #[test]
+    fn urls() {
+        let u = WebUrl::parse("https://news.example.com/").unwrap();
+        assert_eq!(u.base(), "https://news.example.com");
+        assert_eq!(u.host(), "news.example.com");
+        assert!(WebUrl::parse("javascript:alert(1)").is_err());
+        assert!(WebUrl::parse("https://x.com/a b").is_err());
+    }
+
+    #[test]
+    fn db_time_is_fixed_width_utc() {
+        let t = parse_timestamp("2026-11-28T12:00:00.123+05:00").unwrap();
+        assert_eq!(db_time(t), "2026-11-28T07:00:00Z");
+    }
+}

@@ -1,0 +1,5 @@
+//! Rendering an edition: Maud HTML, plain text, subject and preheader.
+
+pub mod template;
+
+pub use template::{Hole, Segment, Template, TOKEN_LEN};
