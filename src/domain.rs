@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 pub enum DomainError {
     #[error("invalid email address {0:?}: {1}")]
     Email(String, String),
-    #[error("invalid list slug {0:?}: use 1-64 lowercase letters, digits and '-', starting with a letter or digit")]
+    #[error(
+        "invalid list slug {0:?}: use 1-64 lowercase letters, digits and '-', starting with a letter or digit"
+    )]
     Slug(String),
     #[error("invalid category {0:?}: {1}")]
     Category(String, String),
@@ -200,7 +202,9 @@ impl PartialOrd for Category {
 }
 impl Ord for Category {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key().cmp(&other.key()).then_with(|| self.0.cmp(&other.0))
+        self.key()
+            .cmp(&other.key())
+            .then_with(|| self.0.cmp(&other.0))
     }
 }
 
@@ -331,8 +335,12 @@ impl WebUrl {
         if host.is_empty() {
             return Err(err("it has no host"));
         }
-        if s.chars().any(|c| c.is_control() || c.is_whitespace() || c == '"' || c == '<' || c == '>') {
-            return Err(err("it contains spaces, quotes, angle brackets or control characters"));
+        if s.chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '"' || c == '<' || c == '>')
+        {
+            return Err(err(
+                "it contains spaces, quotes, angle brackets or control characters",
+            ));
         }
         if s.len() > 2048 {
             return Err(err("it is longer than 2048 characters"));
@@ -354,7 +362,10 @@ impl WebUrl {
     pub fn host(&self) -> &str {
         let rest = self.0.split_once("://").map(|(_, r)| r).unwrap_or(&self.0);
         let hostport = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-        let host = hostport.rsplit_once('@').map(|(_, h)| h).unwrap_or(hostport);
+        let host = hostport
+            .rsplit_once('@')
+            .map(|(_, h)| h)
+            .unwrap_or(hostport);
         host.split(':').next().unwrap_or(host)
     }
 }
@@ -394,7 +405,14 @@ mod tests {
 
     #[test]
     fn email_rejects_garbage_with_reason() {
-        for bad in ["", "no-at-sign", "a@b", "a b@example.com", "a@@example.com", "x@exa mple.com"] {
+        for bad in [
+            "",
+            "no-at-sign",
+            "a@b",
+            "a b@example.com",
+            "a@@example.com",
+            "x@exa mple.com",
+        ] {
             let err = EmailAddress::parse(bad).unwrap_err().to_string();
             assert!(err.contains("invalid email address"), "{bad}: {err}");
         }

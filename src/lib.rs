@@ -17,3 +17,4 @@ pub mod config;
 pub mod domain;
 pub mod render;
 pub mod schedule;
+pub mod store;

@@ -2,4 +2,4 @@
 
 pub mod template;
 
-pub use template::{Hole, Segment, Template, TOKEN_LEN};
+pub use template::{Hole, Segment, TOKEN_LEN, Template};
