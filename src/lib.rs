@@ -13,6 +13,7 @@
 //! - [`render`]: Maud HTML, plain text, subjects.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod render;

@@ -14,6 +14,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub mod articles;
+pub mod editions;
 pub mod lists;
 pub mod subscribers;
 
