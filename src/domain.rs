@@ -450,3 +450,65 @@ mod tests {
         assert_eq!(db_time(t), "2026-11-28T07:00:00Z");
     }
 }
+
+/// A secret handed to a reader in a URL (unsubscribe, preferences, confirmation): 128 random
+/// bits as 22 URL-safe characters. Only its SHA-256 is stored, so a leaked database does not
+/// leak working links.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// A fresh random token.
+    pub fn generate() -> Self {
+        use base64::Engine as _;
+        use rand::Rng as _;
+        let mut bytes = [0u8; 16];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Accepts a token from a URL if it has the right shape; anything else is `None` (and
+    /// gets the same 404 as a well-formed unknown token).
+    pub fn parse(raw: &str) -> Option<Self> {
+        let ok = raw.len() == crate::render::TOKEN_LEN
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| Self(raw.to_owned()))
+    }
+
+    /// The token text, for building the reader's URL.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// What the database stores and looks up.
+    pub fn hash(&self) -> Vec<u8> {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(self.0.as_bytes()).to_vec()
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token([redacted])")
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_url_safe_and_hashed() {
+        let a = Token::generate();
+        let b = Token::generate();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), crate::render::TOKEN_LEN);
+        assert_eq!(Token::parse(a.as_str()), Some(a.clone()));
+        assert_eq!(a.hash().len(), 32);
+        assert!(Token::parse("short").is_none());
+        assert!(Token::parse("../../../../etc/passwd!").is_none());
+        assert!(!format!("{a:?}").contains(a.as_str()));
+    }
+}

@@ -14,11 +14,14 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub mod articles;
+pub mod deliveries;
 pub mod editions;
 pub mod lists;
 pub mod subscribers;
 
 pub use articles::{ArticleRow, NewArticle};
+pub use deliveries::{Claimed, Outcome};
+pub use editions::{Created, EditionKind, EditionRow, NewEdition};
 pub use lists::{ListRow, ListSpec};
 pub use subscribers::{ImportOutcome, ImportSummary, SubscriberRow, SubscriptionInfo};
 
@@ -85,6 +88,13 @@ impl Store {
         &self.pool
     }
 
+    /// Begins a write transaction that takes SQLite's write lock at once, so that a
+    /// read-then-write (e.g. computing an edition's window, claiming deliveries) cannot
+    /// interleave with another writer's.
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// Whether the database answers (for `/healthz`).
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -144,3 +154,6 @@ mod tests {
         store.ping().await.unwrap();
     }
 }
+
+#[cfg(test)]
+mod tests_outbox;
