@@ -50,6 +50,8 @@ pub enum Outcome {
     },
     /// Not attempted after all (shutdown, paused edition): back to the queue, attempt not counted.
     Released { delivery_id: i64 },
+    /// Nothing to send this reader (e.g. no story in their categories).
+    Skipped { delivery_id: i64, reason: String },
 }
 
 #[derive(FromRow)]
@@ -243,6 +245,13 @@ impl Store {
                     .bind(subscriber_id)
                     .execute(&mut *tx)
                     .await?;
+                }
+                Outcome::Skipped { delivery_id, reason } => {
+                    sqlx::query("UPDATE deliveries SET status = 'skipped', last_reply = $1, lease_until = NULL WHERE id = $2")
+                        .bind(reason)
+                        .bind(delivery_id)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 Outcome::Released { delivery_id } => {
                     sqlx::query(
