@@ -5,5 +5,7 @@
 //! can act on, while the good rows keep coming.
 //!
 //! - [`subscribers_csv`]: the streaming subscriber CSV reader and the export writer.
+//! - [`feeds`]: articles from RSS 2.0, Atom and JSON Lines.
 
+pub mod feeds;
 pub mod subscribers_csv;
