@@ -545,7 +545,8 @@ fn clean_text(s: &str, max_chars: usize) -> String {
 #[derive(Deserialize)]
 #[serde(expecting = "an article object")]
 struct JsonItem {
-    id: Option<String>,
+    /// A string or a number: CMS ids are often integers.
+    id: Option<serde_json::Value>,
     url: Option<String>,
     title: Option<String>,
     summary: Option<String>,
@@ -615,7 +616,21 @@ fn json_line_to_record(
     if title.is_empty() {
         return Err("missing \"title\"".to_owned());
     }
-    let external_id = external_id(item.id.as_deref().unwrap_or(""), &url)?;
+    let id = match item.id {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s,
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        Some(other) => {
+            // Name the type rather than echo the value, which could be a huge object.
+            let kind = match other {
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Array(_) => "an array",
+                _ => "an object",
+            };
+            return Err(format!("\"id\": expected a string or a number, got {kind}"));
+        }
+    };
+    let external_id = external_id(&id, &url)?;
     let category = match nonempty(item.category) {
         None => default_category.clone(),
         Some(c) => Category::parse(&c).map_err(|e| format!("\"category\": {e}"))?,
@@ -885,6 +900,18 @@ mod tests {
         assert_eq!(
             bad[0].located("sample.jsonl", format),
             format!("sample.jsonl:5: {}", bad[0].reason)
+        );
+    }
+
+    #[test]
+    fn json_ids_may_be_numbers() {
+        let line = br#"{"id": 88123, "url": "https://news.example.pk/a", "title": "A"}
+{"id": ["x"], "url": "https://news.example.pk/b", "title": "B"}"#;
+        let (_, items) = parse(line, &general(), now()).unwrap();
+        assert_eq!(items[0].as_ref().unwrap().external_id, "88123");
+        assert_eq!(
+            items[1].as_ref().unwrap_err().reason,
+            "\"id\": expected a string or a number, got an array"
         );
     }
 
