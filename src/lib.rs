@@ -8,6 +8,7 @@
 //! Layout, by concern:
 //! - [`config`]: typed configuration and `DISPATCH_*` overrides.
 //! - [`domain`]: newtypes parsed at the edges.
+//! - [`import`]: subscriber CSV files and article feeds read into plain records.
 //! - [`store`]: the only module with SQL.
 //! - [`schedule`]: crontab lines in a time zone.
 //! - [`render`]: Maud HTML, plain text, subjects.
@@ -16,6 +17,7 @@
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod import;
 pub mod render;
 pub mod schedule;
 pub mod store;
