@@ -8,12 +8,14 @@
 //! Layout, by concern:
 //! - [`config`]: typed configuration and `DISPATCH_*` overrides.
 //! - [`domain`]: newtypes parsed at the edges.
+//! - [`digest`]: which articles an edition carries, grouped by category.
 //! - [`store`]: the only module with SQL.
 //! - [`schedule`]: crontab lines in a time zone.
 //! - [`render`]: Maud HTML, plain text, subjects.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod digest;
 pub mod domain;
 pub mod render;
 pub mod schedule;
