@@ -9,6 +9,10 @@
 //! - [`config`]: typed configuration and `DISPATCH_*` overrides.
 //! - [`domain`]: newtypes parsed at the edges.
 //! - [`import`]: subscriber CSV files and article feeds read into plain records.
+//! - [`digest`]: which articles an edition carries, grouped by category (pure).
+//! - [`edition`]: building, recording and rendering editions.
+//! - [`mail`]: MIME assembly, DKIM, transports and the sender loop.
+//! - [`cli`]: the command line.
 //! - [`store`]: the only module with SQL.
 //! - [`schedule`]: crontab lines in a time zone.
 //! - [`render`]: Maud HTML, plain text, subjects.
@@ -16,7 +20,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod digest;
 pub mod domain;
+pub mod edition;
 pub mod import;
 pub mod render;
 pub mod schedule;
