@@ -54,7 +54,7 @@ impl fmt::Debug for Secret {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub publication: Publication,
@@ -196,23 +196,6 @@ pub enum LogFormat {
 pub struct Log {
     pub format: LogFormat,
     pub level: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            publication: Publication::default(),
-            database: Database::default(),
-            web: Web::default(),
-            delivery: Delivery::default(),
-            smtp: Smtp::default(),
-            sending: Sending::default(),
-            dkim: None,
-            digest: Digest::default(),
-            schedule: ScheduleCfg::default(),
-            log: Log::default(),
-        }
-    }
 }
 
 impl Default for Publication {
@@ -535,7 +518,7 @@ impl Config {
                 self.publication.from
             )
         })?;
-        EmailAddress::parse(&mb.email.to_string()).map_err(|e| e.to_string())?;
+        EmailAddress::parse(mb.email.as_ref()).map_err(|e| e.to_string())?;
         Ok(mb)
     }
 

@@ -14,7 +14,9 @@ use crate::config::Config;
 use crate::digest::{self, ArticleView, Section};
 use crate::domain::{Category, CategorySet, WebUrl};
 use crate::render::{self, EditionContext, Rendered};
-use crate::store::{ArticleRow, Created, EditionKind, EditionRow, ListRow, NewEdition, Store, StoreError};
+use crate::store::{
+    ArticleRow, Created, EditionKind, EditionRow, ListRow, NewEdition, Store, StoreError,
+};
 
 /// The stories a digest of `list` would carry now, and its window.
 #[derive(Debug)]
@@ -78,29 +80,57 @@ pub fn sections_of(config: &Config, articles: Vec<ArticleView>) -> Vec<Section> 
 
 /// Plans the next digest of `list` as of `now`: the window starts where the list's last
 /// digest ended (or `first_window_hours` ago for a new list) and ends at `now`.
-pub async fn plan_digest(store: &Store, config: &Config, list: &ListRow, now: DateTime<Utc>) -> Result<DigestPlan> {
+pub async fn plan_digest(
+    store: &Store,
+    config: &Config,
+    list: &ListRow,
+    now: DateTime<Utc>,
+) -> Result<DigestPlan> {
     let window_start = match store.last_digest_end(list.id).await? {
         Some(end) => end,
         None => now - Duration::hours(i64::from(config.digest.first_window_hours)),
     };
     let window_end = now.max(window_start);
     let rows = store.articles_in_window(window_start, window_end).await?;
-    let breaking: std::collections::HashSet<i64> = store.sent_as_breaking(list.id).await?.into_iter().collect();
-    let views: Vec<ArticleView> = rows.iter().map(|a| article_view(a, breaking.contains(&a.id))).collect();
-    let selected = digest::select(views, list.category_set().as_ref(), config.digest.repeat_breaking);
+    let breaking: std::collections::HashSet<i64> =
+        store.sent_as_breaking(list.id).await?.into_iter().collect();
+    let views: Vec<ArticleView> = rows
+        .iter()
+        .map(|a| article_view(a, breaking.contains(&a.id)))
+        .collect();
+    let selected = digest::select(
+        views,
+        list.category_set().as_ref(),
+        config.digest.repeat_breaking,
+    );
     let sections = sections_of(config, selected.clone());
     // Display order: the sections' order, all stories (not only those shown under the cap).
     let mut ordered = Vec::with_capacity(selected.len());
     for s in &sections {
-        let mut all: Vec<&ArticleView> = selected.iter().filter(|a| a.category == s.category).collect();
+        let mut all: Vec<&ArticleView> = selected
+            .iter()
+            .filter(|a| a.category == s.category)
+            .collect();
         all.sort_by(|a, b| b.published_at.cmp(&a.published_at).then(b.id.cmp(&a.id)));
         ordered.extend(all.into_iter().cloned());
     }
-    Ok(DigestPlan { window_start, window_end, articles: ordered, sections })
+    Ok(DigestPlan {
+        window_start,
+        window_end,
+        articles: ordered,
+        sections,
+    })
 }
 
 /// The rendering context of an edition of `list`, dated `date`.
-fn context<'a>(config: &'a Config, public: &'a WebUrl, site: &'a WebUrl, list: &'a ListRow, kind: EditionKind, date: DateTime<Utc>) -> EditionContext<'a> {
+fn context<'a>(
+    config: &'a Config,
+    public: &'a WebUrl,
+    site: &'a WebUrl,
+    list: &'a ListRow,
+    kind: EditionKind,
+    date: DateTime<Utc>,
+) -> EditionContext<'a> {
     EditionContext {
         publication: &config.publication,
         public_url: public,
@@ -134,14 +164,26 @@ pub async fn create_digest(
         let public = config.public_url();
         let site = site_url(config);
         let refs: Vec<&Section> = plan.sections.iter().collect();
-        let rendered = render::render_digest(&context(config, &public, &site, list, EditionKind::Digest, slot.unwrap_or(now)), &refs);
+        let rendered = render::render_digest(
+            &context(
+                config,
+                &public,
+                &site,
+                list,
+                EditionKind::Digest,
+                slot.unwrap_or(now),
+            ),
+            &refs,
+        );
         let skip_reason = (plan.story_count() == 0 && !list.send_empty)
             .then(|| "no stories were published in the window".to_owned());
         let mut empty_variants = Vec::new();
         if skip_reason.is_none() {
             for v in store.category_variants(list.id).await? {
                 let chosen = v.as_deref().map(CategorySet::from_stored);
-                if plan.story_count() > 0 && digest::variant(&plan.sections, chosen.as_ref()).is_empty() {
+                if plan.story_count() > 0
+                    && digest::variant(&plan.sections, chosen.as_ref()).is_empty()
+                {
                     empty_variants.push(v);
                 }
             }
@@ -154,7 +196,11 @@ pub async fn create_digest(
             window_start: plan.window_start,
             window_end: plan.window_end,
             subject: rendered.subject,
-            articles: plan.articles.iter().map(|a| (a.id, a.was_breaking)).collect(),
+            articles: plan
+                .articles
+                .iter()
+                .map(|a| (a.id, a.was_breaking))
+                .collect(),
             skip_reason,
             empty_variants,
         };
@@ -163,7 +209,9 @@ pub async fn create_digest(
             other => return other.context("recording the edition"),
         }
     }
-    anyhow::bail!("the list's window kept moving while building its digest; is another sender running?")
+    anyhow::bail!(
+        "the list's window kept moving while building its digest; is another sender running?"
+    )
 }
 
 /// Records a breaking-news edition of `article_id` for each list that carries breaking news
@@ -177,7 +225,12 @@ pub async fn create_breaking(
     let article = store.article(article_id).await?;
     let lists: Vec<ListRow> = match only {
         Some(l) => vec![l.clone()],
-        None => store.all_lists().await?.into_iter().filter(|l| l.sends_breaking).collect(),
+        None => store
+            .all_lists()
+            .await?
+            .into_iter()
+            .filter(|l| l.sends_breaking)
+            .collect(),
     };
     let now = Utc::now();
     let public = config.public_url();
@@ -185,12 +238,15 @@ pub async fn create_breaking(
     let mut out = Vec::new();
     for list in lists {
         let view = article_view(&article, false);
-        if let Some(cats) = list.category_set() {
-            if !cats.contains(&view.category) {
-                continue;
-            }
+        if let Some(cats) = list.category_set()
+            && !cats.contains(&view.category)
+        {
+            continue;
         }
-        let rendered = render::render_breaking(&context(config, &public, &site, &list, EditionKind::Breaking, now), &view);
+        let rendered = render::render_breaking(
+            &context(config, &public, &site, &list, EditionKind::Breaking, now),
+            &view,
+        );
         let e = NewEdition {
             list_id: list.id,
             kind: EditionKind::Breaking,
@@ -205,7 +261,11 @@ pub async fn create_breaking(
                 .category_variants(list.id)
                 .await?
                 .into_iter()
-                .filter(|v| v.as_deref().map(CategorySet::from_stored).is_some_and(|c| !c.contains(&view.category)))
+                .filter(|v| {
+                    v.as_deref()
+                        .map(CategorySet::from_stored)
+                        .is_some_and(|c| !c.contains(&view.category))
+                })
                 .collect(),
         };
         let created = store.create_edition(&e).await?;
@@ -233,9 +293,19 @@ impl EditionRenderer {
             .iter()
             .map(|(a, was)| article_view(a, *was))
             .collect();
-        let breaking = if edition.is_breaking() { articles.first().cloned() } else { None };
+        let breaking = if edition.is_breaking() {
+            articles.first().cloned()
+        } else {
+            None
+        };
         let sections = sections_of(config, articles);
-        Ok(Self { edition, list, sections, breaking, cache: HashMap::new() })
+        Ok(Self {
+            edition,
+            list,
+            sections,
+            breaking,
+            cache: HashMap::new(),
+        })
     }
 
     /// The edition.
@@ -263,7 +333,11 @@ impl EditionRenderer {
             .as_deref()
             .and_then(crate::store::parse_db_time)
             .unwrap_or_else(|| self.edition.created());
-        let kind = if self.edition.is_breaking() { EditionKind::Breaking } else { EditionKind::Digest };
+        let kind = if self.edition.is_breaking() {
+            EditionKind::Breaking
+        } else {
+            EditionKind::Digest
+        };
         let ctx = context(config, &public, &site, &self.list, kind, date);
         let chosen = categories.map(CategorySet::from_stored);
         let rendered = match &self.breaking {
@@ -274,7 +348,8 @@ impl EditionRenderer {
             None => {
                 let sections = digest::variant(&self.sections, chosen.as_ref());
                 let empty_edition = self.sections.is_empty();
-                (!sections.is_empty() || empty_edition).then(|| render::render_digest(&ctx, &sections))
+                (!sections.is_empty() || empty_edition)
+                    .then(|| render::render_digest(&ctx, &sections))
             }
         };
         let rendered = rendered.map(Arc::new);

@@ -90,13 +90,12 @@ pub(super) async fn run(cmd: ArticlesCmd, ctx: &Ctx) -> Result<Outcome> {
             if title.is_empty() {
                 bail!("--title: must not be empty");
             }
-            if let Some(l) = &language {
-                if l.is_empty()
+            if let Some(l) = &language
+                && (l.is_empty()
                     || l.len() > 35
-                    || !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                {
-                    bail!("--language: expected a BCP 47 tag such as en or ur, got {l:?}");
-                }
+                    || !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            {
+                bail!("--language: expected a BCP 47 tag such as en or ur, got {l:?}");
             }
             let a = NewArticle {
                 external_id: id.unwrap_or_else(|| url.to_string()),

@@ -12,9 +12,15 @@ use crate::store::{NewArticle, Store};
 
 /// Imports a feed file. Items are idempotent on their GUID (or URL); items that cannot be
 /// used are reported as `FILE:ITEM: reason` and skipped.
-pub(super) async fn import(store: &Store, file: &Path, bytes: &[u8], default: &Category) -> Result<Outcome> {
+pub(super) async fn import(
+    store: &Store,
+    file: &Path,
+    bytes: &[u8],
+    default: &Category,
+) -> Result<Outcome> {
     let name = file.display().to_string();
-    let (format, items) = feeds::parse(bytes, default, Utc::now()).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let (format, items) =
+        feeds::parse(bytes, default, Utc::now()).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let (mut added, mut existing, mut rejected) = (0u64, 0u64, 0u64);
     for item in items {
         match item {
@@ -42,5 +48,9 @@ pub(super) async fn import(store: &Store, file: &Path, bytes: &[u8], default: &C
         }
     }
     println!("{name}: {format:?}: {added} added, {existing} already stored, {rejected} skipped");
-    Ok(if rejected > 0 { Outcome::Rejected } else { Outcome::Ok })
+    Ok(if rejected > 0 {
+        Outcome::Rejected
+    } else {
+        Outcome::Ok
+    })
 }

@@ -31,6 +31,8 @@ pub struct Cli {
 
 /// The top-level commands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Write a starter config (if none exists) and create the database.
     Init {

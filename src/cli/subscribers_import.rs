@@ -15,56 +15,87 @@ use crate::store::{ImportOutcome, ImportSummary, Store};
 /// batch's lookups stay in one query.
 const BATCH: usize = 2000;
 
+/// One import in progress: the pending batch and the counts so far.
+struct Run<'a> {
+    store: &'a Store,
+    list_id: i64,
+    source: String,
+    dry_run: bool,
+    name: &'a str,
+    batch: Vec<NewSubscription>,
+    lines: Vec<u64>,
+    summary: ImportSummary,
+}
+
+impl Run<'_> {
+    /// Writes the pending batch in one transaction and reports its skipped rows.
+    async fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let outcomes = self
+            .store
+            .subscribe_batch(self.list_id, &self.batch, &self.source, self.dry_run)
+            .await?;
+        for (o, line) in outcomes.iter().zip(&self.lines) {
+            if let ImportOutcome::Skipped(why) = o {
+                eprintln!("{}:{line}: skipped: {why}", self.name);
+            }
+            self.summary.count(o);
+        }
+        self.batch.clear();
+        self.lines.clear();
+        Ok(())
+    }
+}
+
 /// Imports `file` into `list`. Bad rows are reported as `FILE:LINE: reason` on stderr while
 /// the good rows are imported; the outcome is `Rejected` if any row was.
-pub(super) async fn import(store: &Store, file: &Path, list: &str, dry_run: bool) -> Result<Outcome> {
+pub(super) async fn import(
+    store: &Store,
+    file: &Path,
+    list: &str,
+    dry_run: bool,
+) -> Result<Outcome> {
     let list = store.list_by_slug(list).await?;
     let name = file.display().to_string();
     let input = std::fs::File::open(file).with_context(|| format!("opening {name}"))?;
-    let mut reader = CsvReader::new(BufReader::with_capacity(1 << 16, input), list.category_set())
-        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?
-        .with_list_name(list.slug.clone());
+    let mut reader = CsvReader::new(
+        BufReader::with_capacity(1 << 16, input),
+        list.category_set(),
+    )
+    .map_err(|e| anyhow::anyhow!("{name}: {e}"))?
+    .with_list_name(list.slug.clone());
     for w in reader.warnings() {
         eprintln!("{name}: warning: {w}");
     }
-    let source = format!("import:{}", file.file_name().map(|f| f.to_string_lossy()).unwrap_or_default());
-    let mut summary = ImportSummary::default();
+    let mut run = Run {
+        store,
+        list_id: list.id,
+        source: format!(
+            "import:{}",
+            file.file_name()
+                .map(|f| f.to_string_lossy())
+                .unwrap_or_default()
+        ),
+        dry_run,
+        name: &name,
+        batch: Vec::with_capacity(BATCH),
+        lines: Vec::with_capacity(BATCH),
+        summary: ImportSummary::default(),
+    };
     let mut rejected = 0u64;
-    let mut batch: Vec<NewSubscription> = Vec::with_capacity(BATCH);
-    let mut lines: Vec<u64> = Vec::with_capacity(BATCH);
-
-    async fn flush(
-        store: &Store,
-        list_id: i64,
-        batch: &mut Vec<NewSubscription>,
-        lines: &mut Vec<u64>,
-        source: &str,
-        dry_run: bool,
-        summary: &mut ImportSummary,
-        name: &str,
-    ) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let outcomes = store.subscribe_batch(list_id, batch, source, dry_run).await?;
-        for (o, line) in outcomes.iter().zip(lines.iter()) {
-            if let ImportOutcome::Skipped(why) = o {
-                eprintln!("{name}:{line}: skipped: {why}");
-            }
-            summary.count(o);
-        }
-        batch.clear();
-        lines.clear();
-        Ok(())
-    }
-
     while let Some(row) = reader.next_row() {
         match row {
             Ok(r) => {
-                lines.push(r.line);
-                batch.push(NewSubscription { email: r.email, name: r.name, categories: r.categories });
-                if batch.len() >= BATCH {
-                    flush(store, list.id, &mut batch, &mut lines, &source, dry_run, &mut summary, &name).await?;
+                run.lines.push(r.line);
+                run.batch.push(NewSubscription {
+                    email: r.email,
+                    name: r.name,
+                    categories: r.categories,
+                });
+                if run.batch.len() >= BATCH {
+                    run.flush().await?;
                 }
             }
             Err(e) => {
@@ -73,7 +104,8 @@ pub(super) async fn import(store: &Store, file: &Path, list: &str, dry_run: bool
             }
         }
     }
-    flush(store, list.id, &mut batch, &mut lines, &source, dry_run, &mut summary, &name).await?;
+    run.flush().await?;
+    let summary = run.summary;
 
     let verb = if dry_run { "would import" } else { "imported" };
     println!(
@@ -85,7 +117,11 @@ pub(super) async fn import(store: &Store, file: &Path, list: &str, dry_run: bool
         summary.skipped + rejected,
         rejected
     );
-    Ok(if rejected > 0 { Outcome::Rejected } else { Outcome::Ok })
+    Ok(if rejected > 0 {
+        Outcome::Rejected
+    } else {
+        Outcome::Ok
+    })
 }
 
 /// Streams subscriptions to CSV (stdout or `output`): the database rows are read on this

@@ -246,7 +246,10 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
-                Outcome::Skipped { delivery_id, reason } => {
+                Outcome::Skipped {
+                    delivery_id,
+                    reason,
+                } => {
                     sqlx::query("UPDATE deliveries SET status = 'skipped', last_reply = $1, lease_until = NULL WHERE id = $2")
                         .bind(reason)
                         .bind(delivery_id)

@@ -143,19 +143,19 @@ impl Store {
             .bind(e.list_id)
             .fetch_one(&mut *tx)
             .await?;
-            if let Some(end) = end.as_deref().and_then(parse_db_time) {
-                if end != e.window_start {
-                    // The slot may simply be taken already; report that rather than a race.
-                    if let Some(slot) = e.slot {
-                        if let Some(id) = existing_slot(&mut tx, e.list_id, slot).await? {
-                            return Ok(Created::Existing { id });
-                        }
-                    }
-                    return Err(StoreError::Conflict(format!(
-                        "another edition of this list was recorded meanwhile (window now starts at {}); build again",
-                        db_time(end)
-                    )));
+            if let Some(end) = end.as_deref().and_then(parse_db_time)
+                && end != e.window_start
+            {
+                // The slot may simply be taken already; report that rather than a race.
+                if let Some(slot) = e.slot
+                    && let Some(id) = existing_slot(&mut tx, e.list_id, slot).await?
+                {
+                    return Ok(Created::Existing { id });
                 }
+                return Err(StoreError::Conflict(format!(
+                    "another edition of this list was recorded meanwhile (window now starts at {}); build again",
+                    db_time(end)
+                )));
             }
         }
         let now = now_text();
