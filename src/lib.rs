@@ -11,9 +11,11 @@
 //! - [`store`]: the only module with SQL.
 //! - [`schedule`]: crontab lines in a time zone.
 //! - [`render`]: Maud HTML, plain text, subjects.
+//! - [`mail`]: MIME with per-reader holes, DKIM, SMTP/file/stub transports.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod domain;
+pub mod mail;
 pub mod render;
 pub mod schedule;
