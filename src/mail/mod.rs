@@ -9,6 +9,8 @@
 //! 3. [`dkim::DkimSigner::sign`] computes the `DKIM-Signature` header to prepend.
 //! 4. A [`transport::Session`] (one per worker task) hands the bytes to the relay.
 
+pub mod dkim;
 pub mod mime;
 
+pub use dkim::{DkimError, DkimSigner};
 pub use mime::{CommonHeaders, MessageTemplate, Recipient, message_id};
