@@ -16,6 +16,7 @@
 //! - [`store`]: the only module with SQL.
 //! - [`schedule`]: crontab lines in a time zone.
 //! - [`render`]: Maud HTML, plain text, subjects.
+//! - [`mail`]: MIME with per-reader holes, DKIM, SMTP/file/stub transports.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -24,6 +25,7 @@ pub mod digest;
 pub mod domain;
 pub mod edition;
 pub mod import;
+pub mod mail;
 pub mod render;
 pub mod schedule;
 pub mod store;

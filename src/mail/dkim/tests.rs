@@ -1,0 +1,276 @@
+//! DKIM tests: keys made by openssl, signatures checked by dkimpy (an independent verifier).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::*;
+use crate::mail::mime::tests::personalised;
+
+const PY: &str = "/usr/bin/python3";
+
+/// Whether /usr/bin/python3 can import `dkim` (and `nacl`, for Ed25519).
+fn dkimpy(with_nacl: bool) -> bool {
+    let module = if with_nacl {
+        "import dkim, nacl"
+    } else {
+        "import dkim"
+    };
+    Command::new(PY)
+        .args(["-c", module])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let o = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
+fn have_openssl() -> bool {
+    Command::new("openssl")
+        .arg("version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Makes a key with openssl and returns (path, DNS TXT record derived by openssl, not by us).
+fn make_key(dir: &Path, kind: &str) -> (PathBuf, String) {
+    let path = dir.join(format!("{kind}.pem"));
+    let p = path.to_str().unwrap();
+    match kind {
+        "rsa-pkcs1" => openssl(&["genrsa", "-traditional", "-out", p, "2048"]),
+        "rsa-pkcs8" => openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            p,
+        ]),
+        "ed25519" => openssl(&["genpkey", "-algorithm", "ed25519", "-out", p]),
+        _ => unreachable!(),
+    };
+    let spki = openssl(&["pkey", "-in", p, "-pubout", "-outform", "DER"]);
+    let record = if kind == "ed25519" {
+        // RFC 8463 §4: p= is the raw 32-byte key, the tail of the SubjectPublicKeyInfo.
+        format!(
+            "v=DKIM1; k=ed25519; p={}",
+            BASE64.encode(&spki[spki.len() - 32..])
+        )
+    } else {
+        format!("v=DKIM1; k=rsa; p={}", BASE64.encode(&spki))
+    };
+    (path, record)
+}
+
+fn signer(path: &Path) -> DkimSigner {
+    DkimSigner::from_config(&config::Dkim {
+        domain: "news.example.com".into(),
+        selector: "digest2026".into(),
+        private_key_path: path.to_owned(),
+    })
+    .unwrap()
+}
+
+const VERIFY: &str = r#"
+import sys, dkim
+msg = open(sys.argv[1], 'rb').read()
+txt = open(sys.argv[2], 'rb').read()
+def dnsfunc(name, timeout=5):
+    assert name in (b'digest2026._domainkey.news.example.com.', 'digest2026._domainkey.news.example.com.'), name
+    return txt
+print('PASS' if dkim.verify(msg, dnsfunc=dnsfunc) else 'FAIL')
+"#;
+
+fn verify(dir: &Path, msg: &[u8], record: &str) -> bool {
+    let (m, r) = (dir.join("signed.eml"), dir.join("record.txt"));
+    std::fs::write(&m, msg).unwrap();
+    std::fs::write(&r, record).unwrap();
+    let o = Command::new(PY)
+        .arg("-c")
+        .arg(VERIFY)
+        .arg(&m)
+        .arg(&r)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    match String::from_utf8_lossy(&o.stdout).trim() {
+        "PASS" => true,
+        "FAIL" => false,
+        other => panic!("verifier said {other:?}"),
+    }
+}
+
+fn h_tag(sig: &str) -> Vec<String> {
+    let unfolded: String = sig.replace("\r\n", "").split_whitespace().collect();
+    let h = unfolded
+        .split(';')
+        .find_map(|t| t.strip_prefix("h="))
+        .unwrap();
+    h.split(':').map(str::to_owned).collect()
+}
+
+fn sign_and_verify(kind: &str) {
+    if !have_openssl() || !dkimpy(kind == "ed25519") {
+        eprintln!(
+            "SKIP dkim {kind}: needs openssl and /usr/bin/python3 with the dkim module (python3-dkim, python3-nacl)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (key, record) = make_key(dir.path(), kind);
+    let s = signer(&key);
+    assert_eq!(s.dns_record(), record, "our DNS record matches openssl's");
+    let (msg, ..) = personalised(Some("عائشہ خان"));
+    let sig = s.sign(&msg).unwrap();
+    assert!(sig.starts_with("DKIM-Signature: v=1; a=") && sig.ends_with("\r\n"));
+    assert!(sig.is_ascii());
+    for line in sig.split("\r\n") {
+        assert!(line.len() <= 78, "{line:?}");
+    }
+    let h = h_tag(&sig);
+    for name in [
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "list-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+        "feedback-id",
+        "reply-to",
+    ] {
+        assert!(h.contains(&name.to_owned()), "h= lacks {name}: {h:?}");
+    }
+    assert_eq!(
+        h.iter().filter(|n| *n == "list-unsubscribe-post").count(),
+        2,
+        "oversigned"
+    );
+
+    let signed = [sig.as_bytes(), &msg].concat();
+    assert!(
+        verify(dir.path(), &signed, &record),
+        "{kind}: a fresh signature verifies"
+    );
+
+    // Tampering with List-Unsubscribe-Post breaks it.
+    let s_signed = String::from_utf8(signed.clone()).unwrap();
+    let tampered = s_signed.replace(
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        "List-Unsubscribe-Post: List-Unsubscribe=Two-Click",
+    );
+    assert_ne!(tampered, s_signed);
+    assert!(
+        !verify(dir.path(), tampered.as_bytes(), &record),
+        "{kind}: edited List-Unsubscribe-Post must fail"
+    );
+
+    // An added List-Unsubscribe (oversigned) breaks it.
+    let added = s_signed.replacen(
+        "\r\nFrom:",
+        "\r\nList-Unsubscribe: <https://evil.example/x>\r\nFrom:",
+        1,
+    );
+    assert!(
+        !verify(dir.path(), added.as_bytes(), &record),
+        "{kind}: an added List-Unsubscribe must fail"
+    );
+
+    // A changed body breaks it.
+    let body = s_signed.replacen("Here is today", "Here is tomorrow", 1);
+    assert!(
+        !verify(dir.path(), body.as_bytes(), &record),
+        "{kind}: an edited body must fail"
+    );
+
+    // Refolding whitespace survives relaxed canonicalization.
+    let refolded = s_signed.replacen("MIME-Version: 1.0", "MIME-Version:   1.0  ", 1);
+    assert!(
+        verify(dir.path(), refolded.as_bytes(), &record),
+        "{kind}: relaxed canonicalization"
+    );
+}
+
+#[test]
+fn rsa_pkcs1_signature_verifies_with_dkimpy() {
+    sign_and_verify("rsa-pkcs1");
+}
+
+#[test]
+fn rsa_pkcs8_signature_verifies_with_dkimpy() {
+    sign_and_verify("rsa-pkcs8");
+}
+
+#[test]
+fn ed25519_signature_verifies_with_dkimpy() {
+    sign_and_verify("ed25519");
+}
+
+#[test]
+fn key_errors_name_the_file_and_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |p: &Path| config::Dkim {
+        domain: "news.example.com".into(),
+        selector: "s".into(),
+        private_key_path: p.to_owned(),
+    };
+    let missing = dir.path().join("nope.pem");
+    let e = DkimSigner::from_config(&cfg(&missing))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nope.pem") && e.contains("cannot read"), "{e}");
+
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "hello").unwrap();
+    let e = DkimSigner::from_config(&cfg(&garbage))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("garbage.pem") && e.contains("not a PEM"), "{e}");
+
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let e = DkimSigner::from_config(&cfg(&cert))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cert.pem") && e.contains("CERTIFICATE"), "{e}");
+}
+
+#[test]
+fn canonicalization_matches_rfc6376_examples() {
+    // RFC 6376 §3.4.5 example, relaxed header and relaxed body.
+    let mut h = Sha256::new();
+    relaxed_header(b"A: X", &mut h, true);
+    relaxed_header(b"B : Y\t\r\n\tZ  ", &mut h, true);
+    assert_eq!(
+        h.finalize().as_slice(),
+        Sha256::digest(b"a:X\r\nb:Y Z\r\n").as_slice()
+    );
+    let mut h = Sha256::new();
+    relaxed_body(b" C \r\nD \t E\r\n\r\n\r\n", &mut h);
+    assert_eq!(
+        h.finalize().as_slice(),
+        Sha256::digest(b" C\r\nD E\r\n").as_slice()
+    );
+    let mut h = Sha256::new();
+    relaxed_body(b"", &mut h);
+    assert_eq!(h.finalize().as_slice(), Sha256::digest(b"").as_slice());
+}

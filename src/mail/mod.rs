@@ -1,0 +1,16 @@
+//! Mail: MIME assembly with per-recipient holes, DKIM signing and the transports.
+//!
+//! The sending path for one edition variant is:
+//!
+//! 1. [`mime::MessageTemplate::new`] encodes the headers and both bodies once, leaving holes
+//!    for the reader's address, token, name and Message-ID.
+//! 2. For each reader, [`mime::MessageTemplate::personalise`] copies the pre-encoded chunks
+//!    and the reader's values into a reused buffer (no template work, no allocation).
+//! 3. [`dkim::DkimSigner::sign`] computes the `DKIM-Signature` header to prepend.
+//! 4. A [`transport::Session`] (one per worker task) hands the bytes to the relay.
+
+pub mod dkim;
+pub mod mime;
+
+pub use dkim::{DkimError, DkimSigner};
+pub use mime::{CommonHeaders, MessageTemplate, Recipient, message_id};
