@@ -357,3 +357,56 @@ impl EditionRenderer {
         rendered
     }
 }
+
+/// The headers every reader of an edition variant shares.
+pub fn common_headers(
+    config: &Config,
+    list: &ListRow,
+    kind: EditionKind,
+    subject: &str,
+) -> Result<crate::mail::mime::CommonHeaders> {
+    let from = config.from_mailbox().map_err(anyhow::Error::msg)?;
+    let domain = from.email.domain().to_owned();
+    let reply_to = match &config.publication.reply_to {
+        Some(r) => Some(
+            r.parse()
+                .map_err(|e| anyhow::anyhow!("[publication] reply_to: {e}"))?,
+        ),
+        None => None,
+    };
+    Ok(crate::mail::mime::CommonHeaders {
+        from,
+        reply_to,
+        subject: subject.to_owned(),
+        date: Utc::now(),
+        // RFC 2919 §2: "list-label.namespace", one id per list, stable for the list's life;
+        // digest and breaking editions of one list share it, different lists never do.
+        list_id: format!("{} <{}.{}>", list.name, list.slug, domain),
+        public_url: config.public_url(),
+        unsubscribe_mailbox: format!("unsubscribe@{domain}"),
+        message_id_domain: domain,
+        // Gmail's feedback loop aggregates per stream: list and kind, never per reader.
+        feedback_id: Some(format!("{}:{}:dispatch", list.slug, kind.as_str())),
+    })
+}
+
+/// Renders a digest plan (not recorded) for readers who chose `categories` (`None` = all):
+/// what `preview` and `send test` show. `None` when that choice leaves nothing.
+pub fn render_plan(
+    config: &Config,
+    list: &ListRow,
+    plan: &DigestPlan,
+    categories: Option<&CategorySet>,
+    now: DateTime<Utc>,
+) -> Option<Rendered> {
+    let public = config.public_url();
+    let site = site_url(config);
+    let sections = digest::variant(&plan.sections, categories);
+    if sections.is_empty() && !plan.sections.is_empty() {
+        return None;
+    }
+    Some(render::render_digest(
+        &context(config, &public, &site, list, EditionKind::Digest, now),
+        &sections,
+    ))
+}

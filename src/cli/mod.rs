@@ -12,6 +12,7 @@ mod articles;
 mod articles_import;
 mod lists;
 mod output;
+mod preview;
 mod subscribers;
 mod subscribers_import;
 
@@ -49,6 +50,8 @@ pub enum Command {
     /// Manage articles.
     #[command(subcommand)]
     Articles(articles::ArticlesCmd),
+    /// Build a list's next digest without recording it: writes digest.html, digest.txt, digest.eml.
+    Preview(preview::PreviewArgs),
     /// Lists with subscriber counts, article counts and the last edition per list.
     Status(JsonFlag),
 }
@@ -93,6 +96,7 @@ pub async fn run(cli: Cli, ctx: Ctx) -> Result<Outcome> {
         Command::Subscribers(cmd) => subscribers::run(cmd, &ctx).await,
         Command::Articles(cmd) => articles::run(cmd, &ctx).await,
         Command::Status(flag) => status(&ctx, flag).await,
+        Command::Preview(args) => preview::run(args, &ctx).await,
     }
 }
 
