@@ -428,3 +428,29 @@ async fn existing_slot(
             .await?,
     )
 }
+
+impl Store {
+    /// Whether the list has an edition for this scheduled slot.
+    pub async fn edition_for_slot(&self, list_id: i64, slot: DateTime<Utc>) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT id FROM editions WHERE list_id = $1 AND slot = $2")
+            .bind(list_id)
+            .bind(db_time(slot))
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// Breaking articles stored since `since` that some breaking-news list has no edition
+    /// of yet: the daemon's breaking-news poll.
+    pub async fn unsent_breaking(&self, since: DateTime<Utc>) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT a.id FROM articles a
+             WHERE a.breaking = 1 AND a.created_at >= $1
+               AND EXISTS (SELECT 1 FROM lists l WHERE l.sends_breaking = 1
+                   AND NOT EXISTS (SELECT 1 FROM editions e WHERE e.list_id = l.id AND e.breaking_article_id = a.id))
+             ORDER BY a.id",
+        )
+        .bind(db_time(since))
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
