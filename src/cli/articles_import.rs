@@ -47,7 +47,7 @@ pub(super) async fn import(
             }
         }
     }
-    println!("{name}: {format:?}: {added} added, {existing} already stored, {rejected} skipped");
+    println!("{name}: {format}: {added} added, {existing} already stored, {rejected} skipped");
     Ok(if rejected > 0 {
         Outcome::Rejected
     } else {

@@ -84,7 +84,7 @@ impl Store {
         match res {
             Ok(_) => self.list_by_slug(slug.as_str()).await,
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
-                format!("a list with slug {slug:?} already exists"),
+                format!("a list with slug {:?} already exists", slug.as_str()),
             )),
             Err(e) => Err(e.into()),
         }

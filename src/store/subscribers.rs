@@ -407,7 +407,7 @@ impl Store {
              JOIN lists l ON l.id = s.list_id
              WHERE p.email IS NOT NULL
                AND ($1 IS NULL OR s.list_id = $1)
-               AND ($2 IS NULL OR s.status = $2 OR p.status = $2)
+               AND ($2 IS NULL OR (CASE WHEN $2 = 'bounced' THEN p.status ELSE s.status END) = $2)
              ORDER BY p.email_key, l.slug",
         )
         .bind(list_id)
