@@ -46,6 +46,9 @@ impl Schedule {
                 "expected 5 fields (minute hour day-of-month month day-of-week), found {fields}; e.g. \"0 7 * * *\" is 07:00 every day"
             )));
         }
+        if !line.starts_with('@') {
+            check_ranges(&line).map_err(err)?;
+        }
         let parser = CronParser::builder()
             .seconds(Seconds::Disallowed)
             .year(Year::Disallowed)
@@ -95,6 +98,33 @@ impl Schedule {
         }
         out
     }
+}
+
+/// Names the field and its range when a number is out of bounds, which croner's own message
+/// ("Number out of bounds") does not.
+fn check_ranges(line: &str) -> Result<(), String> {
+    const FIELDS: [(&str, u32, u32); 5] = [
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day-of-month", 1, 31),
+        ("month", 1, 12),
+        ("day-of-week", 0, 7),
+    ];
+    for (field, (name, lo, hi)) in line.split(' ').zip(FIELDS) {
+        for part in field.split([',', '-', '/']) {
+            if let Ok(n) = part.parse::<u32>()
+                && !(part_is_step(field, part) || (lo..=hi).contains(&n))
+            {
+                return Err(format!("the {name} field allows {lo}-{hi}, not {n}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A step (`*/15`) may exceed the field's range only in odd cases; leave those to croner.
+fn part_is_step(field: &str, part: &str) -> bool {
+    field.contains(&format!("/{part}"))
 }
 
 impl fmt::Display for Schedule {
@@ -166,11 +196,49 @@ mod tests {
     }
 
     #[test]
+    fn dst_gap_runs_once_and_repeated_hour_runs_once() {
+        let london = tz("Europe/London");
+        let s = Schedule::parse("30 1 * * *").unwrap();
+        // Spring forward: 2026-03-29 01:00 GMT jumps to 02:00 BST, so 01:30 does not exist.
+        let start = Utc.with_ymd_and_hms(2026, 3, 27, 12, 0, 0).unwrap();
+        let slots = s.upcoming(start, london, 3);
+        let days: Vec<u32> = slots
+            .iter()
+            .map(|t| t.with_timezone(&london.0).day())
+            .collect();
+        assert_eq!(days, [28, 29, 30], "{slots:?}");
+        // Fall back: 2026-10-25 01:00-02:00 happens twice; the job runs once that day.
+        let start = Utc.with_ymd_and_hms(2026, 10, 23, 12, 0, 0).unwrap();
+        let slots = s.upcoming(start, london, 3);
+        let days: Vec<u32> = slots
+            .iter()
+            .map(|t| t.with_timezone(&london.0).day())
+            .collect();
+        assert_eq!(days, [24, 25, 26], "{slots:?}");
+        // Karachi has no DST: 07:00 PKT is always 02:00 UTC.
+        let k = Schedule::parse("0 7 * * *").unwrap();
+        assert!(
+            k.upcoming(start, tz("Asia/Karachi"), 5)
+                .iter()
+                .all(|t| t.hour() == 2)
+        );
+        // The latest slot at or before a moment, for the scheduler's catch-up.
+        let at = Utc.with_ymd_and_hms(2026, 11, 28, 3, 0, 0).unwrap();
+        assert_eq!(
+            k.last_at_or_before(at, tz("Asia/Karachi")),
+            Some(Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap())
+        );
+    }
+
+    #[test]
     fn errors_say_what_is_wrong() {
         let e = Schedule::parse("0 0 7 * * *").unwrap_err().to_string();
         assert!(e.contains("expected 5 fields"), "{e}");
         let e = Schedule::parse("61 7 * * *").unwrap_err().to_string();
-        assert!(e.contains("invalid schedule"), "{e}");
+        assert!(e.contains("minute field allows 0-59, not 61"), "{e}");
+        let e = Schedule::parse("0 7 * * 8").unwrap_err().to_string();
+        assert!(e.contains("day-of-week field allows 0-7"), "{e}");
+        assert!(Schedule::parse("*/15 6-22 * * Mon-Fri").is_ok());
         assert!(Schedule::parse("@daily").is_ok());
     }
 }

@@ -432,11 +432,13 @@ async fn existing_slot(
 impl Store {
     /// Whether the list has an edition for this scheduled slot.
     pub async fn edition_for_slot(&self, list_id: i64, slot: DateTime<Utc>) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT id FROM editions WHERE list_id = $1 AND slot = $2")
-            .bind(list_id)
-            .bind(db_time(slot))
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT id FROM editions WHERE list_id = $1 AND slot = $2")
+                .bind(list_id)
+                .bind(db_time(slot))
+                .fetch_optional(self.pool())
+                .await?,
+        )
     }
 
     /// Breaking articles stored since `since` that some breaking-news list has no edition
