@@ -138,15 +138,10 @@ impl MessageTemplate {
             &mut b.bytes,
             "From",
             mailbox_name(&h.from),
-            &h.from.email.to_string(),
+            h.from.email.as_ref(),
         );
         if let Some(r) = &h.reply_to {
-            write_mailbox_header(
-                &mut b.bytes,
-                "Reply-To",
-                mailbox_name(r),
-                &r.email.to_string(),
-            );
+            write_mailbox_header(&mut b.bytes, "Reply-To", mailbox_name(r), r.email.as_ref());
         }
         b.bytes.extend_from_slice(b"To: ");
         b.hole(Piece::To);
