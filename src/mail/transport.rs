@@ -77,6 +77,10 @@ pub enum SendError {
         /// What happened.
         reason: String,
     },
+    /// Not attempted: the sender gave the message back to the queue (its edition was paused
+    /// by a [`SendError::Fatal`]). Never produced by a transport.
+    #[error("not attempted: the edition is paused")]
+    Released,
 }
 
 impl SendError {
@@ -765,8 +769,18 @@ impl Session {
         }
     }
 
+    /// Whether the session still holds a live connection. An SMTP session whose connection
+    /// was dropped (after a timeout, a network error or a 421) reconnects by itself on the
+    /// next send, so dropping it and asking [`Transport::session`] for a new one is optional.
+    pub fn is_usable(&self) -> bool {
+        match &self.inner {
+            SessionInner::Smtp(s) => s.conn.is_some(),
+            SessionInner::File(_) | SessionInner::Stub(_) => true,
+        }
+    }
+
     /// Closes the session (QUIT for SMTP).
-    pub async fn quit(self) {
+    pub async fn close(self) {
         if let SessionInner::Smtp(s) = self.inner {
             s.quit().await;
         }

@@ -148,3 +148,20 @@ async fn starttls_config_with_unreadable_ca_is_fatal() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn handles_can_move_between_tasks() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>(_: &T) {}
+    send_sync::<Transport>();
+    send_sync::<SmtpConnector>();
+    send_sync::<crate::mail::DkimSigner>();
+    send_sync::<crate::mail::MessageTemplate>();
+    let mut s = Transport::Stub(StubOutbox::new()).session().await.unwrap();
+    assert!(s.is_usable());
+    let (from, to) = (addr("b@news.example.com"), addr("r@example.org"));
+    let fut = s.send(&from, &to, b"x");
+    send(&fut); // the same future type serves the SMTP variant
+    fut.await.unwrap();
+    s.close().await;
+}
