@@ -23,7 +23,10 @@ pub const STARTER_CONFIG: &str = include_str!("../config/dispatch.toml");
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
 }
@@ -51,7 +54,7 @@ impl fmt::Debug for Secret {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub publication: Publication,
@@ -193,23 +196,6 @@ pub enum LogFormat {
 pub struct Log {
     pub format: LogFormat,
     pub level: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            publication: Publication::default(),
-            database: Database::default(),
-            web: Web::default(),
-            delivery: Delivery::default(),
-            smtp: Smtp::default(),
-            sending: Sending::default(),
-            dkim: None,
-            digest: Digest::default(),
-            schedule: ScheduleCfg::default(),
-            log: Log::default(),
-        }
-    }
 }
 
 impl Default for Publication {
@@ -368,7 +354,8 @@ impl Config {
             message,
         };
         // Parse the file on its own first, so its errors carry line and column.
-        let _: Config = toml::from_str(text).map_err(|e| invalid(e.to_string().trim().to_owned()))?;
+        let _: Config =
+            toml::from_str(text).map_err(|e| invalid(e.to_string().trim().to_owned()))?;
         let mut table: toml::Table =
             toml::from_str(text).map_err(|e| invalid(e.to_string().trim().to_owned()))?;
         let defaults = toml::Table::try_from(Config::default())
@@ -384,7 +371,9 @@ impl Config {
             };
             let rest = &var["DISPATCH_".len()..];
             let Some((section, key)) = rest.split_once('_') else {
-                return Err(env_err("expected DISPATCH_<SECTION>_<KEY>, e.g. DISPATCH_SMTP_PASSWORD".into()));
+                return Err(env_err(
+                    "expected DISPATCH_<SECTION>_<KEY>, e.g. DISPATCH_SMTP_PASSWORD".into(),
+                ));
             };
             let (section, key) = (section.to_lowercase(), key.to_lowercase());
             let dotted = format!("{section}.{key}");
@@ -393,13 +382,23 @@ impl Config {
                 .and_then(|s| s.as_table())
                 .and_then(|s| s.get(&key));
             let parsed = match template {
-                Some(toml::Value::Integer(_)) => value.trim().parse::<i64>().map(toml::Value::Integer).map_err(|_| {
-                    env_err(format!("[{section}] {key} expects a whole number, got {value:?}"))
-                })?,
+                Some(toml::Value::Integer(_)) => value
+                    .trim()
+                    .parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .map_err(|_| {
+                        env_err(format!(
+                            "[{section}] {key} expects a whole number, got {value:?}"
+                        ))
+                    })?,
                 Some(toml::Value::Boolean(_)) => match value.trim() {
                     "true" | "1" | "yes" => toml::Value::Boolean(true),
                     "false" | "0" | "no" => toml::Value::Boolean(false),
-                    _ => return Err(env_err(format!("[{section}] {key} expects true or false, got {value:?}"))),
+                    _ => {
+                        return Err(env_err(format!(
+                            "[{section}] {key} expects true or false, got {value:?}"
+                        )));
+                    }
                 },
                 Some(toml::Value::Array(_)) => toml::Value::Array(
                     value
@@ -428,7 +427,12 @@ impl Config {
 
         let cfg: Config = toml::Value::Table(table)
             .try_into()
-            .map_err(|e: toml::de::Error| invalid(format!("after applying DISPATCH_* variables: {}", e.to_string().trim())))?;
+            .map_err(|e: toml::de::Error| {
+                invalid(format!(
+                    "after applying DISPATCH_* variables: {}",
+                    e.to_string().trim()
+                ))
+            })?;
         cfg.validate().map_err(invalid)?;
         Ok(cfg)
     }
@@ -449,15 +453,20 @@ impl Config {
         if self.publication.postal_address.trim().is_empty() {
             return Err("[publication] postal_address: must not be empty (CAN-SPAM and CASL require a postal address in every message)".into());
         }
-        self.web
-            .bind
-            .parse::<SocketAddr>()
-            .map_err(|_| format!("[web] bind: expected ADDRESS:PORT such as 127.0.0.1:8080, got {:?}", self.web.bind))?;
+        self.web.bind.parse::<SocketAddr>().map_err(|_| {
+            format!(
+                "[web] bind: expected ADDRESS:PORT such as 127.0.0.1:8080, got {:?}",
+                self.web.bind
+            )
+        })?;
         if self.smtp.port == 0 {
             return Err("[smtp] port: expected 1-65535".into());
         }
         if self.smtp.connections == 0 || self.smtp.connections > 256 {
-            return Err(format!("[smtp] connections: expected 1-256, got {}", self.smtp.connections));
+            return Err(format!(
+                "[smtp] connections: expected 1-256, got {}",
+                self.smtp.connections
+            ));
         }
         if self.smtp.timeout_secs == 0 {
             return Err("[smtp] timeout_secs: expected at least 1".into());
@@ -489,7 +498,10 @@ impl Config {
             .map_err(|e| format!("[log] level: {e}"))?;
         if let Some(d) = &self.dkim {
             if d.domain.trim().is_empty() || !d.domain.contains('.') {
-                return Err(format!("[dkim] domain: expected a domain name, got {:?}", d.domain));
+                return Err(format!(
+                    "[dkim] domain: expected a domain name, got {:?}",
+                    d.domain
+                ));
             }
             if d.selector.trim().is_empty() {
                 return Err("[dkim] selector: must not be empty".into());
@@ -500,12 +512,13 @@ impl Config {
 
     /// `[publication] from` as a parsed mailbox.
     pub fn from_mailbox(&self) -> Result<lettre::message::Mailbox, String> {
-        let mb: lettre::message::Mailbox = self
-            .publication
-            .from
-            .parse()
-            .map_err(|e| format!("expected a mailbox like \"News <digest@news.example.com>\", got {:?} ({e})", self.publication.from))?;
-        EmailAddress::parse(&mb.email.to_string()).map_err(|e| e.to_string())?;
+        let mb: lettre::message::Mailbox = self.publication.from.parse().map_err(|e| {
+            format!(
+                "expected a mailbox like \"News <digest@news.example.com>\", got {:?} ({e})",
+                self.publication.from
+            )
+        })?;
+        EmailAddress::parse(mb.email.as_ref()).map_err(|e| e.to_string())?;
         Ok(mb)
     }
 
@@ -533,7 +546,11 @@ pub fn parse_duration(raw: &str) -> Result<chrono::Duration, String> {
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86400,
-        _ => return Err(format!("expected a duration like 90s, 45m, 6h or 2d, got {raw:?}")),
+        _ => {
+            return Err(format!(
+                "expected a duration like 90s, 45m, 6h or 2d, got {raw:?}"
+            ));
+        }
     };
     Ok(chrono::Duration::seconds(secs))
 }
@@ -543,7 +560,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -576,15 +596,28 @@ mod tests {
 
     #[test]
     fn errors_name_file_key_and_expectation() {
-        let e = Config::from_parts("conf.toml", "[smtp]\nport = \"x\"\n", &env(&[])).unwrap_err().to_string();
+        let e = Config::from_parts("conf.toml", "[smtp]\nport = \"x\"\n", &env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("conf.toml") && e.contains("port"), "{e}");
-        let e = Config::from_parts("conf.toml", "[smtp]\nprot = 25\n", &env(&[])).unwrap_err().to_string();
+        let e = Config::from_parts("conf.toml", "[smtp]\nprot = 25\n", &env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("prot"), "{e}");
-        let e = Config::from_parts("conf.toml", "[web]\npublic_url = \"ftp://x\"\n", &env(&[])).unwrap_err().to_string();
+        let e = Config::from_parts("conf.toml", "[web]\npublic_url = \"ftp://x\"\n", &env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("[web] public_url"), "{e}");
-        let e = Config::from_parts("conf.toml", "", &env(&[("DISPATCH_SMTP_PORT", "many")])).unwrap_err().to_string();
-        assert!(e.contains("DISPATCH_SMTP_PORT") && e.contains("whole number"), "{e}");
-        let e = Config::from_parts("conf.toml", "", &env(&[("DISPATCH_SMTP_COLOUR", "red")])).unwrap_err().to_string();
+        let e = Config::from_parts("conf.toml", "", &env(&[("DISPATCH_SMTP_PORT", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("DISPATCH_SMTP_PORT") && e.contains("whole number"),
+            "{e}"
+        );
+        let e = Config::from_parts("conf.toml", "", &env(&[("DISPATCH_SMTP_COLOUR", "red")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("DISPATCH_SMTP_COLOUR"), "{e}");
     }
 

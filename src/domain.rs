@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 pub enum DomainError {
     #[error("invalid email address {0:?}: {1}")]
     Email(String, String),
-    #[error("invalid list slug {0:?}: use 1-64 lowercase letters, digits and '-', starting with a letter or digit")]
+    #[error(
+        "invalid list slug {0:?}: use 1-64 lowercase letters, digits and '-', starting with a letter or digit"
+    )]
     Slug(String),
     #[error("invalid category {0:?}: {1}")]
     Category(String, String),
@@ -200,7 +202,9 @@ impl PartialOrd for Category {
 }
 impl Ord for Category {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key().cmp(&other.key()).then_with(|| self.0.cmp(&other.0))
+        self.key()
+            .cmp(&other.key())
+            .then_with(|| self.0.cmp(&other.0))
     }
 }
 
@@ -331,8 +335,12 @@ impl WebUrl {
         if host.is_empty() {
             return Err(err("it has no host"));
         }
-        if s.chars().any(|c| c.is_control() || c.is_whitespace() || c == '"' || c == '<' || c == '>') {
-            return Err(err("it contains spaces, quotes, angle brackets or control characters"));
+        if s.chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '"' || c == '<' || c == '>')
+        {
+            return Err(err(
+                "it contains spaces, quotes, angle brackets or control characters",
+            ));
         }
         if s.len() > 2048 {
             return Err(err("it is longer than 2048 characters"));
@@ -354,7 +362,10 @@ impl WebUrl {
     pub fn host(&self) -> &str {
         let rest = self.0.split_once("://").map(|(_, r)| r).unwrap_or(&self.0);
         let hostport = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-        let host = hostport.rsplit_once('@').map(|(_, h)| h).unwrap_or(hostport);
+        let host = hostport
+            .rsplit_once('@')
+            .map(|(_, h)| h)
+            .unwrap_or(hostport);
         host.split(':').next().unwrap_or(host)
     }
 }
@@ -394,7 +405,14 @@ mod tests {
 
     #[test]
     fn email_rejects_garbage_with_reason() {
-        for bad in ["", "no-at-sign", "a@b", "a b@example.com", "a@@example.com", "x@exa mple.com"] {
+        for bad in [
+            "",
+            "no-at-sign",
+            "a@b",
+            "a b@example.com",
+            "a@@example.com",
+            "x@exa mple.com",
+        ] {
             let err = EmailAddress::parse(bad).unwrap_err().to_string();
             assert!(err.contains("invalid email address"), "{bad}: {err}");
         }
@@ -430,5 +448,67 @@ mod tests {
     fn db_time_is_fixed_width_utc() {
         let t = parse_timestamp("2026-11-28T12:00:00.123+05:00").unwrap();
         assert_eq!(db_time(t), "2026-11-28T07:00:00Z");
+    }
+}
+
+/// A secret handed to a reader in a URL (unsubscribe, preferences, confirmation): 128 random
+/// bits as 22 URL-safe characters. Only its SHA-256 is stored, so a leaked database does not
+/// leak working links.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// A fresh random token.
+    pub fn generate() -> Self {
+        use base64::Engine as _;
+        use rand::Rng as _;
+        let mut bytes = [0u8; 16];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Accepts a token from a URL if it has the right shape; anything else is `None` (and
+    /// gets the same 404 as a well-formed unknown token).
+    pub fn parse(raw: &str) -> Option<Self> {
+        let ok = raw.len() == crate::render::TOKEN_LEN
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| Self(raw.to_owned()))
+    }
+
+    /// The token text, for building the reader's URL.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// What the database stores and looks up.
+    pub fn hash(&self) -> Vec<u8> {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(self.0.as_bytes()).to_vec()
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token([redacted])")
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_url_safe_and_hashed() {
+        let a = Token::generate();
+        let b = Token::generate();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), crate::render::TOKEN_LEN);
+        assert_eq!(Token::parse(a.as_str()), Some(a.clone()));
+        assert_eq!(a.hash().len(), 32);
+        assert!(Token::parse("short").is_none());
+        assert!(Token::parse("../../../../etc/passwd!").is_none());
+        assert!(!format!("{a:?}").contains(a.as_str()));
     }
 }

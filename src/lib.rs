@@ -8,14 +8,24 @@
 //! Layout, by concern:
 //! - [`config`]: typed configuration and `DISPATCH_*` overrides.
 //! - [`domain`]: newtypes parsed at the edges.
+//! - [`import`]: subscriber CSV files and article feeds read into plain records.
+//! - [`digest`]: which articles an edition carries, grouped by category (pure).
+//! - [`edition`]: building, recording and rendering editions.
+//! - [`mail`]: MIME assembly, DKIM, transports and the sender loop.
+//! - [`cli`]: the command line.
 //! - [`store`]: the only module with SQL.
 //! - [`schedule`]: crontab lines in a time zone.
 //! - [`render`]: Maud HTML, plain text, subjects.
 //! - [`mail`]: MIME with per-reader holes, DKIM, SMTP/file/stub transports.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod config;
+pub mod digest;
 pub mod domain;
+pub mod edition;
+pub mod import;
 pub mod mail;
 pub mod render;
 pub mod schedule;
+pub mod store;

@@ -125,12 +125,34 @@ mod tests {
             .collect();
         assert_eq!(
             days,
-            [Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri]
+            [
+                Weekday::Mon,
+                Weekday::Tue,
+                Weekday::Wed,
+                Weekday::Thu,
+                Weekday::Fri
+            ]
         );
         // 07:00 in Karachi (UTC+5) is 02:00 UTC.
         assert_eq!(slots[0].hour(), 2);
-        assert_eq!(Schedule::parse("0 7 * * 0").unwrap().next_after(start, karachi).unwrap().with_timezone(&karachi.0).weekday(), Weekday::Sun);
-        assert_eq!(Schedule::parse("0 7 * * 7").unwrap().next_after(start, karachi).unwrap().with_timezone(&karachi.0).weekday(), Weekday::Sun);
+        assert_eq!(
+            Schedule::parse("0 7 * * 0")
+                .unwrap()
+                .next_after(start, karachi)
+                .unwrap()
+                .with_timezone(&karachi.0)
+                .weekday(),
+            Weekday::Sun
+        );
+        assert_eq!(
+            Schedule::parse("0 7 * * 7")
+                .unwrap()
+                .next_after(start, karachi)
+                .unwrap()
+                .with_timezone(&karachi.0)
+                .weekday(),
+            Weekday::Sun
+        );
     }
 
     #[test]

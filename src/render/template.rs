@@ -106,7 +106,10 @@ mod tests {
 
     #[test]
     fn markers_become_holes() {
-        let t = Template::from_marked("a@@T@@b@@N@@c@@T@@", &[("@@T@@", Hole::Token), ("@@N@@", Hole::Name)]);
+        let t = Template::from_marked(
+            "a@@T@@b@@N@@c@@T@@",
+            &[("@@T@@", Hole::Token), ("@@N@@", Hole::Name)],
+        );
         assert_eq!(
             t.segments(),
             &[

@@ -1,0 +1,181 @@
+//! The command line: clap definitions and thin handlers that call the library.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::store::Store;
+
+mod articles;
+mod articles_import;
+mod lists;
+mod output;
+mod preview;
+mod subscribers;
+mod subscribers_import;
+
+pub use output::Table;
+
+/// dispatch: category digests and breaking news for a news site, from SQLite over SMTP.
+#[derive(Debug, Parser)]
+#[command(name = "dispatch", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Config file [default: $DISPATCH_CONFIG, else config/dispatch.toml if present, else built-in defaults]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+// Parsed once per process: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Command {
+    /// Write a starter config (if none exists) and create the database.
+    Init {
+        /// Where to write the config.
+        #[arg(long, default_value = "config/dispatch.toml")]
+        path: PathBuf,
+    },
+    /// Manage lists.
+    #[command(subcommand)]
+    Lists(lists::ListsCmd),
+    /// Manage subscribers.
+    #[command(subcommand)]
+    Subscribers(subscribers::SubscribersCmd),
+    /// Manage articles.
+    #[command(subcommand)]
+    Articles(articles::ArticlesCmd),
+    /// Build a list's next digest without recording it: writes digest.html, digest.txt, digest.eml.
+    Preview(preview::PreviewArgs),
+    /// Lists with subscriber counts, article counts and the last edition per list.
+    Status(JsonFlag),
+}
+
+/// `--json` for commands that print data.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a command leaves for `main` to turn into an exit status.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything succeeded.
+    Ok,
+    /// The command ran but some input was rejected (e.g. bad CSV rows).
+    Rejected,
+}
+
+/// Everything a handler needs.
+pub struct Ctx {
+    pub config: Config,
+    pub config_path: Option<PathBuf>,
+}
+
+impl Ctx {
+    /// Opens the configured database.
+    pub async fn store(&self) -> Result<Store> {
+        Store::open(&self.config.database.path)
+            .await
+            .with_context(|| format!("opening database {}", self.config.database.path.display()))
+    }
+}
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli, ctx: Ctx) -> Result<Outcome> {
+    match cli.command {
+        Command::Init { path } => init(&ctx, &path).await,
+        Command::Lists(cmd) => lists::run(cmd, &ctx).await,
+        Command::Subscribers(cmd) => subscribers::run(cmd, &ctx).await,
+        Command::Articles(cmd) => articles::run(cmd, &ctx).await,
+        Command::Status(flag) => status(&ctx, flag).await,
+        Command::Preview(args) => preview::run(args, &ctx).await,
+    }
+}
+
+async fn init(ctx: &Ctx, path: &std::path::Path) -> Result<Outcome> {
+    if path.exists() {
+        println!("config {} already exists; left as it is", path.display());
+    } else {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(path, crate::config::STARTER_CONFIG)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote starter config {}", path.display());
+    }
+    let store = ctx.store().await?;
+    store.close().await;
+    println!("database ready at {}", ctx.config.database.path.display());
+    Ok(Outcome::Ok)
+}
+
+async fn status(ctx: &Ctx, flag: JsonFlag) -> Result<Outcome> {
+    let store = ctx.store().await?;
+    let lists = store.all_lists().await?;
+    let (articles, breaking, recent) = store.article_counts().await?;
+    let mut rows = Vec::new();
+    for l in &lists {
+        let (pending, active, unsub) = store.subscription_counts(l.id).await?;
+        let last = store.last_edition_summary(l.id).await?;
+        rows.push(serde_json::json!({
+            "list": l.slug, "name": l.name, "schedule": l.schedule, "timezone": l.timezone,
+            "pending": pending, "active": active, "unsubscribed": unsub,
+            "last_edition": last,
+        }));
+    }
+    if flag.json {
+        let doc = serde_json::json!({
+            "lists": rows,
+            "articles": {"total": articles, "breaking": breaking, "last_24h": recent},
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(Outcome::Ok);
+    }
+    let mut t = Table::new([
+        "LIST",
+        "SCHEDULE",
+        "ACTIVE",
+        "PENDING",
+        "UNSUBSCRIBED",
+        "LAST EDITION",
+    ]);
+    for r in &rows {
+        let last = r["last_edition"]
+            .as_object()
+            .map(|e| {
+                format!(
+                    "#{} {} {} ({})",
+                    e["id"],
+                    e["kind"].as_str().unwrap_or(""),
+                    e["status"].as_str().unwrap_or(""),
+                    e["created_at"].as_str().unwrap_or("")
+                )
+            })
+            .unwrap_or_else(|| "never".into());
+        let sched = match (r["schedule"].as_str(), r["timezone"].as_str()) {
+            (Some(s), Some(tz)) => format!("{s} {tz}"),
+            _ => "-".into(),
+        };
+        t.row([
+            r["list"].as_str().unwrap_or("").to_owned(),
+            sched,
+            r["active"].to_string(),
+            r["pending"].to_string(),
+            r["unsubscribed"].to_string(),
+            last,
+        ]);
+    }
+    t.print();
+    println!(
+        "\narticles: {articles} stored, {breaking} breaking, {recent} published in the last 24 hours"
+    );
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,412 @@
+//! Building editions: choosing a window's stories for a list, recording the edition with its
+//! recipient snapshot, and rendering an edition's variants for sending or preview.
+//!
+//! The selection rules live in [`crate::digest`] (pure), the SQL in [`crate::store`]; this
+//! module connects them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Duration, Utc};
+
+use crate::config::Config;
+use crate::digest::{self, ArticleView, Section};
+use crate::domain::{Category, CategorySet, WebUrl};
+use crate::render::{self, EditionContext, Rendered};
+use crate::store::{
+    ArticleRow, Created, EditionKind, EditionRow, ListRow, NewEdition, Store, StoreError,
+};
+
+/// The stories a digest of `list` would carry now, and its window.
+#[derive(Debug)]
+pub struct DigestPlan {
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    /// Every selected story in display order, with its was-breaking mark.
+    pub articles: Vec<ArticleView>,
+    pub sections: Vec<Section>,
+}
+
+impl DigestPlan {
+    /// Number of stories.
+    pub fn story_count(&self) -> usize {
+        self.articles.len()
+    }
+}
+
+/// Converts a stored article for rendering. Categories were validated on the way in; a
+/// hand-written row with an unusable category is shown under "General News" rather than lost.
+pub fn article_view(a: &ArticleRow, was_breaking: bool) -> ArticleView {
+    ArticleView {
+        id: a.id,
+        url: a.url.clone(),
+        title: a.title.clone(),
+        summary: a.summary.clone(),
+        author: a.author.clone(),
+        category: Category::parse(&a.category)
+            .or_else(|_| Category::parse("General News"))
+            .unwrap_or_else(|_| unreachable!("constant category is valid")),
+        language: a.language.clone(),
+        image_url: a.image_url.clone(),
+        published_at: crate::store::parse_db_time(&a.published_at).unwrap_or_default(),
+        was_breaking,
+    }
+}
+
+fn category_order(config: &Config) -> Vec<Category> {
+    config
+        .digest
+        .category_order
+        .iter()
+        .filter_map(|c| Category::parse(c).ok())
+        .collect()
+}
+
+fn site_url(config: &Config) -> WebUrl {
+    // Invariant: validated when the config was loaded.
+    WebUrl::parse(&config.publication.url).unwrap_or_else(|_| unreachable!("validated at load"))
+}
+
+/// Groups stories into sections with the configured order and cap.
+pub fn sections_of(config: &Config, articles: Vec<ArticleView>) -> Vec<Section> {
+    digest::group(
+        articles,
+        &category_order(config),
+        config.digest.max_per_category as usize,
+        &site_url(config),
+    )
+}
+
+/// Plans the next digest of `list` as of `now`: the window starts where the list's last
+/// digest ended (or `first_window_hours` ago for a new list) and ends at `now`.
+pub async fn plan_digest(
+    store: &Store,
+    config: &Config,
+    list: &ListRow,
+    now: DateTime<Utc>,
+) -> Result<DigestPlan> {
+    let window_start = match store.last_digest_end(list.id).await? {
+        Some(end) => end,
+        None => now - Duration::hours(i64::from(config.digest.first_window_hours)),
+    };
+    let window_end = now.max(window_start);
+    let rows = store.articles_in_window(window_start, window_end).await?;
+    let breaking: std::collections::HashSet<i64> =
+        store.sent_as_breaking(list.id).await?.into_iter().collect();
+    let views: Vec<ArticleView> = rows
+        .iter()
+        .map(|a| article_view(a, breaking.contains(&a.id)))
+        .collect();
+    let selected = digest::select(
+        views,
+        list.category_set().as_ref(),
+        config.digest.repeat_breaking,
+    );
+    let sections = sections_of(config, selected.clone());
+    // Display order: the sections' order, all stories (not only those shown under the cap).
+    let mut ordered = Vec::with_capacity(selected.len());
+    for s in &sections {
+        let mut all: Vec<&ArticleView> = selected
+            .iter()
+            .filter(|a| a.category == s.category)
+            .collect();
+        all.sort_by(|a, b| b.published_at.cmp(&a.published_at).then(b.id.cmp(&a.id)));
+        ordered.extend(all.into_iter().cloned());
+    }
+    Ok(DigestPlan {
+        window_start,
+        window_end,
+        articles: ordered,
+        sections,
+    })
+}
+
+/// The rendering context of an edition of `list`, dated `date`.
+fn context<'a>(
+    config: &'a Config,
+    public: &'a WebUrl,
+    site: &'a WebUrl,
+    list: &'a ListRow,
+    kind: EditionKind,
+    date: DateTime<Utc>,
+) -> EditionContext<'a> {
+    EditionContext {
+        publication: &config.publication,
+        public_url: public,
+        site_url: site,
+        list_name: &list.name,
+        list_description: &list.description,
+        kind: match kind {
+            EditionKind::Digest => render::EditionKind::Digest,
+            EditionKind::Breaking => render::EditionKind::Breaking,
+        },
+        date: date.with_timezone(&list.tz().0),
+        web_view_url: None,
+    }
+}
+
+/// Builds and records the list's digest as of `now` (for `slot`, when scheduled).
+///
+/// An empty digest is recorded as skipped unless the list sends empty digests, so the next
+/// window still starts at this one's end. Readers whose chosen categories have no story are
+/// recorded as skipped.
+pub async fn create_digest(
+    store: &Store,
+    config: &Config,
+    list: &ListRow,
+    now: DateTime<Utc>,
+    slot: Option<DateTime<Utc>>,
+) -> Result<Created> {
+    // A concurrent builder can move the window between planning and recording; plan again.
+    for _ in 0..3 {
+        let plan = plan_digest(store, config, list, now).await?;
+        let public = config.public_url();
+        let site = site_url(config);
+        let refs: Vec<&Section> = plan.sections.iter().collect();
+        let rendered = render::render_digest(
+            &context(
+                config,
+                &public,
+                &site,
+                list,
+                EditionKind::Digest,
+                slot.unwrap_or(now),
+            ),
+            &refs,
+        );
+        let skip_reason = (plan.story_count() == 0 && !list.send_empty)
+            .then(|| "no stories were published in the window".to_owned());
+        let mut empty_variants = Vec::new();
+        if skip_reason.is_none() {
+            for v in store.category_variants(list.id).await? {
+                let chosen = v.as_deref().map(CategorySet::from_stored);
+                if plan.story_count() > 0
+                    && digest::variant(&plan.sections, chosen.as_ref()).is_empty()
+                {
+                    empty_variants.push(v);
+                }
+            }
+        }
+        let e = NewEdition {
+            list_id: list.id,
+            kind: EditionKind::Digest,
+            slot,
+            breaking_article_id: None,
+            window_start: plan.window_start,
+            window_end: plan.window_end,
+            subject: rendered.subject,
+            articles: plan
+                .articles
+                .iter()
+                .map(|a| (a.id, a.was_breaking))
+                .collect(),
+            skip_reason,
+            empty_variants,
+        };
+        match store.create_edition(&e).await {
+            Err(StoreError::Conflict(_)) => continue,
+            other => return other.context("recording the edition"),
+        }
+    }
+    anyhow::bail!(
+        "the list's window kept moving while building its digest; is another sender running?"
+    )
+}
+
+/// Records a breaking-news edition of `article_id` for each list that carries breaking news
+/// (or only `only`). Once per article per list: a second call finds the existing editions.
+pub async fn create_breaking(
+    store: &Store,
+    config: &Config,
+    article_id: i64,
+    only: Option<&ListRow>,
+) -> Result<Vec<(ListRow, Created)>> {
+    let article = store.article(article_id).await?;
+    let lists: Vec<ListRow> = match only {
+        Some(l) => vec![l.clone()],
+        None => store
+            .all_lists()
+            .await?
+            .into_iter()
+            .filter(|l| l.sends_breaking)
+            .collect(),
+    };
+    let now = Utc::now();
+    let public = config.public_url();
+    let site = site_url(config);
+    let mut out = Vec::new();
+    for list in lists {
+        let view = article_view(&article, false);
+        if let Some(cats) = list.category_set()
+            && !cats.contains(&view.category)
+        {
+            continue;
+        }
+        let rendered = render::render_breaking(
+            &context(config, &public, &site, &list, EditionKind::Breaking, now),
+            &view,
+        );
+        let e = NewEdition {
+            list_id: list.id,
+            kind: EditionKind::Breaking,
+            slot: None,
+            breaking_article_id: Some(article.id),
+            window_start: now,
+            window_end: now,
+            subject: rendered.subject,
+            articles: vec![(article.id, false)],
+            skip_reason: None,
+            empty_variants: store
+                .category_variants(list.id)
+                .await?
+                .into_iter()
+                .filter(|v| {
+                    v.as_deref()
+                        .map(CategorySet::from_stored)
+                        .is_some_and(|c| !c.contains(&view.category))
+                })
+                .collect(),
+        };
+        let created = store.create_edition(&e).await?;
+        out.push((list, created));
+    }
+    Ok(out)
+}
+
+/// Renders the variants of a recorded edition on demand, once per category choice.
+pub struct EditionRenderer {
+    edition: EditionRow,
+    list: ListRow,
+    sections: Vec<Section>,
+    breaking: Option<ArticleView>,
+    cache: HashMap<Option<String>, Option<Arc<Rendered>>>,
+}
+
+impl EditionRenderer {
+    /// Loads what the edition needs from the store.
+    pub async fn load(store: &Store, config: &Config, edition: EditionRow) -> Result<Self> {
+        let list = store.list_by_id(edition.list_id).await?;
+        let articles: Vec<ArticleView> = store
+            .edition_articles(edition.id)
+            .await?
+            .iter()
+            .map(|(a, was)| article_view(a, *was))
+            .collect();
+        let breaking = if edition.is_breaking() {
+            articles.first().cloned()
+        } else {
+            None
+        };
+        let sections = sections_of(config, articles);
+        Ok(Self {
+            edition,
+            list,
+            sections,
+            breaking,
+            cache: HashMap::new(),
+        })
+    }
+
+    /// The edition.
+    pub fn edition(&self) -> &EditionRow {
+        &self.edition
+    }
+
+    /// The edition's list.
+    pub fn list(&self) -> &ListRow {
+        &self.list
+    }
+
+    /// The rendering for readers who chose `categories` (stored form; `None` = all), or
+    /// `None` when that choice leaves nothing to send.
+    pub fn variant(&mut self, config: &Config, categories: Option<&str>) -> Option<Arc<Rendered>> {
+        let key = categories.map(str::to_owned);
+        if let Some(hit) = self.cache.get(&key) {
+            return hit.clone();
+        }
+        let public = config.public_url();
+        let site = site_url(config);
+        let date = self
+            .edition
+            .slot
+            .as_deref()
+            .and_then(crate::store::parse_db_time)
+            .unwrap_or_else(|| self.edition.created());
+        let kind = if self.edition.is_breaking() {
+            EditionKind::Breaking
+        } else {
+            EditionKind::Digest
+        };
+        let ctx = context(config, &public, &site, &self.list, kind, date);
+        let chosen = categories.map(CategorySet::from_stored);
+        let rendered = match &self.breaking {
+            Some(a) => {
+                let wanted = chosen.as_ref().is_none_or(|c| c.contains(&a.category));
+                wanted.then(|| render::render_breaking(&ctx, a))
+            }
+            None => {
+                let sections = digest::variant(&self.sections, chosen.as_ref());
+                let empty_edition = self.sections.is_empty();
+                (!sections.is_empty() || empty_edition)
+                    .then(|| render::render_digest(&ctx, &sections))
+            }
+        };
+        let rendered = rendered.map(Arc::new);
+        self.cache.insert(key, rendered.clone());
+        rendered
+    }
+}
+
+/// The headers every reader of an edition variant shares.
+pub fn common_headers(
+    config: &Config,
+    list: &ListRow,
+    kind: EditionKind,
+    subject: &str,
+) -> Result<crate::mail::mime::CommonHeaders> {
+    let from = config.from_mailbox().map_err(anyhow::Error::msg)?;
+    let domain = from.email.domain().to_owned();
+    let reply_to = match &config.publication.reply_to {
+        Some(r) => Some(
+            r.parse()
+                .map_err(|e| anyhow::anyhow!("[publication] reply_to: {e}"))?,
+        ),
+        None => None,
+    };
+    Ok(crate::mail::mime::CommonHeaders {
+        from,
+        reply_to,
+        subject: subject.to_owned(),
+        date: Utc::now(),
+        // RFC 2919 §2: "list-label.namespace", one id per list, stable for the list's life;
+        // digest and breaking editions of one list share it, different lists never do.
+        list_id: format!("{} <{}.{}>", list.name, list.slug, domain),
+        public_url: config.public_url(),
+        unsubscribe_mailbox: format!("unsubscribe@{domain}"),
+        message_id_domain: domain,
+        // Gmail's feedback loop aggregates per stream: list and kind, never per reader.
+        feedback_id: Some(format!("{}:{}:dispatch", list.slug, kind.as_str())),
+    })
+}
+
+/// Renders a digest plan (not recorded) for readers who chose `categories` (`None` = all):
+/// what `preview` and `send test` show. `None` when that choice leaves nothing.
+pub fn render_plan(
+    config: &Config,
+    list: &ListRow,
+    plan: &DigestPlan,
+    categories: Option<&CategorySet>,
+    now: DateTime<Utc>,
+) -> Option<Rendered> {
+    let public = config.public_url();
+    let site = site_url(config);
+    let sections = digest::variant(&plan.sections, categories);
+    if sections.is_empty() && !plan.sections.is_empty() {
+        return None;
+    }
+    Some(render::render_digest(
+        &context(config, &public, &site, list, EditionKind::Digest, now),
+        &sections,
+    ))
+}

@@ -1,0 +1,203 @@
+//! Articles: written by the CMS, the CLI or a feed import; read by the edition builder.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::FromRow;
+
+use super::{Result, Store, StoreError, now_text};
+use crate::domain::db_time;
+
+/// An article as stored.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct ArticleRow {
+    pub id: i64,
+    pub external_id: String,
+    pub url: String,
+    pub title: String,
+    pub summary: String,
+    pub author: Option<String>,
+    pub category: String,
+    pub language: Option<String>,
+    pub image_url: Option<String>,
+    pub published_at: String,
+    pub breaking: bool,
+    pub created_at: String,
+}
+
+/// A validated article to store.
+#[derive(Debug, Clone)]
+pub struct NewArticle {
+    /// CMS id, feed GUID or URL: re-importing the same id changes nothing.
+    pub external_id: String,
+    pub url: String,
+    pub title: String,
+    pub summary: String,
+    pub author: Option<String>,
+    pub category: String,
+    pub language: Option<String>,
+    pub image_url: Option<String>,
+    pub published_at: DateTime<Utc>,
+    pub breaking: bool,
+}
+
+pub(crate) const ARTICLE_COLUMNS: &str = "id, external_id, url, title, summary, author, category, language, image_url, published_at, breaking, created_at";
+
+impl Store {
+    /// Stores an article unless one with the same `external_id` exists. Returns the id and
+    /// whether it was new.
+    pub async fn insert_article(&self, a: &NewArticle) -> Result<(i64, bool)> {
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO articles (external_id, url, title, summary, author, category, language, image_url, published_at, breaking, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (external_id) DO NOTHING
+             RETURNING id",
+        )
+        .bind(&a.external_id)
+        .bind(&a.url)
+        .bind(&a.title)
+        .bind(&a.summary)
+        .bind(&a.author)
+        .bind(&a.category)
+        .bind(&a.language)
+        .bind(&a.image_url)
+        .bind(db_time(a.published_at))
+        .bind(a.breaking)
+        .bind(now_text())
+        .fetch_optional(self.pool())
+        .await?;
+        match inserted {
+            Some(id) => Ok((id, true)),
+            None => {
+                let id: i64 = sqlx::query_scalar("SELECT id FROM articles WHERE external_id = $1")
+                    .bind(&a.external_id)
+                    .fetch_one(self.pool())
+                    .await?;
+                Ok((id, false))
+            }
+        }
+    }
+
+    /// One article.
+    pub async fn article(&self, id: i64) -> Result<ArticleRow> {
+        sqlx::query_as::<_, ArticleRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {ARTICLE_COLUMNS} FROM articles WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("article #{id}")))
+    }
+
+    /// Articles published at or after `since` (all when `None`), optionally of one category
+    /// (case-insensitive), newest first, at most `limit`.
+    pub async fn list_articles(
+        &self,
+        since: Option<DateTime<Utc>>,
+        category: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ArticleRow>> {
+        Ok(sqlx::query_as::<_, ArticleRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {ARTICLE_COLUMNS} FROM articles
+             WHERE ($1 IS NULL OR published_at >= $1) AND ($2 IS NULL OR lower(category) = lower($2))
+             ORDER BY published_at DESC, id DESC LIMIT $3"
+        )))
+        .bind(since.map(db_time))
+        .bind(category)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Articles published in the window `(start, end]`, oldest first.
+    pub async fn articles_in_window(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<ArticleRow>> {
+        Ok(sqlx::query_as::<_, ArticleRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {ARTICLE_COLUMNS} FROM articles WHERE published_at > $1 AND published_at <= $2 ORDER BY published_at, id"
+        )))
+        .bind(db_time(start))
+        .bind(db_time(end))
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Article counts: (all, breaking, published in the last 24 hours).
+    pub async fn article_counts(&self) -> Result<(i64, i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(breaking), 0), COALESCE(SUM(published_at > $1), 0) FROM articles",
+        )
+        .bind(db_time(Utc::now() - chrono::Duration::hours(24)))
+        .fetch_one(self.pool())
+        .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testutil::temp_store;
+
+    fn art(id: &str, cat: &str, at: &str) -> NewArticle {
+        NewArticle {
+            external_id: id.into(),
+            url: format!("https://news.example.com/{id}"),
+            title: format!("Story {id}"),
+            summary: String::new(),
+            author: None,
+            category: cat.into(),
+            language: None,
+            image_url: None,
+            published_at: crate::domain::parse_timestamp(at).unwrap(),
+            breaking: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn insert_is_idempotent_and_windows_are_half_open() {
+        let (store, _d) = temp_store().await;
+        let (a, new) = store
+            .insert_article(&art("a", "Politics", "2026-11-27T10:00:00Z"))
+            .await
+            .unwrap();
+        assert!(new);
+        let (a2, new) = store
+            .insert_article(&art("a", "Politics", "2026-11-27T10:00:00Z"))
+            .await
+            .unwrap();
+        assert!(!new);
+        assert_eq!(a, a2);
+        store
+            .insert_article(&art("b", "Sport", "2026-11-27T12:00:00Z"))
+            .await
+            .unwrap();
+        let t = |s: &str| crate::domain::parse_timestamp(s).unwrap();
+        let w = store
+            .articles_in_window(t("2026-11-27T10:00:00Z"), t("2026-11-27T12:00:00Z"))
+            .await
+            .unwrap();
+        assert_eq!(
+            w.iter().map(|a| a.external_id.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
+        let l = store
+            .list_articles(None, Some("politics"), 10)
+            .await
+            .unwrap();
+        assert_eq!(l.len(), 1);
+        assert_eq!(store.article(a).await.unwrap().title, "Story a");
+        assert_eq!(store.article_counts().await.unwrap().0, 2);
+    }
+
+    #[tokio::test]
+    async fn schema_rejects_a_non_canonical_timestamp_from_a_cms() {
+        let (store, _d) = temp_store().await;
+        let err = sqlx::query(
+            "INSERT INTO articles (external_id, url, title, category, published_at, created_at) VALUES ('x', 'https://e.com', 't', 'c', '2026-11-27 10:00', '')",
+        )
+        .execute(store.pool())
+        .await;
+        assert!(err.is_err());
+    }
+}

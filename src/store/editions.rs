@@ -1,0 +1,430 @@
+//! Editions: one send of a list (a digest for a window, or one breaking story), written with
+//! its articles and its recipient snapshot in a single transaction.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{FromRow, QueryBuilder, Sqlite};
+
+use super::articles::{ARTICLE_COLUMNS, ArticleRow};
+use super::{Result, Store, StoreError, now_text, parse_db_time};
+use crate::domain::db_time;
+
+/// Digest or breaking news.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EditionKind {
+    Digest,
+    Breaking,
+}
+
+impl EditionKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Digest => "digest",
+            Self::Breaking => "breaking",
+        }
+    }
+}
+
+/// An edition as stored.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct EditionRow {
+    pub id: i64,
+    pub list_id: i64,
+    pub kind: String,
+    pub slot: Option<String>,
+    pub breaking_article_id: Option<i64>,
+    pub window_start: String,
+    pub window_end: String,
+    pub subject: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub article_count: i64,
+    pub recipient_count: i64,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+impl EditionRow {
+    /// Whether this is a breaking-news edition.
+    pub fn is_breaking(&self) -> bool {
+        self.kind == "breaking"
+    }
+    /// When the edition was made.
+    pub fn created(&self) -> DateTime<Utc> {
+        parse_db_time(&self.created_at).unwrap_or_else(Utc::now)
+    }
+}
+
+/// The short form of an edition, for status listings.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct EditionSummary {
+    pub id: i64,
+    pub kind: String,
+    pub status: String,
+    pub subject: String,
+    pub article_count: i64,
+    pub recipient_count: i64,
+    pub created_at: String,
+}
+
+/// Everything needed to record an edition.
+#[derive(Debug, Clone)]
+pub struct NewEdition {
+    pub list_id: i64,
+    pub kind: EditionKind,
+    /// The scheduled slot this digest is for; at most one edition per (list, slot).
+    pub slot: Option<DateTime<Utc>>,
+    /// For breaking news; at most one edition per (list, article).
+    pub breaking_article_id: Option<i64>,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    pub subject: String,
+    /// (article id, already sent to this list as breaking news), in display order.
+    pub articles: Vec<(i64, bool)>,
+    /// `Some(reason)`: record the edition as skipped (e.g. empty) without recipients; its
+    /// window still counts, so the next one starts where this one ended.
+    pub skip_reason: Option<String>,
+    /// Stored category choices (`None` = all) whose readers would get no story: their
+    /// deliveries are recorded as skipped, not queued.
+    pub empty_variants: Vec<Option<String>>,
+}
+
+/// The result of [`Store::create_edition`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// A new edition with this many queued recipients (and this many skipped).
+    New { id: i64, queued: u64, skipped: u64 },
+    /// The slot or breaking article already has an edition: nothing was written.
+    Existing { id: i64 },
+}
+
+const EDITION_COLUMNS: &str = "id, list_id, kind, slot, breaking_article_id, window_start, window_end, subject, status, status_reason, article_count, recipient_count, created_at, finished_at";
+
+impl Store {
+    /// Where the list's next digest window starts: the end of its last digest that was not
+    /// cancelled, if any.
+    pub async fn last_digest_end(&self, list_id: i64) -> Result<Option<DateTime<Utc>>> {
+        let end: Option<String> = sqlx::query_scalar(
+            "SELECT MAX(window_end) FROM editions WHERE list_id = $1 AND kind = 'digest' AND status <> 'cancelled'",
+        )
+        .bind(list_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(end.as_deref().and_then(parse_db_time))
+    }
+
+    /// Of `article_ids`, those already sent (or being sent) to the list as breaking news.
+    pub async fn sent_as_breaking(&self, list_id: i64) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT breaking_article_id FROM editions
+             WHERE list_id = $1 AND kind = 'breaking' AND breaking_article_id IS NOT NULL AND status IN ('sending', 'paused', 'sent')",
+        )
+        .bind(list_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Records an edition, its articles and its recipient snapshot in one transaction.
+    ///
+    /// The snapshot is one `INSERT … SELECT` of the list's active subscriptions of active
+    /// subscribers. For a digest, the window must still start where the list's last digest
+    /// ended (checked under the write lock), so two concurrent builders cannot both cover
+    /// the same stories.
+    pub async fn create_edition(&self, e: &NewEdition) -> Result<Created> {
+        let mut tx = self.write_tx().await?;
+        if e.kind == EditionKind::Digest {
+            let end: Option<String> = sqlx::query_scalar(
+                "SELECT MAX(window_end) FROM editions WHERE list_id = $1 AND kind = 'digest' AND status <> 'cancelled'",
+            )
+            .bind(e.list_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if let Some(end) = end.as_deref().and_then(parse_db_time)
+                && end != e.window_start
+            {
+                // The slot may simply be taken already; report that rather than a race.
+                if let Some(slot) = e.slot
+                    && let Some(id) = existing_slot(&mut tx, e.list_id, slot).await?
+                {
+                    return Ok(Created::Existing { id });
+                }
+                return Err(StoreError::Conflict(format!(
+                    "another edition of this list was recorded meanwhile (window now starts at {}); build again",
+                    db_time(end)
+                )));
+            }
+        }
+        let now = now_text();
+        let status = if e.skip_reason.is_some() {
+            "skipped"
+        } else {
+            "sending"
+        };
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO editions (list_id, kind, slot, breaking_article_id, window_start, window_end, subject, status, status_reason, article_count, created_at, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT DO NOTHING
+             RETURNING id",
+        )
+        .bind(e.list_id)
+        .bind(e.kind.as_str())
+        .bind(e.slot.map(db_time))
+        .bind(e.breaking_article_id)
+        .bind(db_time(e.window_start))
+        .bind(db_time(e.window_end))
+        .bind(&e.subject)
+        .bind(status)
+        .bind(&e.skip_reason)
+        .bind(e.articles.len() as i64)
+        .bind(&now)
+        .bind(e.skip_reason.as_ref().map(|_| now.clone()))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            let existing: i64 = sqlx::query_scalar(
+                "SELECT id FROM editions WHERE list_id = $1 AND (slot = $2 OR breaking_article_id = $3)",
+            )
+            .bind(e.list_id)
+            .bind(e.slot.map(db_time))
+            .bind(e.breaking_article_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            return Ok(Created::Existing { id: existing });
+        };
+
+        for (chunk_no, chunk) in e.articles.chunks(300).enumerate() {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO edition_articles (edition_id, article_id, position, was_breaking) ",
+            );
+            qb.push_values(chunk.iter().enumerate(), |mut b, (i, (aid, was))| {
+                b.push_bind(id)
+                    .push_bind(*aid)
+                    .push_bind((chunk_no * 300 + i) as i64)
+                    .push_bind(*was);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+
+        let (mut queued, mut skipped) = (0u64, 0u64);
+        if e.skip_reason.is_none() {
+            queued = sqlx::query(
+                "INSERT INTO deliveries (edition_id, subscriber_id, categories)
+                 SELECT $1, s.subscriber_id, s.categories
+                 FROM subscriptions s JOIN subscribers p ON p.id = s.subscriber_id
+                 WHERE s.list_id = $2 AND s.status = 'active' AND p.status = 'active'",
+            )
+            .bind(id)
+            .bind(e.list_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            for v in &e.empty_variants {
+                skipped += sqlx::query(
+                    "UPDATE deliveries SET status = 'skipped', last_reply = 'no stories in the reader''s chosen categories'
+                     WHERE edition_id = $1 AND categories IS $2",
+                )
+                .bind(id)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            queued -= skipped;
+            sqlx::query("UPDATE editions SET recipient_count = $1 WHERE id = $2")
+                .bind((queued + skipped) as i64)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Created::New {
+            id,
+            queued,
+            skipped,
+        })
+    }
+
+    /// One edition.
+    pub async fn edition(&self, id: i64) -> Result<EditionRow> {
+        sqlx::query_as::<_, EditionRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {EDITION_COLUMNS} FROM editions WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("edition #{id}")))
+    }
+
+    /// Editions, newest first, optionally of one list.
+    pub async fn editions(&self, list_id: Option<i64>, limit: i64) -> Result<Vec<EditionRow>> {
+        Ok(sqlx::query_as::<_, EditionRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {EDITION_COLUMNS} FROM editions WHERE ($1 IS NULL OR list_id = $1) ORDER BY id DESC LIMIT $2"
+        )))
+        .bind(list_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Editions with deliveries to send, breaking news first, then oldest first.
+    pub async fn editions_sending(&self) -> Result<Vec<EditionRow>> {
+        Ok(sqlx::query_as::<_, EditionRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {EDITION_COLUMNS} FROM editions WHERE status = 'sending' ORDER BY (kind = 'breaking') DESC, id"
+        )))
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// An edition's articles in display order, each with whether it was already sent to the
+    /// list as breaking news.
+    pub async fn edition_articles(&self, edition_id: i64) -> Result<Vec<(ArticleRow, bool)>> {
+        #[derive(FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            article: ArticleRow,
+            was_breaking: bool,
+        }
+        let cols = ARTICLE_COLUMNS
+            .split(", ")
+            .map(|c| format!("a.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {cols}, ea.was_breaking FROM edition_articles ea JOIN articles a ON a.id = ea.article_id
+             WHERE ea.edition_id = $1 ORDER BY ea.position"
+        )))
+        .bind(edition_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.article, r.was_breaking))
+            .collect())
+    }
+
+    /// Sets an edition's status (sending, paused, cancelled) with a reason for people.
+    /// Cancelling also marks its unsent deliveries skipped.
+    pub async fn set_edition_status(
+        &self,
+        id: i64,
+        status: &str,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let n = sqlx::query("UPDATE editions SET status = $1, status_reason = $2 WHERE id = $3 AND status NOT IN ('sent', 'skipped', 'cancelled')")
+            .bind(status)
+            .bind(reason)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            let cur: Option<String> =
+                sqlx::query_scalar("SELECT status FROM editions WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return match cur {
+                None => Err(StoreError::NotFound(format!("edition #{id}"))),
+                Some(s) => Err(StoreError::Conflict(format!(
+                    "edition #{id} is already {s}"
+                ))),
+            };
+        }
+        if status == "cancelled" {
+            sqlx::query(
+                "UPDATE deliveries SET status = 'skipped', last_reply = 'edition cancelled', lease_until = NULL
+                 WHERE edition_id = $1 AND status IN ('queued', 'sending')",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE editions SET finished_at = $1 WHERE id = $2")
+                .bind(now_text())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks the edition sent if nothing is left to send. Returns whether it is finished.
+    pub async fn finish_edition_if_done(&self, id: i64) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE editions SET status = 'sent', finished_at = $1
+             WHERE id = $2 AND status = 'sending'
+               AND NOT EXISTS (SELECT 1 FROM deliveries WHERE edition_id = $2 AND status IN ('queued', 'sending'))",
+        )
+        .bind(now_text())
+        .bind(id)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Delivery counts of an edition by status.
+    pub async fn delivery_counts(&self, edition_id: i64) -> Result<BTreeMap<String, i64>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, COUNT(*) FROM deliveries WHERE edition_id = $1 GROUP BY status",
+        )
+        .bind(edition_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// The most recent error replies of an edition's deliveries, with how many got each.
+    pub async fn last_errors(&self, edition_id: i64, limit: i64) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT last_reply, COUNT(*) FROM deliveries
+             WHERE edition_id = $1 AND status IN ('failed', 'queued') AND last_reply IS NOT NULL
+             GROUP BY last_reply ORDER BY COUNT(*) DESC LIMIT $2",
+        )
+        .bind(edition_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// The newest edition of a list, if any.
+    pub async fn last_edition_summary(&self, list_id: i64) -> Result<Option<EditionSummary>> {
+        Ok(sqlx::query_as::<_, EditionSummary>(
+            "SELECT id, kind, status, subject, article_count, recipient_count, created_at
+             FROM editions WHERE list_id = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(list_id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// The distinct category choices (stored form, `None` = all) of a list's active readers:
+    /// the render variants an edition needs.
+    pub async fn category_variants(&self, list_id: i64) -> Result<Vec<Option<String>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT categories FROM subscriptions WHERE list_id = $1 AND status = 'active'",
+        )
+        .bind(list_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
+
+async fn existing_slot(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    list_id: i64,
+    slot: DateTime<Utc>,
+) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM editions WHERE list_id = $1 AND slot = $2")
+            .bind(list_id)
+            .bind(db_time(slot))
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
+}

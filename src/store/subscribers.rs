@@ -1,0 +1,586 @@
+//! Subscribers and their subscriptions.
+//!
+//! An address is unique case-insensitively through `email_key`, the lower-cased address. When a
+//! subscriber is erased, the address and name are deleted and `email_key` becomes a SHA-256 of
+//! the address: enough to recognise the address on a later import and keep an unsubscribe in
+//! force, and nothing more.
+
+use std::collections::HashMap;
+
+use futures_util::TryStreamExt;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::{FromRow, QueryBuilder, Sqlite};
+
+use super::{Result, Store, StoreError, now_text};
+use crate::domain::{CategorySet, EmailAddress};
+
+/// A subscriber as stored.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct SubscriberRow {
+    pub id: i64,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub status: String,
+    pub hard_bounces: i64,
+    pub consent_source: Option<String>,
+    pub consent_at: Option<String>,
+    pub created_at: String,
+}
+
+/// One of a subscriber's subscriptions, with its list.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct SubscriptionInfo {
+    pub list: String,
+    pub status: String,
+    pub categories: Option<String>,
+    pub created_at: String,
+    pub confirmed_at: Option<String>,
+    pub unsubscribed_at: Option<String>,
+}
+
+/// A row of `subscribers list`.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct SubscriberListing {
+    pub email: String,
+    pub name: Option<String>,
+    pub subscriber_status: String,
+    pub list: String,
+    pub status: String,
+    pub categories: Option<String>,
+}
+
+/// One subscriber to add to a list (from the CLI or one CSV row).
+#[derive(Debug, Clone)]
+pub struct NewSubscription {
+    pub email: EmailAddress,
+    pub name: Option<String>,
+    /// `None`: leave an existing choice alone (a new subscription gets every category).
+    pub categories: Option<CategorySet>,
+}
+
+/// What happened to one [`NewSubscription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// A new subscription (and perhaps a new subscriber) was created.
+    Added,
+    /// An existing subscription's name or categories changed.
+    Updated,
+    /// Already subscribed with the same details.
+    Unchanged,
+    /// Not applied, with the reason (e.g. the address had unsubscribed from this list).
+    Skipped(String),
+}
+
+/// Counts for an import run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportSummary {
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+}
+
+impl ImportSummary {
+    /// Counts one outcome.
+    pub fn count(&mut self, o: &ImportOutcome) {
+        match o {
+            ImportOutcome::Added => self.added += 1,
+            ImportOutcome::Updated => self.updated += 1,
+            ImportOutcome::Unchanged => self.unchanged += 1,
+            ImportOutcome::Skipped(_) => self.skipped += 1,
+        }
+    }
+}
+
+/// The erasure record's key for an address.
+fn erased_key(canonical: &str) -> String {
+    let digest = Sha256::digest(canonical.as_bytes());
+    let mut s = String::with_capacity(7 + 64);
+    s.push_str("erased:");
+    for b in digest {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+#[derive(FromRow)]
+struct Existing {
+    id: i64,
+    email_key: String,
+    name: Option<String>,
+    sub_id: Option<i64>,
+    sub_status: Option<String>,
+    sub_categories: Option<String>,
+}
+
+impl Store {
+    /// Subscribes a batch of addresses to list `list_id` in one transaction. Used by the CLI
+    /// (a batch of one) and by the CSV import (batches of a few hundred rows, which is what
+    /// makes a million-row import fast). With `dry_run` the transaction is rolled back.
+    ///
+    /// Rules: an address that unsubscribed from the list stays unsubscribed (even after it was
+    /// erased); a new subscription by an admin is active at once, with `source` recorded as
+    /// the consent source.
+    pub async fn subscribe_batch(
+        &self,
+        list_id: i64,
+        rows: &[NewSubscription],
+        source: &str,
+        dry_run: bool,
+    ) -> Result<Vec<ImportOutcome>> {
+        let now = now_text();
+        let mut tx = self.pool().begin().await?;
+        let canon: Vec<String> = rows.iter().map(|r| r.email.canonical()).collect();
+
+        // One query finds every known address of the batch, live or erased, with its
+        // subscription to this list.
+        let mut existing: HashMap<String, Existing> = HashMap::new();
+        for chunk in canon.chunks(400) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT s.id, s.email_key, s.name, sub.id AS sub_id, sub.status AS sub_status, sub.categories AS sub_categories
+                 FROM subscribers s LEFT JOIN subscriptions sub ON sub.subscriber_id = s.id AND sub.list_id = ",
+            );
+            qb.push_bind(list_id);
+            qb.push(" WHERE s.email_key IN (");
+            let mut sep = qb.separated(", ");
+            for c in chunk {
+                sep.push_bind(c.clone());
+                sep.push_bind(erased_key(c));
+            }
+            qb.push(")");
+            let found: Vec<Existing> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            for e in found {
+                existing.insert(e.email_key.clone(), e);
+            }
+        }
+
+        let mut outcomes = Vec::with_capacity(rows.len());
+        let mut new_subscribers: Vec<usize> = Vec::new();
+        let mut new_subscriptions: Vec<(i64, Option<String>)> = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            let live = existing.get(&canon[i]);
+            let erased = existing.get(&erased_key(&canon[i]));
+            let Some(found) = live.or(erased) else {
+                new_subscribers.push(i);
+                outcomes.push(ImportOutcome::Added);
+                continue;
+            };
+            match found.sub_status.as_deref() {
+                Some("unsubscribed") => {
+                    outcomes.push(ImportOutcome::Skipped(
+                        "the address unsubscribed from this list; it is not re-subscribed by an admin or an import".into(),
+                    ));
+                    continue;
+                }
+                Some(_) => {
+                    let new_name = row
+                        .name
+                        .as_ref()
+                        .filter(|n| Some(*n) != found.name.as_ref());
+                    let new_cats = row
+                        .categories
+                        .as_ref()
+                        .map(|c| (!c.is_empty()).then(|| c.to_stored()))
+                        .filter(|c| *c != found.sub_categories);
+                    if new_name.is_none() && new_cats.is_none() {
+                        outcomes.push(ImportOutcome::Unchanged);
+                        continue;
+                    }
+                    if let Some(n) = new_name {
+                        sqlx::query(
+                            "UPDATE subscribers SET name = $1, updated_at = $2 WHERE id = $3",
+                        )
+                        .bind(n)
+                        .bind(&now)
+                        .bind(found.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    if let (Some(c), Some(sub_id)) = (new_cats, found.sub_id) {
+                        sqlx::query("UPDATE subscriptions SET categories = $1 WHERE id = $2")
+                            .bind(c)
+                            .bind(sub_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    outcomes.push(ImportOutcome::Updated);
+                }
+                None => {
+                    if live.is_none() {
+                        // An erased subscriber coming back to a list they never left: restore
+                        // the address so they can be mailed.
+                        sqlx::query(
+                            "UPDATE subscribers SET email = $1, email_key = $2, name = $3, status = 'active',
+                                 consent_source = $4, consent_at = $5, updated_at = $5 WHERE id = $6",
+                        )
+                        .bind(row.email.as_str())
+                        .bind(&canon[i])
+                        .bind(&row.name)
+                        .bind(source)
+                        .bind(&now)
+                        .bind(found.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    } else if let Some(n) = row
+                        .name
+                        .as_ref()
+                        .filter(|n| Some(*n) != found.name.as_ref())
+                    {
+                        sqlx::query(
+                            "UPDATE subscribers SET name = $1, updated_at = $2 WHERE id = $3",
+                        )
+                        .bind(n)
+                        .bind(&now)
+                        .bind(found.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    new_subscriptions.push((
+                        found.id,
+                        row.categories
+                            .as_ref()
+                            .filter(|c| !c.is_empty())
+                            .map(|c| c.to_stored()),
+                    ));
+                    outcomes.push(ImportOutcome::Added);
+                }
+            }
+        }
+
+        for chunk in new_subscribers.chunks(500) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO subscribers (email, email_key, name, status, consent_source, consent_at, created_at, updated_at) ",
+            );
+            qb.push_values(chunk, |mut b, &i| {
+                b.push_bind(rows[i].email.as_str())
+                    .push_bind(canon[i].as_str())
+                    .push_bind(rows[i].name.as_deref())
+                    .push_bind("active")
+                    .push_bind(source)
+                    .push_bind(now.as_str())
+                    .push_bind(now.as_str())
+                    .push_bind(now.as_str());
+            });
+            qb.push(" RETURNING id, email_key");
+            let ids: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            let by_key: HashMap<String, i64> = ids.into_iter().map(|(id, k)| (k, id)).collect();
+            for &i in chunk {
+                // Invariant: every inserted key came back from RETURNING.
+                let id = by_key[&canon[i]];
+                new_subscriptions.push((
+                    id,
+                    rows[i]
+                        .categories
+                        .as_ref()
+                        .filter(|c| !c.is_empty())
+                        .map(|c| c.to_stored()),
+                ));
+            }
+        }
+
+        for chunk in new_subscriptions.chunks(500) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO subscriptions (subscriber_id, list_id, status, categories, created_at, confirmed_at) ",
+            );
+            qb.push_values(chunk, |mut b, (sid, cats)| {
+                b.push_bind(*sid)
+                    .push_bind(list_id)
+                    .push_bind("active")
+                    .push_bind(cats.clone())
+                    .push_bind(now.as_str())
+                    .push_bind(now.as_str());
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+
+        if dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Unsubscribes an address from one list, or from every list when `list_id` is `None`.
+    /// Returns how many subscriptions changed.
+    pub async fn unsubscribe_email(
+        &self,
+        email: &EmailAddress,
+        list_id: Option<i64>,
+    ) -> Result<u64> {
+        let sub = self.subscriber_by_email(email).await?;
+        let res = sqlx::query(
+            "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = $1
+             WHERE subscriber_id = $2 AND status <> 'unsubscribed' AND ($3 IS NULL OR list_id = $3)",
+        )
+        .bind(now_text())
+        .bind(sub.id)
+        .bind(list_id)
+        .execute(self.pool())
+        .await?;
+        Ok(res.rows_affected())
+    }
+
+    /// Erases a subscriber's personal data. If they had unsubscribed from any list, a hashed
+    /// record and those unsubscriptions stay, so an import cannot mail them again; otherwise
+    /// nothing of them is kept.
+    pub async fn erase_subscriber(&self, email: &EmailAddress) -> Result<bool> {
+        let sub = self.subscriber_by_email(email).await?;
+        let mut tx = self.pool().begin().await?;
+        let unsubscribed: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM subscriptions WHERE subscriber_id = $1 AND status = 'unsubscribed'",
+        )
+        .bind(sub.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let kept = unsubscribed > 0;
+        if kept {
+            sqlx::query(
+                "DELETE FROM subscriptions WHERE subscriber_id = $1 AND status <> 'unsubscribed'",
+            )
+            .bind(sub.id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM deliveries WHERE subscriber_id = $1")
+                .bind(sub.id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE subscribers SET email = NULL, name = NULL, email_key = $1, status = 'erased',
+                     consent_ip = NULL, updated_at = $2 WHERE id = $3",
+            )
+            .bind(erased_key(&email.canonical()))
+            .bind(now_text())
+            .bind(sub.id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE subscriptions SET confirm_ip = NULL WHERE subscriber_id = $1")
+                .bind(sub.id)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query("DELETE FROM subscribers WHERE id = $1")
+                .bind(sub.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(kept)
+    }
+
+    /// The live (not erased) subscriber with this address.
+    pub async fn subscriber_by_email(&self, email: &EmailAddress) -> Result<SubscriberRow> {
+        sqlx::query_as::<_, SubscriberRow>(
+            "SELECT id, email, name, status, hard_bounces, consent_source, consent_at, created_at
+             FROM subscribers WHERE email_key = $1",
+        )
+        .bind(email.canonical())
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("subscriber with domain @{}", email.domain())))
+    }
+
+    /// A subscriber's subscriptions, by list slug.
+    pub async fn subscriptions_of(&self, subscriber_id: i64) -> Result<Vec<SubscriptionInfo>> {
+        Ok(sqlx::query_as::<_, SubscriptionInfo>(
+            "SELECT l.slug AS list, s.status, s.categories, s.created_at, s.confirmed_at, s.unsubscribed_at
+             FROM subscriptions s JOIN lists l ON l.id = s.list_id
+             WHERE s.subscriber_id = $1 ORDER BY l.slug",
+        )
+        .bind(subscriber_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Subscriptions, optionally of one list and with one status. `status` may be a
+    /// subscription status (pending, active, unsubscribed) or `bounced` (the subscriber's).
+    pub async fn list_subscribers(
+        &self,
+        list_id: Option<i64>,
+        status: Option<&str>,
+    ) -> Result<Vec<SubscriberListing>> {
+        Ok(sqlx::query_as::<_, SubscriberListing>(
+            "SELECT p.email AS email, p.name, p.status AS subscriber_status, l.slug AS list, s.status, s.categories
+             FROM subscriptions s
+             JOIN subscribers p ON p.id = s.subscriber_id
+             JOIN lists l ON l.id = s.list_id
+             WHERE p.email IS NOT NULL
+               AND ($1 IS NULL OR s.list_id = $1)
+               AND ($2 IS NULL OR s.status = $2 OR p.status = $2)
+             ORDER BY p.email_key, l.slug",
+        )
+        .bind(list_id)
+        .bind(status)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Streams subscriptions for export (live subscribers only), calling `f` for each.
+    pub async fn for_each_export_row(
+        &self,
+        list_id: Option<i64>,
+        mut f: impl FnMut(SubscriberListing) -> anyhow::Result<()>,
+    ) -> anyhow::Result<u64> {
+        let mut rows = sqlx::query_as::<_, SubscriberListing>(
+            "SELECT p.email AS email, p.name, p.status AS subscriber_status, l.slug AS list, s.status, s.categories
+             FROM subscriptions s
+             JOIN subscribers p ON p.id = s.subscriber_id
+             JOIN lists l ON l.id = s.list_id
+             WHERE p.email IS NOT NULL AND ($1 IS NULL OR s.list_id = $1)
+             ORDER BY s.id",
+        )
+        .bind(list_id)
+        .fetch(self.pool());
+        let mut n = 0;
+        while let Some(row) = rows.try_next().await? {
+            f(row)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Subscription counts by status for one list: (pending, active, unsubscribed).
+    pub async fn subscription_counts(&self, list_id: i64) -> Result<(i64, i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'active'), 0), COALESCE(SUM(status = 'unsubscribed'), 0)
+             FROM subscriptions WHERE list_id = $1",
+        )
+        .bind(list_id)
+        .fetch_one(self.pool())
+        .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ListSlug;
+    use crate::store::ListSpec;
+    use crate::store::testutil::temp_store;
+
+    fn ns(email: &str, name: Option<&str>, cats: Option<&str>) -> NewSubscription {
+        NewSubscription {
+            email: EmailAddress::parse(email).unwrap(),
+            name: name.map(str::to_owned),
+            categories: cats.map(|c| CategorySet::parse_list(c).unwrap()),
+        }
+    }
+
+    #[tokio::test]
+    async fn subscribe_update_unsubscribe_erase() {
+        let (store, _d) = temp_store().await;
+        let list = store
+            .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
+            .await
+            .unwrap();
+        let out = store
+            .subscribe_batch(
+                list.id,
+                &[
+                    ns("Ayesha@Example.pk", Some("Ayesha"), None),
+                    ns("bilal@example.com", None, Some("Sport")),
+                ],
+                "cli",
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(out, [ImportOutcome::Added, ImportOutcome::Added]);
+        // Case-insensitive: the same person again is unchanged; a new name is an update.
+        let out = store
+            .subscribe_batch(
+                list.id,
+                &[ns("ayesha@example.PK", None, None)],
+                "cli",
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(out, [ImportOutcome::Unchanged]);
+        let out = store
+            .subscribe_batch(
+                list.id,
+                &[ns("ayesha@example.pk", Some("Ayesha Khan"), None)],
+                "cli",
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(out, [ImportOutcome::Updated]);
+        // Dry run changes nothing.
+        let out = store
+            .subscribe_batch(list.id, &[ns("new@example.com", None, None)], "cli", true)
+            .await
+            .unwrap();
+        assert_eq!(out, [ImportOutcome::Added]);
+        assert_eq!(store.subscription_counts(list.id).await.unwrap(), (0, 2, 0));
+
+        let ayesha = EmailAddress::parse("ayesha@example.pk").unwrap();
+        assert_eq!(store.unsubscribe_email(&ayesha, None).await.unwrap(), 1);
+        let out = store
+            .subscribe_batch(
+                list.id,
+                &[ns("ayesha@example.pk", None, None)],
+                "import",
+                false,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(out[0], ImportOutcome::Skipped(_)));
+
+        // Erased after unsubscribing: the hashed record still blocks a re-import.
+        assert!(store.erase_subscriber(&ayesha).await.unwrap());
+        assert!(store.subscriber_by_email(&ayesha).await.is_err());
+        let out = store
+            .subscribe_batch(
+                list.id,
+                &[ns("AYESHA@example.pk", None, None)],
+                "import",
+                false,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(out[0], ImportOutcome::Skipped(_)));
+        let left: Option<String> =
+            sqlx::query_scalar("SELECT email FROM subscribers WHERE status = 'erased'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(left, None);
+
+        // Erased without an unsubscribe: nothing is kept.
+        let bilal = EmailAddress::parse("bilal@example.com").unwrap();
+        assert!(!store.erase_subscriber(&bilal).await.unwrap());
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM subscribers")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+
+        let listing = store
+            .list_subscribers(Some(list.id), Some("active"))
+            .await
+            .unwrap();
+        assert!(listing.is_empty());
+        store
+            .subscribe_batch(list.id, &[ns("c@example.com", None, None)], "cli", false)
+            .await
+            .unwrap();
+        let c = store
+            .subscriber_by_email(&EmailAddress::parse("c@example.com").unwrap())
+            .await
+            .unwrap();
+        let infos = store.subscriptions_of(c.id).await.unwrap();
+        assert_eq!(infos[0].list, "daily");
+        let mut exported = Vec::new();
+        store
+            .for_each_export_row(None, |r| {
+                exported.push(r.email);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(exported, ["c@example.com"]);
+    }
+}
