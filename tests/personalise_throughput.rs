@@ -18,9 +18,15 @@ const READERS: usize = 100_000;
 fn edition(urdu: bool) -> (Template, Template) {
     let marks = [("@T@", Hole::Token), ("@N@", Hole::Name)];
     let (title, summary) = if urdu {
-        ("وزیر اعظم نے استعفیٰ دے دیا، نئی حکومت کی تشکیل پر مشاورت شروع", "اسلام آباد: وزیر اعظم نے آج صدر کو اپنا استعفیٰ پیش کر دیا۔ ")
+        (
+            "وزیر اعظم نے استعفیٰ دے دیا، نئی حکومت کی تشکیل پر مشاورت شروع",
+            "اسلام آباد: وزیر اعظم نے آج صدر کو اپنا استعفیٰ پیش کر دیا۔ ",
+        )
     } else {
-        ("Finance minister resigns after budget talks collapse in Islamabad", "The minister handed his resignation to the prime minister on Friday evening. ")
+        (
+            "Finance minister resigns after budget talks collapse in Islamabad",
+            "The minister handed his resignation to the prime minister on Friday evening. ",
+        )
     };
     let mut text = String::from("Dear @N@,\n\nToday's headlines from The Daily Ledger:\n\n");
     let mut html = String::from(
@@ -43,14 +49,23 @@ fn edition(urdu: bool) -> (Template, Template) {
         "<tr><td style=\"padding:16px;font-size:12px;color:#666666\"><a href=\"https://news.example.com/preferences/@T@\">Preferences</a> · \
          <a href=\"https://news.example.com/unsubscribe/@T@\">Unsubscribe</a><br>The Daily Ledger, 12 Mall Road, Lahore</td></tr></table></body></html>",
     );
-    (Template::from_marked(&text, &marks), Template::from_marked(&html, &marks))
+    (
+        Template::from_marked(&text, &marks),
+        Template::from_marked(&html, &marks),
+    )
 }
 
 fn measure(urdu: bool) {
     let h = CommonHeaders {
-        from: "The Daily Ledger <digest@news.example.com>".parse().unwrap(),
+        from: "The Daily Ledger <digest@news.example.com>"
+            .parse()
+            .unwrap(),
         reply_to: None,
-        subject: if urdu { "روزنامہ خلاصہ — ۲۸ نومبر".into() } else { "Daily Digest - 28 November 2026".into() },
+        subject: if urdu {
+            "روزنامہ خلاصہ — ۲۸ نومبر".into()
+        } else {
+            "Daily Digest - 28 November 2026".into()
+        },
         date: Utc::now(),
         list_id: "Daily Digest <daily.news.example.com>".into(),
         public_url: WebUrl::parse("https://news.example.com").unwrap(),
@@ -68,7 +83,12 @@ fn measure(urdu: bool) {
                 _ => Some(format!("عائشہ خان {i}")),
             };
             let token = format!("{i:0>width$}", width = TOKEN_LEN);
-            (EmailAddress::parse(&format!("reader{i}@example.org")).unwrap(), name, token, format!("<e1.s{i}.Xy12Ab34Cd56Ef78@news.example.com>"))
+            (
+                EmailAddress::parse(&format!("reader{i}@example.org")).unwrap(),
+                name,
+                token,
+                format!("<e1.s{i}.Xy12Ab34Cd56Ef78@news.example.com>"),
+            )
         })
         .collect();
     let mut out = Vec::new();
@@ -76,7 +96,15 @@ fn measure(urdu: bool) {
     let start = Instant::now();
     for (to, name, token, mid) in &readers {
         out.clear();
-        mt.personalise(&Recipient { to, name: name.as_deref(), token, message_id: mid }, &mut out);
+        mt.personalise(
+            &Recipient {
+                to,
+                name: name.as_deref(),
+                token,
+                message_id: mid,
+            },
+            &mut out,
+        );
         bytes += out.len();
     }
     let secs = start.elapsed().as_secs_f64();
