@@ -138,15 +138,10 @@ impl MessageTemplate {
             &mut b.bytes,
             "From",
             mailbox_name(&h.from),
-            &h.from.email.to_string(),
+            h.from.email.as_ref(),
         );
         if let Some(r) = &h.reply_to {
-            write_mailbox_header(
-                &mut b.bytes,
-                "Reply-To",
-                mailbox_name(r),
-                &r.email.to_string(),
-            );
+            write_mailbox_header(&mut b.bytes, "Reply-To", mailbox_name(r), r.email.as_ref());
         }
         b.bytes.extend_from_slice(b"To: ");
         b.hole(Piece::To);
@@ -229,6 +224,9 @@ impl MessageTemplate {
     /// The token must be [`TOKEN_LEN`] characters of `[A-Za-z0-9_-]`, as the token module
     /// makes them. Should a caller break that rule, other bytes are percent-encoded so the
     /// message stays well-formed (but lines may then exceed 76 characters).
+    ///
+    /// Everything written is 7-bit except an internationalised address (RFC 6531), which is
+    /// written as it is: sending it needs a relay that offers SMTPUTF8.
     pub fn personalise(&self, r: &Recipient<'_>, out: &mut Vec<u8>) {
         debug_assert!(
             is_valid_token(r.token),

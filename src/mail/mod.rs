@@ -11,6 +11,10 @@
 
 pub mod dkim;
 pub mod mime;
+pub mod transport;
 
 pub use dkim::{DkimError, DkimSigner};
 pub use mime::{CommonHeaders, MessageTemplate, Recipient, message_id};
+pub use transport::{
+    SendError, Session, SmtpConnector, SmtpSession, StubMessage, StubOutbox, Transport,
+};

@@ -1,0 +1,407 @@
+//! A small scripted SMTP server for tests (RFC 5321 subset, no TLS).
+//!
+//! It answers like a normal relay (EHLO with 8BITMIME, ENHANCEDSTATUSCODES and optionally
+//! AUTH PLAIN/LOGIN; MAIL, RCPT, DATA, RSET, NOOP, QUIT) and records every accepted message.
+//! A [`Policy`] closure sees each event and can override the reply, stall (never answer) or
+//! drop the connection, which is how tests script faults.
+//!
+//! Use it from a test file with:
+//! ```ignore
+//! #[path = "support/smtp_server.rs"]
+//! mod smtp_server;
+//! ```
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A message the server accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// MAIL FROM address (without brackets).
+    pub from: String,
+    /// RCPT TO addresses.
+    pub to: Vec<String>,
+    /// The data with dot-stuffing undone, up to and including the last line's CRLF.
+    pub data: Vec<u8>,
+    /// Which connection (0-based) carried it.
+    pub connection: usize,
+}
+
+/// Something the client did, shown to the [`Policy`].
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A client connected; the greeting is next.
+    Connect { connection: usize },
+    /// `MAIL FROM:<addr>`.
+    Mail(&'a str),
+    /// `RCPT TO:<addr>`.
+    Rcpt(&'a str),
+    /// `DATA`.
+    Data,
+    /// The first line of message data arrived.
+    DataStarted,
+    /// The whole message arrived; the reply is next.
+    DataEnd(&'a Received),
+}
+
+/// What the server does about an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// The normal reply.
+    Default,
+    /// This reply line (without CRLF) instead.
+    Reply(String),
+    /// This reply, then close the connection.
+    ReplyAndClose(String),
+    /// Close the connection without a word.
+    Drop,
+    /// Never answer again (the connection stays open).
+    Stall,
+}
+
+/// Decides the [`Action`] for each [`Event`].
+pub type Policy = Arc<dyn Fn(&Event<'_>) -> Action + Send + Sync>;
+
+/// How the server behaves.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Accepted AUTH user and password; `None` offers no AUTH.
+    pub auth: Option<(String, String)>,
+    /// Whether to advertise STARTTLS (the command itself is refused: no TLS here).
+    pub advertise_starttls: bool,
+    /// The fault script.
+    pub policy: Policy,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            auth: None,
+            advertise_starttls: false,
+            policy: Arc::new(|_| Action::Default),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// A server with this fault script.
+    pub fn with_policy(policy: impl Fn(&Event<'_>) -> Action + Send + Sync + 'static) -> Self {
+        Self {
+            policy: Arc::new(policy),
+            ..Self::default()
+        }
+    }
+}
+
+/// A running server; stops when dropped.
+pub struct SmtpServer {
+    /// Where it listens (127.0.0.1, a free port).
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SmtpServer {
+    /// Starts listening on 127.0.0.1 with a free port.
+    pub async fn start(cfg: ServerConfig) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (r, c) = (received.clone(), connections.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let n = c.fetch_add(1, Ordering::SeqCst);
+                let (cfg, r) = (cfg.clone(), r.clone());
+                tokio::spawn(async move {
+                    let _ = serve(sock, n, cfg, r).await;
+                });
+            }
+        });
+        Self {
+            addr,
+            received,
+            connections,
+            task,
+        }
+    }
+
+    /// The messages accepted so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// How many connections were accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// What to do after consulting the policy.
+enum Next {
+    Continue,
+    Close,
+}
+
+async fn act(
+    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    action: Action,
+    default: &str,
+) -> std::io::Result<Next> {
+    match action {
+        Action::Default => {
+            w.write_all(format!("{default}\r\n").as_bytes()).await?;
+            Ok(Next::Continue)
+        }
+        Action::Reply(r) => {
+            w.write_all(format!("{r}\r\n").as_bytes()).await?;
+            Ok(Next::Continue)
+        }
+        Action::ReplyAndClose(r) => {
+            w.write_all(format!("{r}\r\n").as_bytes()).await?;
+            Ok(Next::Close)
+        }
+        Action::Drop => Ok(Next::Close),
+        Action::Stall => {
+            std::future::pending::<()>().await;
+            Ok(Next::Close)
+        }
+    }
+}
+
+fn angle(arg: &str) -> String {
+    let a = arg.split_once(':').map(|(_, a)| a).unwrap_or(arg).trim();
+    let a = a.split_whitespace().next().unwrap_or("");
+    a.trim_start_matches('<').trim_end_matches('>').to_owned()
+}
+
+async fn serve(
+    sock: TcpStream,
+    n: usize,
+    cfg: ServerConfig,
+    received: Arc<Mutex<Vec<Received>>>,
+) -> std::io::Result<()> {
+    let (r, mut w) = sock.into_split();
+    let mut r = BufReader::new(r);
+    let policy = cfg.policy.clone();
+    if let Next::Close = act(
+        &mut w,
+        policy(&Event::Connect { connection: n }),
+        "220 test.invalid ESMTP scripted",
+    )
+    .await?
+    {
+        return Ok(());
+    }
+    let mut from: Option<String> = None;
+    let mut to: Vec<String> = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line).await? == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+        let verb = text
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let next = match verb.as_str() {
+            "EHLO" | "HELO" => {
+                let mut ext = vec![
+                    "test.invalid",
+                    "PIPELINING",
+                    "8BITMIME",
+                    "ENHANCEDSTATUSCODES",
+                ];
+                if cfg.advertise_starttls {
+                    ext.push("STARTTLS");
+                }
+                if cfg.auth.is_some() {
+                    ext.push("AUTH PLAIN LOGIN");
+                }
+                ext.push("SIZE 50000000");
+                let mut reply = String::new();
+                for (i, e) in ext.iter().enumerate() {
+                    let sep = if i + 1 == ext.len() { ' ' } else { '-' };
+                    reply.push_str(&format!("250{sep}{e}\r\n"));
+                }
+                w.write_all(reply.as_bytes()).await?;
+                Next::Continue
+            }
+            "AUTH" => {
+                let ok = auth(&text, &mut r, &mut w, cfg.auth.as_ref()).await?;
+                let reply = if ok {
+                    "235 2.7.0 Authentication successful"
+                } else {
+                    "535 5.7.8 Authentication credentials invalid"
+                };
+                w.write_all(format!("{reply}\r\n").as_bytes()).await?;
+                Next::Continue
+            }
+            "STARTTLS" => {
+                w.write_all(b"454 4.7.0 TLS not available\r\n").await?;
+                Next::Continue
+            }
+            "MAIL" => {
+                let addr = angle(&text);
+                let a = policy(&Event::Mail(&addr));
+                if a == Action::Default {
+                    from = Some(addr);
+                    to.clear();
+                }
+                act(&mut w, a, "250 2.1.0 Ok").await?
+            }
+            "RCPT" => {
+                let addr = angle(&text);
+                let a = policy(&Event::Rcpt(&addr));
+                if from.is_none() {
+                    w.write_all(b"503 5.5.1 Error: need MAIL command\r\n")
+                        .await?;
+                    Next::Continue
+                } else {
+                    if a == Action::Default {
+                        to.push(addr);
+                    }
+                    act(&mut w, a, "250 2.1.5 Ok").await?
+                }
+            }
+            "DATA" => {
+                if to.is_empty() {
+                    w.write_all(b"554 5.5.1 Error: no valid recipients\r\n")
+                        .await?;
+                    continue;
+                }
+                match act(
+                    &mut w,
+                    policy(&Event::Data),
+                    "354 End data with <CR><LF>.<CR><LF>",
+                )
+                .await?
+                {
+                    Next::Close => return Ok(()),
+                    Next::Continue => {}
+                }
+                let mut data = Vec::new();
+                let mut first = true;
+                loop {
+                    line.clear();
+                    if r.read_until(b'\n', &mut line).await? == 0 {
+                        return Ok(());
+                    }
+                    if first {
+                        first = false;
+                        match policy(&Event::DataStarted) {
+                            Action::Drop => return Ok(()),
+                            Action::Stall => std::future::pending::<()>().await,
+                            _ => {}
+                        }
+                    }
+                    if line == b".\r\n" {
+                        break;
+                    }
+                    // RFC 5321 §4.5.2: remove the stuffed dot.
+                    let l = if line.starts_with(b".") {
+                        &line[1..]
+                    } else {
+                        &line[..]
+                    };
+                    data.extend_from_slice(l);
+                }
+                let rec = Received {
+                    from: from.take().unwrap_or_default(),
+                    to: std::mem::take(&mut to),
+                    data,
+                    connection: n,
+                };
+                let a = policy(&Event::DataEnd(&rec));
+                if a == Action::Default {
+                    received.lock().unwrap().push(rec);
+                }
+                act(&mut w, a, "250 2.0.0 Ok: queued").await?
+            }
+            "RSET" => {
+                from = None;
+                to.clear();
+                w.write_all(b"250 2.0.0 Ok\r\n").await?;
+                Next::Continue
+            }
+            "NOOP" => {
+                w.write_all(b"250 2.0.0 Ok\r\n").await?;
+                Next::Continue
+            }
+            "QUIT" => {
+                w.write_all(b"221 2.0.0 Bye\r\n").await?;
+                Next::Close
+            }
+            _ => {
+                w.write_all(b"500 5.5.2 Error: command not recognized\r\n")
+                    .await?;
+                Next::Continue
+            }
+        };
+        if let Next::Close = next {
+            return Ok(());
+        }
+    }
+}
+
+/// AUTH PLAIN (RFC 4616, with or without an initial response) or LOGIN.
+async fn auth(
+    cmd: &str,
+    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    want: Option<&(String, String)>,
+) -> std::io::Result<bool> {
+    let mut words = cmd.split_whitespace().skip(1);
+    let mech = words.next().unwrap_or("").to_ascii_uppercase();
+    let initial = words.next().map(str::to_owned);
+    let mut read = async |prompt: &str| -> std::io::Result<String> {
+        w.write_all(format!("334 {prompt}\r\n").as_bytes()).await?;
+        let mut l = String::new();
+        r.read_line(&mut l).await?;
+        Ok(l.trim().to_owned())
+    };
+    let decode =
+        |s: &str| String::from_utf8_lossy(&BASE64.decode(s).unwrap_or_default()).into_owned();
+    let (user, pass) = match mech.as_str() {
+        "PLAIN" => {
+            let resp = match initial {
+                Some(i) => i,
+                None => read("").await?,
+            };
+            let raw = decode(&resp);
+            let mut parts = raw.split('\0');
+            let _authzid = parts.next();
+            (
+                parts.next().unwrap_or("").to_owned(),
+                parts.next().unwrap_or("").to_owned(),
+            )
+        }
+        "LOGIN" => {
+            let u = decode(&read("VXNlcm5hbWU6").await?);
+            let p = decode(&read("UGFzc3dvcmQ6").await?);
+            (u, p)
+        }
+        _ => return Ok(false),
+    };
+    Ok(want.is_some_and(|(u, p)| *u == user && *p == pass))
+}
