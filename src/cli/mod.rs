@@ -13,6 +13,7 @@ mod articles_import;
 mod lists;
 mod output;
 mod preview;
+mod send;
 mod subscribers;
 mod subscribers_import;
 
@@ -52,6 +53,12 @@ pub enum Command {
     Articles(articles::ArticlesCmd),
     /// Build a list's next digest without recording it: writes digest.html, digest.txt, digest.eml.
     Preview(preview::PreviewArgs),
+    /// Deliver editions now.
+    #[command(subcommand)]
+    Send(send::SendCmd),
+    /// Inspect, resume and cancel editions.
+    #[command(subcommand)]
+    Editions(send::EditionsCmd),
     /// Lists with subscriber counts, article counts and the last edition per list.
     Status(JsonFlag),
 }
@@ -97,6 +104,8 @@ pub async fn run(cli: Cli, ctx: Ctx) -> Result<Outcome> {
         Command::Articles(cmd) => articles::run(cmd, &ctx).await,
         Command::Status(flag) => status(&ctx, flag).await,
         Command::Preview(args) => preview::run(args, &ctx).await,
+        Command::Send(cmd) => send::run_send(cmd, &ctx).await,
+        Command::Editions(cmd) => send::run_editions(cmd, &ctx).await,
     }
 }
 

@@ -215,7 +215,7 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
             let transport = Transport::from_config(&ctx.config)?;
             let mut session = transport.session().await?;
             session.send(&from, &to, &bytes).await.with_context(|| format!("sending the test message to @{}", to.domain()))?;
-            session.quit().await;
+            session.close().await;
             println!("sent a test digest to {to} ({message_id})");
             Ok(Outcome::Ok)
         }

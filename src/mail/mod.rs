@@ -11,6 +11,7 @@
 
 pub mod dkim;
 pub mod mime;
+pub mod sender;
 pub mod transport;
 
 pub use dkim::{DkimError, DkimSigner};

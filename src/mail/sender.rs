@@ -108,7 +108,7 @@ impl Engine {
     /// first, until `mode` says stop or `shutdown` turns true. On shutdown, messages not yet
     /// handed to the relay go back to the queue; messages in flight finish (bounded by the
     /// SMTP timeout).
-    pub async fn run(&self, only: Option<i64>, mode: Mode, mut shutdown: watch::Receiver<bool>) -> Result<Report> {
+    pub async fn run(&self, only: Option<HashSet<i64>>, mode: Mode, mut shutdown: watch::Receiver<bool>) -> Result<Report> {
         let workers = match &*self.transport {
             Transport::Smtp(_) => self.config.smtp.connections as usize,
             _ => 2,
@@ -150,7 +150,7 @@ impl Engine {
             // Keep the workers fed, but hold few enough claims that a crash repeats little.
             if !stopping && in_flight < workers * 4 {
                 let claimed = self
-                    .claim_next(only, batch, lease, &paused, &mut renderers, &mut templates, &mut report, &mut scratch)
+                    .claim_next(only.as_ref(), batch, lease, &paused, &mut renderers, &mut templates, &mut report, &mut scratch)
                     .await?;
                 if !claimed.is_empty() {
                     idle_since = None;
@@ -177,7 +177,7 @@ impl Engine {
                     self.flush(&mut buffer, &mut touched).await?;
                     match mode {
                         Mode::UntilIdle { wait_for_retries } => {
-                            let due = self.next_due(only).await?;
+                            let due = self.next_due(only.as_ref()).await?;
                             match due {
                                 Some(d) if d <= Utc::now() + Duration::from_std(wait_for_retries).unwrap_or_default() => {
                                     let wait = (d - Utc::now()).to_std().unwrap_or_default().max(StdDuration::from_millis(50));
@@ -260,10 +260,10 @@ impl Engine {
         Ok(EmailAddress::parse(&mb.email.to_string())?)
     }
 
-    async fn next_due(&self, only: Option<i64>) -> Result<Option<chrono::DateTime<Utc>>> {
+    async fn next_due(&self, only: Option<&HashSet<i64>>) -> Result<Option<chrono::DateTime<Utc>>> {
         let mut best = None;
         for e in self.store.editions_sending().await? {
-            if only.is_some_and(|o| o != e.id) {
+            if only.is_some_and(|o| !o.contains(&e.id)) {
                 continue;
             }
             if let Some(d) = self.store.next_due(e.id).await? {
@@ -278,7 +278,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     async fn claim_next(
         &self,
-        only: Option<i64>,
+        only: Option<&HashSet<i64>>,
         batch: i64,
         lease: Duration,
         paused: &Arc<Mutex<HashSet<i64>>>,
@@ -289,7 +289,7 @@ impl Engine {
     ) -> Result<Vec<(Option<Job>, Option<Outcome>)>> {
         let editions = self.store.editions_sending().await?;
         for e in editions {
-            if only.is_some_and(|o| o != e.id) || paused.lock().map(|p| p.contains(&e.id)).unwrap_or(false) {
+            if only.is_some_and(|o| !o.contains(&e.id)) || paused.lock().map(|p| p.contains(&e.id)).unwrap_or(false) {
                 continue;
             }
             let (claimed, skipped) = self.store.claim_deliveries(e.id, e.list_id, batch, lease).await?;
