@@ -1,8 +1,8 @@
 //! The Maud pages: one small stylesheet inline, no JavaScript, no external resources, large
 //! touch targets, and the email's colours (light and dark).
 //!
-//! Interpolated values are HTML-escaped by Maud. Pages never show a reader's address (except
-//! the one just typed into the sign-up form) nor anything derived from a token.
+//! Interpolated values are HTML-escaped by Maud. Pages never show a reader's address, nor
+//! echo a token except in links to the reader's own pages.
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -274,8 +274,9 @@ pub(super) fn signup_form(
     )
 }
 
-/// `POST /subscribe`: the same page whatever the address's state (no enumeration).
-pub(super) fn signup_done(c: &Chrome<'_>, email: &str, list: &str, double_opt_in: bool) -> Markup {
+/// `POST /subscribe`: one page whatever the address's state, and it does not repeat the
+/// address, so known and unknown addresses get byte-identical answers (no enumeration).
+pub(super) fn signup_done(c: &Chrome<'_>, list: &str, double_opt_in: bool) -> Markup {
     layout(
         c,
         "Check your inbox",
@@ -283,17 +284,15 @@ pub(super) fn signup_done(c: &Chrome<'_>, email: &str, list: &str, double_opt_in
             @if double_opt_in {
                 h1 { "Check your inbox" }
                 p {
-                    "If " strong { (email) } " is not subscribed to " (list)
+                    "If your address is not subscribed to " (list)
                     " yet, we have sent it a link to confirm. Nothing is sent until that link is used."
                 }
                 p.muted { "The link works for 7 days. No email? Look in your spam folder, or try again in a few minutes." }
             } @else {
                 h1 { "Thank you" }
-                p {
-                    strong { (email) } " is subscribed to " (list) "."
-                }
+                p { "Your address is subscribed to " (list) "." }
                 p.muted {
-                    "If this address had unsubscribed from it before, we have instead emailed it a link to confirm: "
+                    "If it had unsubscribed from it before, we have instead emailed it a link to confirm: "
                     "nothing is sent until that link is used."
                 }
             }

@@ -130,7 +130,7 @@ pub(super) async fn subscribe(
     }
     st.page(
         StatusCode::OK,
-        pages::signup_done(&st.chrome(), email.as_str(), &list.name, list.double_opt_in),
+        pages::signup_done(&st.chrome(), &list.name, list.double_opt_in),
     )
 }
 
