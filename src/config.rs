@@ -94,6 +94,10 @@ pub struct Database {
 pub struct Web {
     pub bind: String,
     pub public_url: String,
+    /// A header set by a reverse proxy in front of us that carries the client's address
+    /// (e.g. `X-Forwarded-For`, whose rightmost entry is used). Unset: the peer address of
+    /// the connection is the client, which behind a proxy is the proxy itself.
+    pub client_ip_header: Option<String>,
 }
 
 /// Which transport delivers messages.
@@ -224,6 +228,7 @@ impl Default for Web {
         Self {
             bind: "127.0.0.1:8080".into(),
             public_url: "http://127.0.0.1:8080".into(),
+            client_ip_header: None,
         }
     }
 }
@@ -303,6 +308,7 @@ impl Default for Log {
 /// Keys that exist but have no value in the defaults (so their type cannot be read from there).
 const OPTIONAL_STRING_KEYS: &[&str] = &[
     "publication.reply_to",
+    "web.client_ip_header",
     "smtp.username",
     "smtp.password",
     "smtp.ca_file",

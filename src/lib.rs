@@ -17,6 +17,8 @@
 //! - [`schedule`]: crontab lines in a time zone.
 //! - [`render`]: Maud HTML, plain text, subjects.
 //! - [`mail`]: MIME with per-reader holes, DKIM, SMTP/file/stub transports.
+//! - [`web`]: axum pages for unsubscribe (RFC 8058), sign-up, confirmation, preferences,
+//!   health and metrics.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -29,3 +31,4 @@ pub mod mail;
 pub mod render;
 pub mod schedule;
 pub mod store;
+pub mod web;

@@ -8,7 +8,7 @@
 //! which is how the HTML and the plain text come to carry the same words, as SpamAssassin's
 //! `MPART_ALT_DIFF` wants.
 
-mod clean;
+pub(crate) mod clean;
 mod html;
 pub mod template;
 mod text;

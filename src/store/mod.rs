@@ -17,13 +17,20 @@ pub mod articles;
 pub mod deliveries;
 pub mod editions;
 pub mod lists;
+pub mod metrics;
 pub mod subscribers;
+pub mod tokens;
 
 pub use articles::{ArticleRow, NewArticle};
 pub use deliveries::{Claimed, Outcome};
 pub use editions::{Created, EditionKind, EditionRow, NewEdition};
 pub use lists::{ListRow, ListSpec};
+pub use metrics::MetricsSnapshot;
 pub use subscribers::{ImportOutcome, ImportSummary, SubscriberRow, SubscriptionInfo};
+pub use tokens::{
+    Confirmed, PreferenceChange, PreferenceRow, Preferences, SignupOutcome, TokenPurpose,
+    TokenTarget, Unsubscribed, WebSignup,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

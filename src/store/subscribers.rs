@@ -94,7 +94,7 @@ impl ImportSummary {
 }
 
 /// The erasure record's key for an address.
-fn erased_key(canonical: &str) -> String {
+pub(super) fn erased_key(canonical: &str) -> String {
     let digest = Sha256::digest(canonical.as_bytes());
     let mut s = String::with_capacity(7 + 64);
     s.push_str("erased:");

@@ -1,0 +1,230 @@
+//! The web pages readers reach from their email, and two endpoints for operators.
+//!
+//! - `GET|POST /unsubscribe/{token}`: one-click unsubscribe (RFC 8058). GET only asks (link
+//!   scanners prefetch URLs); POST unsubscribes at once, answers 200, never redirects.
+//! - `GET|POST /preferences/{token}`: lists and topics.
+//! - `GET|POST /subscribe`, `GET /confirm/{token}`: sign-up with double opt-in.
+//! - `GET /healthz`, `GET /metrics` (Prometheus text format).
+//!
+//! Every bad, unknown or expired token gets the same plain 404 page as an unknown path. No
+//! cookies, no JavaScript, no authentication: the token in the URL is the only credential.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::header::{self, HeaderValue};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::future::BoxFuture;
+use maud::Markup;
+
+use crate::config::Config;
+use crate::domain::{EmailAddress, Token};
+use crate::store::Store;
+
+pub mod form;
+mod ops;
+mod pages;
+mod ratelimit;
+mod readers;
+mod signup;
+
+pub use ops::render_metrics;
+pub use ratelimit::RateLimits;
+
+/// The largest request body we read. Our forms are a few hundred bytes; RFC 8058 bodies are
+/// one field.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// Sends double-opt-in confirmation emails; implemented elsewhere with the real transport,
+/// and by a recorder in tests.
+pub trait ConfirmationSender: Send + Sync {
+    /// Mails `to` a message asking them to open `confirm_url` to start receiving `list_name`.
+    fn send(
+        &self,
+        to: &EmailAddress,
+        list_name: &str,
+        confirm_url: &str,
+    ) -> BoxFuture<'_, anyhow::Result<()>>;
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub confirmations: Arc<dyn ConfirmationSender>,
+    /// Sign-up rate limits (per client IP and per address).
+    pub limits: Arc<RateLimits>,
+}
+
+impl AppState {
+    /// State with the default rate limits (5 sign-ups a minute per IP, 3 an hour per address).
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        confirmations: Arc<dyn ConfirmationSender>,
+    ) -> Self {
+        Self {
+            store,
+            config,
+            confirmations,
+            limits: Arc::new(RateLimits::default()),
+        }
+    }
+
+    fn chrome(&self) -> pages::Chrome<'_> {
+        let p = &self.config.publication;
+        let lang = p.language.as_str();
+        pages::Chrome {
+            publication: &p.name,
+            site_url: &p.url,
+            lang,
+            rtl: crate::render::clean::is_rtl(lang),
+            base: self.base(),
+        }
+    }
+
+    /// `[web] public_url` without a trailing `/`.
+    fn base(&self) -> &str {
+        self.config.web.public_url.trim_end_matches('/')
+    }
+
+    fn page(&self, status: StatusCode, markup: Markup) -> Response {
+        (status, markup).into_response()
+    }
+
+    fn not_found(&self) -> Response {
+        self.page(StatusCode::NOT_FOUND, pages::not_found(&self.chrome()))
+    }
+
+    fn bad_request(&self, text: &str) -> Response {
+        self.page(
+            StatusCode::BAD_REQUEST,
+            pages::message(&self.chrome(), "Please check the form", text),
+        )
+    }
+
+    /// Logs the cause (never shown to the reader) and answers 500.
+    fn server_error(&self, what: &str, e: impl std::fmt::Display) -> Response {
+        tracing::error!(error = %e, "{what}");
+        self.page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            pages::message(
+                &self.chrome(),
+                "Something went wrong",
+                "Nothing was changed. Please try again in a few minutes.",
+            ),
+        )
+    }
+}
+
+/// The routes, with their limits and headers.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/unsubscribe/{token}",
+            get(readers::unsubscribe_page).post(readers::unsubscribe_now),
+        )
+        .route(
+            "/preferences/{token}",
+            get(readers::preferences_page).post(readers::save_preferences),
+        )
+        .route("/subscribe", get(signup::form).post(signup::subscribe))
+        .route("/confirm/{token}", get(signup::confirm))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_response(common_headers))
+        .with_state(state)
+}
+
+/// Serves [`router`] on `listener` until `shutdown` completes, then finishes the requests in
+/// flight. Handlers see the peer address through `ConnectInfo<SocketAddr>`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener
+        .local_addr()
+        .context("reading the web listener's address")?;
+    tracing::info!(%addr, "web server listening");
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("web server failed")
+}
+
+async fn fallback(State(st): State<AppState>) -> Response {
+    st.not_found()
+}
+
+/// Headers for every answer: nothing is cached (pages reflect live state and URLs carry
+/// tokens), the token never leaks through `Referer`, and the pages load nothing external.
+async fn common_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    for (name, value) in [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    h.insert("x-robots-tag", HeaderValue::from_static("noindex"));
+    res
+}
+
+/// A token from the path, if it has the right shape. Anything else (including a path that
+/// does not decode) is treated like an unknown token.
+fn token_of(path: Result<Path<String>, PathRejection>) -> Option<Token> {
+    path.ok().and_then(|Path(raw)| Token::parse(&raw))
+}
+
+/// The client's IP address: the TCP peer, or, when `[web] client_ip_header` names a header
+/// set by our reverse proxy, the rightmost address in it. Behind a proxy without that
+/// setting, every client appears as the proxy.
+pub(crate) struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Infallible> {
+        let from_header = st.config.web.client_ip_header.as_deref().and_then(|name| {
+            // The proxy appends the address it saw, so the rightmost entry is the one it
+            // vouches for; anything to its left came from the client and may be forged.
+            let last = parts.headers.get_all(name).iter().next_back()?;
+            let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
+            entry
+                .parse::<IpAddr>()
+                .ok()
+                .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        });
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(a)| a.ip());
+        Ok(Self(
+            from_header
+                .or(peer)
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        ))
+    }
+}

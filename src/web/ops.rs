@@ -1,0 +1,211 @@
+//! `/healthz` and `/metrics` for operators.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::store::{MetricsSnapshot, parse_db_time};
+
+/// `GET /healthz`: 200 `ok` when the database answers, 503 otherwise.
+pub(super) async fn healthz(State(st): State<AppState>) -> Response {
+    match st.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: the database does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+        }
+    }
+}
+
+/// `GET /metrics`: the Prometheus text exposition format, version 0.0.4.
+pub(super) async fn metrics(State(st): State<AppState>) -> Response {
+    match st.store.metrics_snapshot().await {
+        Ok(snap) => (
+            StatusCode::OK,
+            [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            render_metrics(&snap),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "reading metrics failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "metrics unavailable\n").into_response()
+        }
+    }
+}
+
+/// A label value escaped as the text format requires (`\`, `"` and newline).
+fn label(v: &str) -> String {
+    v.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Renders a snapshot in the Prometheus text format. Every list gets every series (zeros
+/// included), so a list that never sent still shows up and rates start from zero.
+pub fn render_metrics(snap: &MetricsSnapshot) -> String {
+    let slug: BTreeMap<i64, String> = snap.lists.iter().map(|(id, s)| (*id, label(s))).collect();
+    let mut deliveries: BTreeMap<(i64, &str), (i64, i64)> = BTreeMap::new();
+    for d in &snap.deliveries {
+        deliveries.insert((d.list_id, d.status.as_str()), (d.count, d.retries));
+    }
+    let get = |id: i64, status: &str| deliveries.get(&(id, status)).copied().unwrap_or((0, 0));
+    let mut out = String::with_capacity(4096);
+
+    header(
+        &mut out,
+        "dispatch_messages_total",
+        "counter",
+        "Deliveries that reached a final state, by list and outcome.",
+    );
+    for (id, s) in &slug {
+        for status in ["sent", "failed", "skipped"] {
+            let _ = writeln!(
+                out,
+                "dispatch_messages_total{{list=\"{s}\",status=\"{status}\"}} {}",
+                get(*id, status).0
+            );
+        }
+    }
+
+    header(
+        &mut out,
+        "dispatch_retries_total",
+        "counter",
+        "Delivery attempts beyond the first, by list.",
+    );
+    for id in slug.keys() {
+        let retries: i64 = deliveries
+            .range((*id, "")..)
+            .take_while(|((l, _), _)| l == id)
+            .map(|(_, (_, r))| r)
+            .sum();
+        let _ = writeln!(
+            out,
+            "dispatch_retries_total{{list=\"{}\"}} {retries}",
+            slug[id]
+        );
+    }
+
+    header(
+        &mut out,
+        "dispatch_queue_depth",
+        "gauge",
+        "Deliveries queued or being sent, by list.",
+    );
+    for (id, s) in &slug {
+        let depth = get(*id, "queued").0 + get(*id, "sending").0;
+        let _ = writeln!(out, "dispatch_queue_depth{{list=\"{s}\"}} {depth}");
+    }
+
+    let times: BTreeMap<i64, _> = snap.editions.iter().map(|e| (e.list_id, e)).collect();
+    header(
+        &mut out,
+        "dispatch_last_edition_timestamp_seconds",
+        "gauge",
+        "When the list's newest edition was made (Unix time; 0 = never).",
+    );
+    for (id, s) in &slug {
+        let t = times
+            .get(id)
+            .and_then(|e| e.last_created_at.as_deref())
+            .and_then(parse_db_time)
+            .map_or(0, |t| t.timestamp());
+        let _ = writeln!(
+            out,
+            "dispatch_last_edition_timestamp_seconds{{list=\"{s}\"}} {t}"
+        );
+    }
+
+    header(
+        &mut out,
+        "dispatch_last_edition_lateness_seconds",
+        "gauge",
+        "How long after its scheduled slot the list's newest scheduled edition was made (0 = none).",
+    );
+    for (id, s) in &slug {
+        let late = times
+            .get(id)
+            .and_then(|e| {
+                let slot = parse_db_time(e.slot.as_deref()?)?;
+                let made = parse_db_time(e.slot_created_at.as_deref()?)?;
+                Some((made - slot).num_seconds())
+            })
+            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "dispatch_last_edition_lateness_seconds{{list=\"{s}\"}} {late}"
+        );
+    }
+
+    header(
+        &mut out,
+        "dispatch_subscribers",
+        "gauge",
+        "Subscriptions by list and status.",
+    );
+    let mut subs: BTreeMap<(i64, &str), i64> = BTreeMap::new();
+    for c in &snap.subscriptions {
+        subs.insert((c.list_id, c.status.as_str()), c.count);
+    }
+    for (id, s) in &slug {
+        for status in ["pending", "active", "unsubscribed"] {
+            let n = subs.get(&(*id, status)).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "dispatch_subscribers{{list=\"{s}\",status=\"{status}\"}} {n}"
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::metrics::{DeliveryCount, EditionTimes};
+
+    #[test]
+    fn renders_zeros_escapes_labels_and_sums() {
+        let snap = MetricsSnapshot {
+            lists: vec![(1, "daily".into()), (2, "we\"ird".into())],
+            deliveries: vec![
+                DeliveryCount {
+                    list_id: 1,
+                    status: "sent".into(),
+                    count: 10,
+                    retries: 2,
+                },
+                DeliveryCount {
+                    list_id: 1,
+                    status: "queued".into(),
+                    count: 3,
+                    retries: 1,
+                },
+            ],
+            subscriptions: vec![],
+            editions: vec![EditionTimes {
+                list_id: 1,
+                last_created_at: Some("2026-11-28T02:00:30Z".into()),
+                slot: Some("2026-11-28T02:00:00Z".into()),
+                slot_created_at: Some("2026-11-28T02:00:30Z".into()),
+            }],
+        };
+        let text = render_metrics(&snap);
+        assert!(text.contains("dispatch_messages_total{list=\"daily\",status=\"sent\"} 10\n"));
+        assert!(text.contains("dispatch_retries_total{list=\"daily\"} 3\n"));
+        assert!(text.contains("dispatch_queue_depth{list=\"daily\"} 3\n"));
+        assert!(text.contains("dispatch_last_edition_lateness_seconds{list=\"daily\"} 30\n"));
+        assert!(text.contains("dispatch_last_edition_timestamp_seconds{list=\"we\\\"ird\"} 0\n"));
+        assert!(text.contains("dispatch_subscribers{list=\"daily\",status=\"active\"} 0\n"));
+    }
+}
