@@ -36,9 +36,17 @@ pub enum SlotDecision {
 
 /// Decides whether `list` has a due slot at `now`. Only the latest slot counts: older missed
 /// slots fold into it, since the window always starts where the last digest ended.
-pub fn due_slot(list: &ListRow, now: DateTime<Utc>, max_lateness: chrono::Duration) -> SlotDecision {
-    let Some(schedule) = list.parsed_schedule() else { return SlotDecision::Nothing };
-    let Some(slot) = schedule.last_at_or_before(now, list.tz()) else { return SlotDecision::Nothing };
+pub fn due_slot(
+    list: &ListRow,
+    now: DateTime<Utc>,
+    max_lateness: chrono::Duration,
+) -> SlotDecision {
+    let Some(schedule) = list.parsed_schedule() else {
+        return SlotDecision::Nothing;
+    };
+    let Some(slot) = schedule.last_at_or_before(now, list.tz()) else {
+        return SlotDecision::Nothing;
+    };
     let created = crate::store::parse_db_time(&list.created_at).unwrap_or(now);
     if slot < created {
         return SlotDecision::Nothing;
@@ -64,7 +72,9 @@ pub async fn schedule_tick(
         match due_slot(&list, now, max_lateness) {
             SlotDecision::Nothing => {}
             SlotDecision::TooLate(slot) => {
-                if store.edition_for_slot(list.id, slot).await?.is_none() && reported_late.insert((list.id, slot)) {
+                if store.edition_for_slot(list.id, slot).await?.is_none()
+                    && reported_late.insert((list.id, slot))
+                {
                     tracing::warn!(
                         list = %list.slug, slot = %slot, late_secs = (now - slot).num_seconds(),
                         "skipping a slot missed by more than [schedule] max_lateness; its stories go in the next digest"
@@ -76,12 +86,18 @@ pub async fn schedule_tick(
                     continue;
                 }
                 match edition::create_digest(store, config, &list, now, Some(slot)).await {
-                    Ok(Created::New { id, queued, skipped }) => {
+                    Ok(Created::New {
+                        id,
+                        queued,
+                        skipped,
+                    }) => {
                         tracing::info!(list = %list.slug, edition = id, slot = %slot, queued, skipped, late_secs = (now - slot).num_seconds(), "digest built");
                         created.push(id);
                     }
                     Ok(Created::Existing { .. }) => {}
-                    Err(e) => tracing::error!(list = %list.slug, slot = %slot, error = %format!("{e:#}"), "could not build the digest"),
+                    Err(e) => {
+                        tracing::error!(list = %list.slug, slot = %slot, error = %format!("{e:#}"), "could not build the digest")
+                    }
                 }
             }
         }
@@ -110,7 +126,9 @@ pub fn shutdown_on_signals() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down: no new claims, letting messages in flight finish (signal again to quit at once)");
+        tracing::info!(
+            "shutting down: no new claims, letting messages in flight finish (signal again to quit at once)"
+        );
         let _ = tx.send(true);
         wait_for_signal().await;
         tracing::warn!("second signal: exiting now");
@@ -150,7 +168,11 @@ pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bo
         .await
         .with_context(|| format!("[web] bind: cannot listen on {}", config.web.bind))?;
     tracing::info!(bind = %config.web.bind, public_url = %config.web.public_url, "web pages up");
-    let web_state = crate::web::AppState::new(store.clone(), Arc::clone(&config), Arc::new(crate::web::TransportConfirmations::new(Arc::clone(&config))));
+    let web_state = crate::web::AppState::new(
+        store.clone(),
+        Arc::clone(&config),
+        Arc::new(TransportConfirmations::new(Arc::clone(&config))?),
+    );
     let mut web_shutdown = shutdown.clone();
     let web = tokio::spawn(crate::web::serve(listener, web_state, async move {
         let _ = web_shutdown.wait_for(|s| *s).await;
@@ -169,12 +191,17 @@ pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bo
                         tracing::error!(error = %format!("{e:#}"), "scheduler pass failed");
                     }
                     // Wake for the next slot if it comes before the next re-read.
-                    next_schedule = tokio::time::Instant::now() + until_next_slot(&store, now).await.min(SCHEDULE_TICK);
+                    next_schedule = tokio::time::Instant::now()
+                        + until_next_slot(&store, now).await.min(SCHEDULE_TICK);
                 }
                 if let Err(e) = breaking_tick(&store, &config, now).await {
                     tracing::error!(error = %format!("{e:#}"), "breaking-news pass failed");
                 }
-                let nap = breaking_every.min(next_schedule.saturating_duration_since(tokio::time::Instant::now()).max(StdDuration::from_millis(200)));
+                let nap = breaking_every.min(
+                    next_schedule
+                        .saturating_duration_since(tokio::time::Instant::now())
+                        .max(StdDuration::from_millis(200)),
+                );
                 tokio::select! {
                     _ = tokio::time::sleep(nap) => {}
                     _ = shutdown.wait_for(|s| *s) => break,
@@ -186,7 +213,9 @@ pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bo
     let result = engine.run(None, Mode::Forever, shutdown).await;
     let _ = sched.await;
     match web.await {
-        Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "web server stopped with an error"),
+        Ok(Err(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "web server stopped with an error")
+        }
         Err(e) => tracing::error!(error = %e, "web server task failed"),
         Ok(Ok(())) => {}
     }
@@ -198,7 +227,9 @@ pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bo
 
 /// Time until the earliest next slot of any list (a minute when nothing is scheduled).
 async fn until_next_slot(store: &Store, now: DateTime<Utc>) -> StdDuration {
-    let Ok(lists) = store.all_lists().await else { return SCHEDULE_TICK };
+    let Ok(lists) = store.all_lists().await else {
+        return SCHEDULE_TICK;
+    };
     lists
         .iter()
         .filter_map(|l| l.parsed_schedule().and_then(|s| s.next_after(now, l.tz())))
@@ -206,4 +237,90 @@ async fn until_next_slot(store: &Store, now: DateTime<Utc>) -> StdDuration {
         .and_then(|t| (t - now).to_std().ok())
         .map(|d| d + StdDuration::from_millis(50))
         .unwrap_or(SCHEDULE_TICK)
+}
+
+/// Mails double-opt-in confirmation links through the configured transport.
+pub struct TransportConfirmations {
+    config: Arc<Config>,
+    transport: Transport,
+}
+
+impl TransportConfirmations {
+    /// Uses the transport `config` names.
+    pub fn new(config: Arc<Config>) -> Result<Self> {
+        let transport = Transport::from_config(&config)?;
+        Ok(Self { config, transport })
+    }
+
+    fn message(
+        &self,
+        to: &crate::domain::EmailAddress,
+        list_name: &str,
+        confirm_url: &str,
+    ) -> Result<Vec<u8>> {
+        use lettre::message::{Mailbox, MultiPart, header::ContentType};
+        let from = self.config.from_mailbox().map_err(anyhow::Error::msg)?;
+        let publication = &self.config.publication.name;
+        let text = format!(
+            "Please confirm that you want to receive {list_name} from {publication}.\n\n\
+             Open this link to confirm:\n{confirm_url}\n\n\
+             If you did not ask for this, ignore this message: you will not be subscribed.\n\n\
+             {}\n",
+            self.config.publication.postal_address
+        );
+        let html = maud::html! {
+            p { "Please confirm that you want to receive " strong { (list_name) } " from " (publication) "." }
+            p { a href=(confirm_url) { "Yes, subscribe me" } }
+            p { "If you did not ask for this, ignore this message: you will not be subscribed." }
+            p style="color:#666;font-size:12px" { (self.config.publication.postal_address) }
+        };
+        let domain = from.email.domain().to_owned();
+        let msg = lettre::Message::builder()
+            .from(from)
+            .to(Mailbox::new(None, to.as_str().parse()?))
+            .subject(format!("Confirm your subscription to {list_name}"))
+            .message_id(Some(crate::mail::mime::message_id(0, 0, &domain)))
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(
+                        lettre::message::SinglePart::builder()
+                            .header(ContentType::TEXT_PLAIN)
+                            .body(text),
+                    )
+                    .singlepart(
+                        lettre::message::SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .body(html.into_string()),
+                    ),
+            )?;
+        Ok(msg.formatted())
+    }
+}
+
+impl crate::web::ConfirmationSender for TransportConfirmations {
+    fn send(
+        &self,
+        to: &crate::domain::EmailAddress,
+        list_name: &str,
+        confirm_url: &str,
+    ) -> futures_util::future::BoxFuture<'_, Result<()>> {
+        let bytes = self.message(to, list_name, confirm_url);
+        let to = to.clone();
+        Box::pin(async move {
+            let bytes = bytes?;
+            let from = crate::domain::EmailAddress::parse(
+                self.config
+                    .from_mailbox()
+                    .map_err(anyhow::Error::msg)?
+                    .email
+                    .as_ref(),
+            )?;
+            let mut session = self.transport.session().await?;
+            let r = session.send(&from, &to, &bytes).await;
+            session.close().await;
+            r?;
+            tracing::info!(recipient_domain = %to.domain(), "confirmation link sent");
+            Ok(())
+        })
+    }
 }

@@ -53,6 +53,8 @@ pub enum Command {
     Articles(articles::ArticlesCmd),
     /// Build a list's next digest without recording it: writes digest.html, digest.txt, digest.eml.
     Preview(preview::PreviewArgs),
+    /// Run the daemon: scheduled digests, breaking news, sending, and the subscriber web pages.
+    Run,
     /// Deliver editions now.
     #[command(subcommand)]
     Send(send::SendCmd),
@@ -104,6 +106,16 @@ pub async fn run(cli: Cli, ctx: Ctx) -> Result<Outcome> {
         Command::Articles(cmd) => articles::run(cmd, &ctx).await,
         Command::Status(flag) => status(&ctx, flag).await,
         Command::Preview(args) => preview::run(args, &ctx).await,
+        Command::Run => {
+            let store = ctx.store().await?;
+            crate::daemon::run(
+                store,
+                std::sync::Arc::new(ctx.config.clone()),
+                crate::daemon::shutdown_on_signals(),
+            )
+            .await?;
+            Ok(Outcome::Ok)
+        }
         Command::Send(cmd) => send::run_send(cmd, &ctx).await,
         Command::Editions(cmd) => send::run_editions(cmd, &ctx).await,
     }

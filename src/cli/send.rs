@@ -93,8 +93,10 @@ pub(crate) async fn deliver(store: &Store, ctx: &Ctx, editions: HashSet<i64>) ->
     let bar = if std::io::stderr().is_terminal() {
         let pb = indicatif::ProgressBar::new(total as u64);
         pb.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} sent {msg} {per_sec} eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40.cyan/blue} {pos}/{len} sent {msg} {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         pb
     } else {
@@ -119,7 +121,13 @@ pub(crate) async fn deliver(store: &Store, ctx: &Ctx, editions: HashSet<i64>) ->
         })
     };
     let report = engine
-        .run(Some(editions), Mode::UntilIdle { wait_for_retries: StdDuration::from_secs(30) }, ctrl_c_watch())
+        .run(
+            Some(editions),
+            Mode::UntilIdle {
+                wait_for_retries: StdDuration::from_secs(30),
+            },
+            ctrl_c_watch(),
+        )
         .await;
     ticker.abort();
     bar.finish_and_clear();
@@ -135,7 +143,9 @@ fn print_report(store_pending: i64, r: &Report) {
         println!("edition #{id} {why}");
     }
     if store_pending > 0 && r.paused.is_empty() {
-        println!("{store_pending} message(s) wait for a retry; `dispatch run` delivers them when due");
+        println!(
+            "{store_pending} message(s) wait for a retry; `dispatch run` delivers them when due"
+        );
     }
 }
 
@@ -144,26 +154,48 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
     match cmd {
         SendCmd::Digest { list } => {
             let list = store.list_by_slug(&list).await?;
-            let created = edition::create_digest(&store, &ctx.config, &list, Utc::now(), None).await?;
-            let Created::New { id, queued, skipped } = created else {
+            let created =
+                edition::create_digest(&store, &ctx.config, &list, Utc::now(), None).await?;
+            let Created::New {
+                id,
+                queued,
+                skipped,
+            } = created
+            else {
                 bail!("an edition for this slot exists already");
             };
             let e = store.edition(id).await?;
             if e.status == "skipped" {
-                println!("edition #{id}: {}; nothing sent (the next digest starts after this window)", e.status_reason.unwrap_or_default());
+                println!(
+                    "edition #{id}: {}; nothing sent (the next digest starts after this window)",
+                    e.status_reason.unwrap_or_default()
+                );
                 return Ok(Outcome::Ok);
             }
-            println!("edition #{id}: \"{}\" to {queued} reader(s){}", e.subject, if skipped > 0 { format!(" ({skipped} skipped: no story in their categories)") } else { String::new() });
+            println!(
+                "edition #{id}: \"{}\" to {queued} reader(s){}",
+                e.subject,
+                if skipped > 0 {
+                    format!(" ({skipped} skipped: no story in their categories)")
+                } else {
+                    String::new()
+                }
+            );
             let report = deliver(&store, ctx, HashSet::from([id])).await?;
             print_report(store.pending_deliveries(Some(id)).await?, &report);
-            Ok(if report.paused.is_empty() { Outcome::Ok } else { Outcome::Rejected })
+            Ok(if report.paused.is_empty() {
+                Outcome::Ok
+            } else {
+                Outcome::Rejected
+            })
         }
         SendCmd::Breaking { article_id, list } => {
             let only = match list {
                 Some(slug) => Some(store.list_by_slug(&slug).await?),
                 None => None,
             };
-            let created = edition::create_breaking(&store, &ctx.config, article_id, only.as_ref()).await?;
+            let created =
+                edition::create_breaking(&store, &ctx.config, article_id, only.as_ref()).await?;
             if created.is_empty() {
                 println!("no list carries breaking news in this article's category");
                 return Ok(Outcome::Ok);
@@ -177,7 +209,10 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
                     }
                     Created::Existing { id } => {
                         let e = store.edition(*id).await?;
-                        println!("{}: already sent as edition #{id} ({}); not sending again", l.slug, e.status);
+                        println!(
+                            "{}: already sent as edition #{id} ({}); not sending again",
+                            l.slug, e.status
+                        );
                     }
                 }
             }
@@ -186,7 +221,11 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
             }
             let report = deliver(&store, ctx, ids).await?;
             print_report(store.pending_deliveries(None).await?, &report);
-            Ok(if report.paused.is_empty() { Outcome::Ok } else { Outcome::Rejected })
+            Ok(if report.paused.is_empty() {
+                Outcome::Ok
+            } else {
+                Outcome::Rejected
+            })
         }
         SendCmd::Test { to, list } => {
             let list = match list {
@@ -202,19 +241,39 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
             let now = Utc::now();
             let plan = edition::plan_digest(&store, &ctx.config, &list, now).await?;
             super::preview::print_plan(&list, &plan);
-            let rendered = edition::render_plan(&ctx.config, &list, &plan, None, now).context("nothing to render")?;
-            let headers = edition::common_headers(&ctx.config, &list, EditionKind::Digest, &format!("[test] {}", rendered.subject))?;
+            let rendered = edition::render_plan(&ctx.config, &list, &plan, None, now)
+                .context("nothing to render")?;
+            let headers = edition::common_headers(
+                &ctx.config,
+                &list,
+                EditionKind::Digest,
+                &format!("[test] {}", rendered.subject),
+            )?;
             let template = MessageTemplate::new(&headers, &rendered.text, &rendered.html);
             let mut bytes = Vec::with_capacity(template.size_hint());
             let message_id = crate::mail::mime::message_id(0, 0, template.message_id_domain());
             template.personalise(
-                &Recipient { to: &to, name: None, token: super::preview::PREVIEW_TOKEN, message_id: &message_id },
+                &Recipient {
+                    to: &to,
+                    name: None,
+                    token: super::preview::PREVIEW_TOKEN,
+                    message_id: &message_id,
+                },
                 &mut bytes,
             );
-            let from = EmailAddress::parse(ctx.config.from_mailbox().map_err(anyhow::Error::msg)?.email.as_ref())?;
+            let from = EmailAddress::parse(
+                ctx.config
+                    .from_mailbox()
+                    .map_err(anyhow::Error::msg)?
+                    .email
+                    .as_ref(),
+            )?;
             let transport = Transport::from_config(&ctx.config)?;
             let mut session = transport.session().await?;
-            session.send(&from, &to, &bytes).await.with_context(|| format!("sending the test message to @{}", to.domain()))?;
+            session
+                .send(&from, &to, &bytes)
+                .await
+                .with_context(|| format!("sending the test message to @{}", to.domain()))?;
             session.close().await;
             println!("sent a test digest to {to} ({message_id})");
             Ok(Outcome::Ok)
@@ -231,13 +290,19 @@ pub(super) async fn run_editions(cmd: EditionsCmd, ctx: &Ctx) -> Result<Outcome>
                 None => None,
             };
             let rows = store.editions(list_id, limit).await?;
-            let slugs: std::collections::HashMap<i64, String> =
-                store.all_lists().await?.into_iter().map(|l| (l.id, l.slug)).collect();
+            let slugs: std::collections::HashMap<i64, String> = store
+                .all_lists()
+                .await?
+                .into_iter()
+                .map(|l| (l.id, l.slug))
+                .collect();
             if json.json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(Outcome::Ok);
             }
-            let mut t = Table::new(["ID", "LIST", "KIND", "STATUS", "STORIES", "READERS", "SENT", "CREATED", "SUBJECT"]);
+            let mut t = Table::new([
+                "ID", "LIST", "KIND", "STATUS", "STORIES", "READERS", "SENT", "CREATED", "SUBJECT",
+            ]);
             for e in rows {
                 let counts = store.delivery_counts(e.id).await?;
                 t.row([
@@ -268,7 +333,13 @@ pub(super) async fn run_editions(cmd: EditionsCmd, ctx: &Ctx) -> Result<Outcome>
             let list = store.list_by_id(e.list_id).await?;
             println!("edition  #{} ({}) of {}", e.id, e.kind, list.slug);
             println!("subject  {}", e.subject);
-            println!("status   {}{}", e.status, e.status_reason.map(|r| format!(": {r}")).unwrap_or_default());
+            println!(
+                "status   {}{}",
+                e.status,
+                e.status_reason
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
             println!("window   {} → {}", e.window_start, e.window_end);
             println!("stories  {}", e.article_count);
             println!("readers  {}", e.recipient_count);
@@ -285,16 +356,32 @@ pub(super) async fn run_editions(cmd: EditionsCmd, ctx: &Ctx) -> Result<Outcome>
         EditionsCmd::Resume { id } => {
             let e = store.edition(id).await?;
             if e.status != "paused" && e.status != "sending" {
-                bail!("edition #{id} is {}; only a paused (or still sending) edition can be resumed", e.status);
+                bail!(
+                    "edition #{id} is {}; only a paused (or still sending) edition can be resumed",
+                    e.status
+                );
             }
             store.set_edition_status(id, "sending", None).await?;
-            println!("resuming edition #{id}: {} message(s) to send", store.pending_deliveries(Some(id)).await?);
+            println!(
+                "resuming edition #{id}: {} message(s) to send",
+                store.pending_deliveries(Some(id)).await?
+            );
             let report = deliver(&store, ctx, HashSet::from([id])).await?;
             print_report(store.pending_deliveries(Some(id)).await?, &report);
-            return Ok(if report.paused.is_empty() { Outcome::Ok } else { Outcome::Rejected });
+            return Ok(if report.paused.is_empty() {
+                Outcome::Ok
+            } else {
+                Outcome::Rejected
+            });
         }
         EditionsCmd::Cancel { id } => {
-            store.set_edition_status(id, "cancelled", Some("cancelled with `dispatch editions cancel`")).await?;
+            store
+                .set_edition_status(
+                    id,
+                    "cancelled",
+                    Some("cancelled with `dispatch editions cancel`"),
+                )
+                .await?;
             let counts = store.delivery_counts(id).await?;
             println!(
                 "cancelled edition #{id}: {} sent before, {} will not be sent",

@@ -91,12 +91,21 @@ impl Engine {
     /// An engine for `config`, sending through `transport`.
     pub fn new(store: Store, config: Arc<Config>, transport: Transport) -> Result<Self> {
         let dkim = match &config.dkim {
-            Some(d) => Some(Arc::new(DkimSigner::from_config(d).context("loading the DKIM key")?)),
+            Some(d) => Some(Arc::new(
+                DkimSigner::from_config(d).context("loading the DKIM key")?,
+            )),
             None => None,
         };
         let limiter = std::num::NonZeroU32::new(config.sending.rate_per_second)
             .map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r))));
-        Ok(Self { store, config, transport: Arc::new(transport), dkim, limiter, progress: Arc::new(Progress::default()) })
+        Ok(Self {
+            store,
+            config,
+            transport: Arc::new(transport),
+            dkim,
+            limiter,
+            progress: Arc::new(Progress::default()),
+        })
     }
 
     /// Live counters, for a progress bar.
@@ -108,7 +117,12 @@ impl Engine {
     /// first, until `mode` says stop or `shutdown` turns true. On shutdown, messages not yet
     /// handed to the relay go back to the queue; messages in flight finish (bounded by the
     /// SMTP timeout).
-    pub async fn run(&self, only: Option<HashSet<i64>>, mode: Mode, mut shutdown: watch::Receiver<bool>) -> Result<Report> {
+    pub async fn run(
+        &self,
+        only: Option<HashSet<i64>>,
+        mode: Mode,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<Report> {
         let workers = match &*self.transport {
             Transport::Smtp(_) => self.config.smtp.connections as usize,
             _ => 2,
@@ -137,7 +151,8 @@ impl Engine {
 
         let mut report = Report::default();
         let mut renderers: HashMap<i64, EditionRenderer> = HashMap::new();
-        let mut templates: HashMap<(i64, Option<String>), Option<Arc<MessageTemplate>>> = HashMap::new();
+        let mut templates: HashMap<(i64, Option<String>), Option<Arc<MessageTemplate>>> =
+            HashMap::new();
         let mut buffer: Vec<Outcome> = Vec::new();
         let mut touched: HashSet<i64> = HashSet::new();
         let mut in_flight = 0usize;
@@ -150,7 +165,16 @@ impl Engine {
             // Keep the workers fed, but hold few enough claims that a crash repeats little.
             if !stopping && in_flight < workers * 4 {
                 let claimed = self
-                    .claim_next(only.as_ref(), batch, lease, &paused, &mut renderers, &mut templates, &mut report, &mut scratch)
+                    .claim_next(
+                        only.as_ref(),
+                        batch,
+                        lease,
+                        &paused,
+                        &mut renderers,
+                        &mut templates,
+                        &mut report,
+                        &mut scratch,
+                    )
                     .await?;
                 if !claimed.is_empty() {
                     idle_since = None;
@@ -179,8 +203,15 @@ impl Engine {
                         Mode::UntilIdle { wait_for_retries } => {
                             let due = self.next_due(only.as_ref()).await?;
                             match due {
-                                Some(d) if d <= Utc::now() + Duration::from_std(wait_for_retries).unwrap_or_default() => {
-                                    let wait = (d - Utc::now()).to_std().unwrap_or_default().max(StdDuration::from_millis(50));
+                                Some(d)
+                                    if d <= Utc::now()
+                                        + Duration::from_std(wait_for_retries)
+                                            .unwrap_or_default() =>
+                                {
+                                    let wait = (d - Utc::now())
+                                        .to_std()
+                                        .unwrap_or_default()
+                                        .max(StdDuration::from_millis(50));
                                     tokio::select! {
                                         _ = tokio::time::sleep(wait) => {}
                                         _ = shutdown.changed() => stopping = true,
@@ -193,7 +224,11 @@ impl Engine {
                         Mode::Forever => {
                             let since = *idle_since.get_or_insert_with(tokio::time::Instant::now);
                             // Poll quickly right after work, then settle to once a second.
-                            let nap = if since.elapsed() < StdDuration::from_secs(2) { 100 } else { 1000 };
+                            let nap = if since.elapsed() < StdDuration::from_secs(2) {
+                                100
+                            } else {
+                                1000
+                            };
                             tokio::select! {
                                 _ = tokio::time::sleep(StdDuration::from_millis(nap)) => {}
                                 _ = shutdown.changed() => stopping = true,
@@ -248,7 +283,9 @@ impl Engine {
             let paused = paused.lock().map(|p| p.clone()).unwrap_or_default();
             for id in paused {
                 if let Ok(e) = self.store.edition(id).await {
-                    report.paused.push((id, e.status_reason.unwrap_or_default()));
+                    report
+                        .paused
+                        .push((id, e.status_reason.unwrap_or_default()));
                 }
             }
         }
@@ -289,10 +326,15 @@ impl Engine {
     ) -> Result<Vec<(Option<Job>, Option<Outcome>)>> {
         let editions = self.store.editions_sending().await?;
         for e in editions {
-            if only.is_some_and(|o| !o.contains(&e.id)) || paused.lock().map(|p| p.contains(&e.id)).unwrap_or(false) {
+            if only.is_some_and(|o| !o.contains(&e.id))
+                || paused.lock().map(|p| p.contains(&e.id)).unwrap_or(false)
+            {
                 continue;
             }
-            let (claimed, skipped) = self.store.claim_deliveries(e.id, e.list_id, batch, lease).await?;
+            let (claimed, skipped) = self
+                .store
+                .claim_deliveries(e.id, e.list_id, batch, lease)
+                .await?;
             report.skipped += skipped;
             if claimed.is_empty() {
                 self.store.finish_edition_if_done(e.id).await?;
@@ -309,9 +351,15 @@ impl Engine {
                     Some(t) => t.clone(),
                     None => {
                         // Invariant: inserted just above for this edition.
-                        let r = renderers.get_mut(&e.id).and_then(|r| r.variant(&self.config, c.categories.as_deref()));
+                        let r = renderers
+                            .get_mut(&e.id)
+                            .and_then(|r| r.variant(&self.config, c.categories.as_deref()));
                         let t = match r {
-                            Some(rendered) => Some(Arc::new(MessageTemplate::new(&self.headers(&e, renderers, &rendered.subject)?, &rendered.text, &rendered.html))),
+                            Some(rendered) => Some(Arc::new(MessageTemplate::new(
+                                &self.headers(&e, renderers, &rendered.subject)?,
+                                &rendered.text,
+                                &rendered.html,
+                            ))),
                             None => None,
                         };
                         templates.insert(key, t.clone());
@@ -325,14 +373,25 @@ impl Engine {
         Ok(Vec::new())
     }
 
-    fn headers(&self, e: &EditionRow, renderers: &HashMap<i64, EditionRenderer>, subject: &str) -> Result<CommonHeaders> {
-        let list = renderers.get(&e.id).map(|r| r.list()).context("edition renderer missing")?;
+    fn headers(
+        &self,
+        e: &EditionRow,
+        renderers: &HashMap<i64, EditionRenderer>,
+        subject: &str,
+    ) -> Result<CommonHeaders> {
+        let list = renderers
+            .get(&e.id)
+            .map(|r| r.list())
+            .context("edition renderer missing")?;
         let public = self.config.public_url();
         let host = public.host().to_owned();
         let from = self.config.from_mailbox().map_err(anyhow::Error::msg)?;
         let domain = from.email.domain().to_owned();
         let reply_to = match &self.config.publication.reply_to {
-            Some(r) => Some(r.parse().map_err(|e| anyhow::anyhow!("[publication] reply_to: {e}"))?),
+            Some(r) => Some(
+                r.parse()
+                    .map_err(|e| anyhow::anyhow!("[publication] reply_to: {e}"))?,
+            ),
             None => None,
         };
         Ok(CommonHeaders {
@@ -359,19 +418,37 @@ impl Engine {
     ) -> (Option<Job>, Option<Outcome>) {
         let Some(template) = template else {
             report.skipped += 1;
-            return (None, Some(Outcome::Skipped { delivery_id: c.delivery_id, reason: "no stories in the reader's chosen categories".into() }));
+            return (
+                None,
+                Some(Outcome::Skipped {
+                    delivery_id: c.delivery_id,
+                    reason: "no stories in the reader's chosen categories".into(),
+                }),
+            );
         };
         let to = match EmailAddress::parse(&c.email) {
             Ok(t) => t,
             Err(err) => {
                 report.failed += 1;
-                return (None, Some(Outcome::Retry { delivery_id: c.delivery_id, reply: format!("stored address is invalid: {err}"), next_attempt_at: None }));
+                return (
+                    None,
+                    Some(Outcome::Retry {
+                        delivery_id: c.delivery_id,
+                        reply: format!("stored address is invalid: {err}"),
+                        next_attempt_at: None,
+                    }),
+                );
             }
         };
         let message_id = message_id_for(e, c.subscriber_id, template.message_id_domain());
         scratch.clear();
         template.personalise(
-            &Recipient { to: &to, name: c.name.as_deref(), token: c.token.as_str(), message_id: &message_id },
+            &Recipient {
+                to: &to,
+                name: c.name.as_deref(),
+                token: c.token.as_str(),
+                message_id: &message_id,
+            },
             scratch,
         );
         let job = Job {
@@ -387,7 +464,12 @@ impl Engine {
     }
 
     /// Turns a worker's result into an outcome to record, with retry timing.
-    async fn judge(&self, d: Done, paused: &Arc<Mutex<HashSet<i64>>>, report: &mut Report) -> Result<(Outcome, i64)> {
+    async fn judge(
+        &self,
+        d: Done,
+        paused: &Arc<Mutex<HashSet<i64>>>,
+        report: &mut Report,
+    ) -> Result<(Outcome, i64)> {
         use std::sync::atomic::Ordering::Relaxed;
         let id = d.job_delivery;
         let outcome = match d.result {
@@ -395,20 +477,37 @@ impl Engine {
                 report.sent += 1;
                 self.progress.sent.fetch_add(1, Relaxed);
                 tracing::debug!(edition = d.edition_id, recipient_domain = %d.domain, message_id = %d.message_id, "sent");
-                Outcome::Sent { delivery_id: id, message_id: d.message_id, reply: "250 accepted".into() }
+                Outcome::Sent {
+                    delivery_id: id,
+                    message_id: d.message_id,
+                    reply: "250 accepted".into(),
+                }
             }
             Err(SendError::Permanent { reply }) => {
                 report.bounced += 1;
                 self.progress.failed.fetch_add(1, Relaxed);
                 tracing::warn!(edition = d.edition_id, recipient_domain = %d.domain, message_id = %d.message_id, %reply, "hard bounce");
-                Outcome::Bounced { delivery_id: id, subscriber_id: d.subscriber_id, reply }
+                Outcome::Bounced {
+                    delivery_id: id,
+                    subscriber_id: d.subscriber_id,
+                    reply,
+                }
             }
             Err(SendError::Fatal { reason }) => {
-                let newly = paused.lock().map(|mut p| p.insert(d.edition_id)).unwrap_or(false);
+                let newly = paused
+                    .lock()
+                    .map(|mut p| p.insert(d.edition_id))
+                    .unwrap_or(false);
                 if newly {
-                    let why = format!("paused: {reason}; fix the cause, then run `dispatch editions resume {}`", d.edition_id);
+                    let why = format!(
+                        "paused: {reason}; fix the cause, then run `dispatch editions resume {}`",
+                        d.edition_id
+                    );
                     tracing::error!(edition = d.edition_id, %reason, "pausing the edition: every message would fail");
-                    self.store.set_edition_status(d.edition_id, "paused", Some(&why)).await.ok();
+                    self.store
+                        .set_edition_status(d.edition_id, "paused", Some(&why))
+                        .await
+                        .ok();
                 }
                 Outcome::Released { delivery_id: id }
             }
@@ -417,7 +516,8 @@ impl Engine {
                 let reply = err.to_string();
                 let max = i64::from(self.config.sending.max_attempts);
                 let next = (d.attempt < max).then(|| {
-                    let base = self.config.sending.retry_base_secs as f64 * 2f64.powi((d.attempt - 1).clamp(0, 20) as i32);
+                    let base = self.config.sending.retry_base_secs as f64
+                        * 2f64.powi((d.attempt - 1).clamp(0, 20) as i32);
                     let jitter = rand::rng().random_range(0.75..1.25);
                     Utc::now() + Duration::milliseconds((base * jitter * 1000.0) as i64)
                 });
@@ -428,7 +528,11 @@ impl Engine {
                     self.progress.failed.fetch_add(1, Relaxed);
                 }
                 tracing::warn!(edition = d.edition_id, recipient_domain = %d.domain, message_id = %d.message_id, attempt = d.attempt, error = %reply, "temporary failure");
-                Outcome::Retry { delivery_id: id, reply, next_attempt_at: next }
+                Outcome::Retry {
+                    delivery_id: id,
+                    reply,
+                    next_attempt_at: next,
+                }
             }
         };
         Ok((outcome, d.edition_id))
@@ -438,7 +542,9 @@ impl Engine {
         if buffer.is_empty() {
             return Ok(());
         }
-        self.store.record_outcomes(buffer, self.config.sending.bounce_threshold).await?;
+        self.store
+            .record_outcomes(buffer, self.config.sending.bounce_threshold)
+            .await?;
         buffer.clear();
         for id in touched.drain() {
             if self.store.finish_edition_if_done(id).await? {
@@ -480,7 +586,11 @@ async fn worker(
             rx.recv().await
         };
         let Some(job) = job else { break };
-        let result = if paused.lock().map(|p| p.contains(&job.edition_id)).unwrap_or(false) {
+        let result = if paused
+            .lock()
+            .map(|p| p.contains(&job.edition_id))
+            .unwrap_or(false)
+        {
             Err(SendError::Released)
         } else {
             if let Some(l) = &limiter {
@@ -496,7 +606,17 @@ async fn worker(
                     }
                     Err(e) => {
                         let _ = done
-                            .send(Done { job_delivery: job.delivery_id, edition_id: job.edition_id, subscriber_id: job.subscriber_id, attempt: job.attempt, message_id: job.message_id, domain: job.to.domain().to_owned(), result: Err(SendError::Fatal { reason: format!("DKIM signing failed: {e}") }) })
+                            .send(Done {
+                                job_delivery: job.delivery_id,
+                                edition_id: job.edition_id,
+                                subscriber_id: job.subscriber_id,
+                                attempt: job.attempt,
+                                message_id: job.message_id,
+                                domain: job.to.domain().to_owned(),
+                                result: Err(SendError::Fatal {
+                                    reason: format!("DKIM signing failed: {e}"),
+                                }),
+                            })
                             .await;
                         continue;
                     }
@@ -536,7 +656,9 @@ async fn send_one(
         tracing::debug!(worker, "connected");
     }
     // Invariant: set just above.
-    let Some(s) = session.as_mut() else { unreachable!() };
+    let Some(s) = session.as_mut() else {
+        unreachable!()
+    };
     let r = s.send(from, to, bytes).await;
     if r.is_err() && !s.is_usable() {
         // A broken conversation is not reused: the next message opens a fresh connection.
