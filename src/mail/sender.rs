@@ -294,7 +294,7 @@ impl Engine {
 
     fn envelope_from(&self) -> Result<EmailAddress> {
         let mb = self.config.from_mailbox().map_err(anyhow::Error::msg)?;
-        Ok(EmailAddress::parse(&mb.email.to_string())?)
+        Ok(EmailAddress::parse(mb.email.as_ref())?)
     }
 
     async fn next_due(&self, only: Option<&HashSet<i64>>) -> Result<Option<chrono::DateTime<Utc>>> {
@@ -340,9 +340,8 @@ impl Engine {
                 self.store.finish_edition_if_done(e.id).await?;
                 continue;
             }
-            if !renderers.contains_key(&e.id) {
-                let r = EditionRenderer::load(&self.store, &self.config, e.clone()).await?;
-                renderers.insert(e.id, r);
+            if let std::collections::hash_map::Entry::Vacant(slot) = renderers.entry(e.id) {
+                slot.insert(EditionRenderer::load(&self.store, &self.config, e.clone()).await?);
             }
             let mut out = Vec::with_capacity(claimed.len());
             for c in claimed {
@@ -483,6 +482,19 @@ impl Engine {
                     reply: "250 accepted".into(),
                 }
             }
+            Err(err @ SendError::Permanent { .. }) if !err.is_hard_bounce() => {
+                // A 5xx that is not about the mailbox (content, policy): this message failed,
+                // but one rejection must not count against the reader's address.
+                report.failed += 1;
+                self.progress.failed.fetch_add(1, Relaxed);
+                let reply = err.to_string();
+                tracing::warn!(edition = d.edition_id, recipient_domain = %d.domain, message_id = %d.message_id, %reply, "rejected");
+                Outcome::Retry {
+                    delivery_id: id,
+                    reply,
+                    next_attempt_at: None,
+                }
+            }
             Err(SendError::Permanent { reply }) => {
                 report.bounced += 1;
                 self.progress.failed.fetch_add(1, Relaxed);
@@ -579,13 +591,12 @@ async fn worker(
     paused: Arc<Mutex<HashSet<i64>>>,
 ) {
     let mut session = None;
-    let mut signed = Vec::new();
     loop {
         let job = {
             let mut rx = jobs.lock().await;
             rx.recv().await
         };
-        let Some(job) = job else { break };
+        let Some(mut job) = job else { break };
         let result = if paused
             .lock()
             .map(|p| p.contains(&job.edition_id))
@@ -596,34 +607,35 @@ async fn worker(
             if let Some(l) = &limiter {
                 l.until_ready().await;
             }
-            let bytes: &[u8] = match &dkim {
-                Some(signer) => match signer.sign(&job.bytes) {
-                    Ok(header) => {
-                        signed.clear();
-                        signed.extend_from_slice(header.as_bytes());
-                        signed.extend_from_slice(&job.bytes);
-                        &signed
+            // RSA signing costs about a millisecond: keep it off the async worker threads.
+            let signed = match &dkim {
+                Some(signer) => {
+                    let (signer, bytes) = (Arc::clone(signer), std::mem::take(&mut job.bytes));
+                    match tokio::task::spawn_blocking(move || {
+                        signer.sign(&bytes).map(|h| (h, bytes))
+                    })
+                    .await
+                    {
+                        Ok(Ok((header, bytes))) => {
+                            let mut out = Vec::with_capacity(header.len() + bytes.len());
+                            out.extend_from_slice(header.as_bytes());
+                            out.extend_from_slice(&bytes);
+                            Ok(out)
+                        }
+                        Ok(Err(e)) => Err(SendError::Fatal {
+                            reason: format!("DKIM signing failed: {e}"),
+                        }),
+                        Err(e) => Err(SendError::Fatal {
+                            reason: format!("DKIM signing task failed: {e}"),
+                        }),
                     }
-                    Err(e) => {
-                        let _ = done
-                            .send(Done {
-                                job_delivery: job.delivery_id,
-                                edition_id: job.edition_id,
-                                subscriber_id: job.subscriber_id,
-                                attempt: job.attempt,
-                                message_id: job.message_id,
-                                domain: job.to.domain().to_owned(),
-                                result: Err(SendError::Fatal {
-                                    reason: format!("DKIM signing failed: {e}"),
-                                }),
-                            })
-                            .await;
-                        continue;
-                    }
-                },
-                None => &job.bytes,
+                }
+                None => Ok(std::mem::take(&mut job.bytes)),
             };
-            send_one(&transport, &mut session, &from, &job.to, bytes, n).await
+            match signed {
+                Ok(bytes) => send_one(&transport, &mut session, &from, &job.to, &bytes, n).await,
+                Err(e) => Err(e),
+            }
         };
         let d = Done {
             job_delivery: job.delivery_id,
