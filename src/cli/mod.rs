@@ -10,6 +10,7 @@ use crate::store::Store;
 
 mod articles;
 mod articles_import;
+mod demo;
 mod lists;
 mod output;
 mod preview;
@@ -53,6 +54,8 @@ pub enum Command {
     Articles(articles::ArticlesCmd),
     /// Build a list's next digest without recording it: writes digest.html, digest.txt, digest.eml.
     Preview(preview::PreviewArgs),
+    /// First run: seed sample lists, readers and stories, send a digest to the outbox, serve the reader pages.
+    Demo(demo::DemoArgs),
     /// Run the daemon: scheduled digests, breaking news, sending, and the subscriber web pages.
     Run,
     /// Deliver editions now.
@@ -106,6 +109,7 @@ pub async fn run(cli: Cli, ctx: Ctx) -> Result<Outcome> {
         Command::Articles(cmd) => articles::run(cmd, &ctx).await,
         Command::Status(flag) => status(&ctx, flag).await,
         Command::Preview(args) => preview::run(args, &ctx).await,
+        Command::Demo(args) => demo::run(args, &ctx).await,
         Command::Run => {
             let store = ctx.store().await?;
             crate::daemon::run(

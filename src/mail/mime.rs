@@ -414,7 +414,8 @@ fn encode_name(out: &mut Vec<u8>, name: &str, part: Part) {
     }
     let mut col = 0usize;
     let mut buf = [0u8; 4];
-    for c in name.chars() {
+    // The renderer's greeting is `Hello{Name},`: the hole carries its own leading space.
+    for c in std::iter::once(' ').chain(name.chars()) {
         let bytes: &[u8] = match (c, part) {
             (c, _) if c.is_control() => b" ",
             ('&', Part::Html) => b"&amp;",

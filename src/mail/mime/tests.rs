@@ -345,8 +345,10 @@ fn check_message(
         crlf(&t.fill(|h| match h {
             Hole::Token => tok.to_owned(),
             Hole::Name => {
+                // The hole carries its own leading space: `Hello{Name},`.
                 let n = name.unwrap_or("").trim();
-                if escape { html_escape(n) } else { n.to_owned() }
+                let n = if escape { html_escape(n) } else { n.to_owned() };
+                if n.is_empty() { n } else { format!(" {n}") }
             }
         }))
     };
@@ -571,9 +573,9 @@ print(json.dumps({
             Hole::Token => tok.clone(),
             Hole::Name => {
                 if esc {
-                    html_escape(name)
+                    format!(" {}", html_escape(name))
                 } else {
-                    name.to_owned()
+                    format!(" {name}")
                 }
             }
         });
