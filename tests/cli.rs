@@ -1097,6 +1097,45 @@ fn export_then_import_into_a_fresh_list_round_trips() {
     assert!(original.iter().any(|r| r[1] == "Line Break, Esq."));
 }
 
+#[test]
+fn an_unsubscribe_travels_with_an_export_into_another_list() {
+    let cli = with_daily();
+    cli.ok(["subscribers", "add", "stay@example.pk", "--list", "daily"]);
+    cli.ok(["subscribers", "add", "gone@example.pk", "--list", "daily"]);
+    cli.ok([
+        "subscribers",
+        "unsubscribe",
+        "gone@example.pk",
+        "--list",
+        "daily",
+    ]);
+    cli.ok([
+        "subscribers",
+        "export",
+        "--list",
+        "daily",
+        "--output",
+        "daily.csv",
+    ]);
+    assert!(
+        cli.read("daily.csv")
+            .contains("gone@example.pk,,,unsubscribed,daily")
+    );
+
+    cli.ok(["lists", "create", "fresh"]);
+    let out = cli.run(["subscribers", "import", "daily.csv", "--list", "fresh"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("daily.csv:3: skipped: exported as unsubscribed"),
+        "{}",
+        show(&out)
+    );
+    assert!(stdout(&out).contains("1 added, 0 updated, 0 unchanged, 1 skipped, 0 rejected"));
+    let fresh = export_rows(&cli.ok(["subscribers", "export", "--list", "fresh"]));
+    assert_eq!(fresh.len(), 1);
+    assert_eq!(fresh[0][0], "stay@example.pk");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. Config errors
 // ---------------------------------------------------------------------------------------------

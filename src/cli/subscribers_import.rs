@@ -87,6 +87,13 @@ pub(super) async fn import(
     let mut rejected = 0u64;
     while let Some(row) = reader.next_row() {
         match row {
+            Ok(r) if r.unsubscribed => {
+                run.summary.skipped += 1;
+                eprintln!(
+                    "{name}:{}: skipped: exported as unsubscribed; an import does not subscribe it",
+                    r.line
+                );
+            }
             Ok(r) => {
                 run.lines.push(r.line);
                 run.batch.push(NewSubscription {

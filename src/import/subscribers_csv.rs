@@ -74,6 +74,9 @@ pub struct SubscriberRow {
     /// The chosen categories in the list's spelling; `None` (all the list carries) when the
     /// column is absent or the cell holds no category.
     pub categories: Option<CategorySet>,
+    /// The row comes from an export where this subscription was `unsubscribed`: importing
+    /// it must not subscribe the address (an unsubscribe travels with the data).
+    pub unsubscribed: bool,
 }
 
 /// A rejected row: where it starts and why it was rejected.
@@ -106,6 +109,8 @@ struct Columns {
     email: usize,
     name: Option<usize>,
     categories: Option<usize>,
+    /// The export's `status` column, if present.
+    status: Option<usize>,
     /// How many fields the header has; longer rows are rejected.
     width: usize,
 }
@@ -280,6 +285,7 @@ fn parse_header(header: &ByteRecord) -> Result<(Columns, Vec<String>), ImportErr
     let mut email = None;
     let mut name = None;
     let mut categories = None;
+    let mut status = None;
     let mut names = Vec::with_capacity(header.len());
     let mut unknown = Vec::new();
     for (i, raw) in header.iter().enumerate() {
@@ -294,6 +300,7 @@ fn parse_header(header: &ByteRecord) -> Result<(Columns, Vec<String>), ImportErr
             "email" => Some(&mut email),
             "name" => Some(&mut name),
             "categories" => Some(&mut categories),
+            "status" => Some(&mut status),
             k if EXPORT_ONLY_COLUMNS.contains(&k) => None,
             "" => {
                 unknown.push(format!("column {} (no name)", i + 1));
@@ -330,6 +337,7 @@ fn parse_header(header: &ByteRecord) -> Result<(Columns, Vec<String>), ImportErr
         email,
         name,
         categories,
+        status,
         width: header.len(),
     };
     Ok((columns, warnings))
@@ -354,11 +362,17 @@ impl Validator {
         }
         self.seen
             .insert(fingerprint, u32::try_from(line).unwrap_or(u32::MAX));
+        let unsubscribed = self
+            .columns
+            .status
+            .and_then(|i| record.get(i))
+            .is_some_and(|cell| cell.trim_ascii().eq_ignore_ascii_case(b"unsubscribed"));
         Ok(SubscriberRow {
             line,
             email,
             name,
             categories,
+            unsubscribed,
         })
     }
 
@@ -911,5 +925,16 @@ mod tests {
         assert_eq!(n, 1_000_000);
         let rate = n as f64 / elapsed.as_secs_f64();
         eprintln!("{n} rows in {elapsed:?}: {rate:.0} rows/s");
+    }
+
+    #[test]
+    fn an_exported_unsubscribe_is_marked() {
+        let input = b"email,name,categories,status,list\na@example.pk,,,active,daily\nb@example.pk,,,Unsubscribed,daily\n";
+        let rows: Vec<_> = CsvReader::new(&input[..], None)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert!(!rows[0].unsubscribed);
+        assert!(rows[1].unsubscribed);
     }
 }

@@ -154,7 +154,9 @@ fn story_row(s: &Story, lead: bool) -> Markup {
                     (PreEscaped(&s.summary.html))
                 }
             }
-            p.mu style={ "margin:0;font-size:13px;" (MUTED) } {
+            // The byline and time are English chrome: inside a right-to-left story they stay
+            // left-to-right, or "By Ali · 07:30 PKT" comes out reversed.
+            p.mu dir=[dir_attr(s.dir).map(|_| "ltr")] style={ "margin:0;font-size:13px;" (MUTED) } {
                 (s.meta())
                 @if s.was_breaking {
                     " · " span.bk style={ "color:" (ACCENT) ";font-weight:bold" } { "Sent as breaking news" }
