@@ -133,6 +133,10 @@ impl Engine {
         let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
         let (done_tx, mut done_rx) = mpsc::channel::<Done>(workers * 32);
         let paused: Arc<Mutex<HashSet<i64>>> = Arc::default();
+        let unreachable = Arc::new(Unreachable {
+            since: Mutex::new(None),
+            limit: StdDuration::from_secs(self.config.sending.pause_after_secs),
+        });
 
         let mut handles = Vec::with_capacity(workers);
         for n in 0..workers {
@@ -145,6 +149,7 @@ impl Engine {
                 Arc::clone(&job_rx),
                 done_tx.clone(),
                 Arc::clone(&paused),
+                Arc::clone(&unreachable),
             )));
         }
         drop(done_tx);
@@ -186,12 +191,7 @@ impl Engine {
                                     anyhow::bail!("every sender worker has stopped");
                                 }
                             }
-                            (None, Some(o)) => {
-                                if let Outcome::Retry { delivery_id, .. } = &o {
-                                    let _ = delivery_id;
-                                }
-                                buffer.push(o);
-                            }
+                            (None, Some(o)) => buffer.push(o),
                             (None, None) => {}
                         }
                     }
@@ -325,6 +325,14 @@ impl Engine {
         scratch: &mut Vec<u8>,
     ) -> Result<Vec<(Option<Job>, Option<Outcome>)>> {
         let editions = self.store.editions_sending().await?;
+        // An edition paused by this engine and seen sending again was resumed
+        // (`dispatch editions resume`): stop releasing its messages.
+        if let Ok(mut p) = paused.lock() {
+            p.retain(|id| !editions.iter().any(|e| e.id == *id));
+        }
+        // A daemon runs for months: forget the renderings of editions that are done.
+        renderers.retain(|id, _| editions.iter().any(|e| e.id == *id));
+        templates.retain(|(id, _), _| editions.iter().any(|e| e.id == *id));
         for e in editions {
             if only.is_some_and(|o| !o.contains(&e.id))
                 || paused.lock().map(|p| p.contains(&e.id)).unwrap_or(false)
@@ -589,6 +597,7 @@ async fn worker(
     jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
     done: mpsc::Sender<Done>,
     paused: Arc<Mutex<HashSet<i64>>>,
+    unreachable: Arc<Unreachable>,
 ) {
     let mut session = None;
     loop {
@@ -633,7 +642,18 @@ async fn worker(
                 None => Ok(std::mem::take(&mut job.bytes)),
             };
             match signed {
-                Ok(bytes) => send_one(&transport, &mut session, &from, &job.to, &bytes, n).await,
+                Ok(bytes) => {
+                    send_one(
+                        &transport,
+                        &mut session,
+                        &from,
+                        &job.to,
+                        &bytes,
+                        n,
+                        &unreachable,
+                    )
+                    .await
+                }
                 Err(e) => Err(e),
             }
         };
@@ -655,6 +675,45 @@ async fn worker(
     }
 }
 
+/// How long the relay has been unreachable, shared by the workers: one failed connect is a
+/// retry; failing for longer than `limit` would fail every message, so it pauses the edition.
+struct Unreachable {
+    since: Mutex<Option<std::time::Instant>>,
+    limit: StdDuration,
+}
+
+impl Unreachable {
+    fn judge(
+        &self,
+        r: Result<super::transport::Session, SendError>,
+    ) -> Result<super::transport::Session, SendError> {
+        let Ok(mut since) = self.since.lock() else {
+            return r;
+        };
+        match r {
+            Ok(s) => {
+                *since = None;
+                Ok(s)
+            }
+            Err(e @ (SendError::Network { .. } | SendError::Timeout)) => {
+                let first = *since.get_or_insert_with(std::time::Instant::now);
+                if first.elapsed() >= self.limit {
+                    Err(SendError::Fatal {
+                        reason: format!(
+                            "the SMTP relay has been unreachable for {} s: {e}",
+                            first.elapsed().as_secs()
+                        ),
+                    })
+                } else {
+                    Err(e)
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn send_one(
     transport: &Transport,
     session: &mut Option<super::transport::Session>,
@@ -662,9 +721,10 @@ async fn send_one(
     to: &EmailAddress,
     bytes: &[u8],
     worker: usize,
+    unreachable: &Unreachable,
 ) -> Result<(), SendError> {
     if session.is_none() {
-        *session = Some(transport.session().await?);
+        *session = Some(unreachable.judge(transport.session().await)?);
         tracing::debug!(worker, "connected");
     }
     // Invariant: set just above.
@@ -677,4 +737,45 @@ async fn send_one(
         *session = None;
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mail::transport::StubOutbox;
+
+    fn down() -> Result<super::super::transport::Session, SendError> {
+        Err(SendError::Network {
+            reason: "connection refused".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_relay_pauses_only_after_the_limit() {
+        let patient = Unreachable {
+            since: Mutex::new(None),
+            limit: StdDuration::from_secs(3600),
+        };
+        assert!(matches!(
+            patient.judge(down()),
+            Err(SendError::Network { .. })
+        ));
+        assert!(matches!(
+            patient.judge(down()),
+            Err(SendError::Network { .. })
+        ));
+        // A successful connect resets the clock.
+        let ok = Transport::Stub(StubOutbox::new()).session().await;
+        assert!(patient.judge(ok).is_ok());
+        assert!(patient.since.lock().unwrap().is_none());
+
+        let impatient = Unreachable {
+            since: Mutex::new(None),
+            limit: StdDuration::ZERO,
+        };
+        match impatient.judge(down()) {
+            Err(SendError::Fatal { reason }) => assert!(reason.contains("unreachable"), "{reason}"),
+            other => panic!("expected Fatal, got {:?}", other.err()),
+        }
+    }
 }

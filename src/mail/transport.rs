@@ -328,9 +328,11 @@ impl SmtpConnector {
 
     async fn open_untimed(&self) -> Result<AsyncSmtpConnection, SendError> {
         let i = &self.inner;
+        // Unreachable is retryable: a relay restarting must not pause an edition. The sender
+        // pauses only when the relay stays unreachable for `[sending] pause_after_secs`.
         let tcp = connect_tcp(&i.host, i.port)
             .await
-            .map_err(|e| SendError::Fatal {
+            .map_err(|e| SendError::Network {
                 reason: format!("cannot connect to {}:{}: {e}", i.host, i.port),
             })?;
         // The point of opening the socket ourselves (see the module docs).
