@@ -91,7 +91,11 @@ pub async fn plan_digest(
         None => now - Duration::hours(i64::from(config.digest.first_window_hours)),
     };
     let window_end = now.max(window_start);
-    let rows = store.articles_in_window(window_start, window_end).await?;
+    // Late arrivals are welcome for as long as a new list looks back.
+    let grace = Duration::hours(i64::from(config.digest.first_window_hours));
+    let rows = store
+        .articles_in_window(window_start, window_end, grace)
+        .await?;
     let breaking: std::collections::HashSet<i64> =
         store.sent_as_breaking(list.id).await?.into_iter().collect();
     let views: Vec<ArticleView> = rows

@@ -108,17 +108,30 @@ impl Store {
         .await?)
     }
 
-    /// Articles published in the window `(start, end]`, oldest first.
+    /// The articles an edition covering `(start, end]` carries, oldest first.
+    ///
+    /// A story belongs to the window in which it became available to us: the later of its
+    /// publication time and the time it reached the database. So a story published at 06:58
+    /// but imported at 07:05, after the 07:00 digest, goes in the next digest instead of
+    /// none. Stories published more than `grace` before the window opened are left out,
+    /// so importing an archive does not flood the next digest; stories dated in the future
+    /// wait for their time.
     pub async fn articles_in_window(
         &self,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
+        grace: chrono::Duration,
     ) -> Result<Vec<ArticleRow>> {
         Ok(sqlx::query_as::<_, ArticleRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {ARTICLE_COLUMNS} FROM articles WHERE published_at > $1 AND published_at <= $2 ORDER BY published_at, id"
+            "SELECT {ARTICLE_COLUMNS} FROM articles
+             WHERE published_at > $3 AND published_at <= $2
+               AND (CASE WHEN created_at > published_at THEN created_at ELSE published_at END) > $1
+               AND (CASE WHEN created_at > published_at THEN created_at ELSE published_at END) <= $2
+             ORDER BY published_at, id"
         )))
         .bind(db_time(start))
         .bind(db_time(end))
+        .bind(db_time(start - grace))
         .fetch_all(self.pool())
         .await?)
     }
@@ -173,14 +186,14 @@ mod tests {
             .await
             .unwrap();
         let t = |s: &str| crate::domain::parse_timestamp(s).unwrap();
-        let w = store
-            .articles_in_window(t("2026-11-27T10:00:00Z"), t("2026-11-27T12:00:00Z"))
+        // Both were stored just now, long after they were published: by arrival they belong
+        // to the window that contains now, not to one that closed before they arrived.
+        let day = chrono::Duration::hours(24);
+        let closed = store
+            .articles_in_window(t("2026-11-27T10:00:00Z"), t("2026-11-27T12:00:00Z"), day)
             .await
             .unwrap();
-        assert_eq!(
-            w.iter().map(|a| a.external_id.as_str()).collect::<Vec<_>>(),
-            ["b"]
-        );
+        assert!(closed.is_empty());
         let l = store
             .list_articles(None, Some("politics"), 10)
             .await
@@ -188,6 +201,52 @@ mod tests {
         assert_eq!(l.len(), 1);
         assert_eq!(store.article(a).await.unwrap().title, "Story a");
         assert_eq!(store.article_counts().await.unwrap().0, 2);
+    }
+
+    #[tokio::test]
+    async fn a_story_imported_after_its_window_closed_goes_in_the_next_one() {
+        let (store, _d) = temp_store().await;
+        let t = |s: &str| crate::domain::parse_timestamp(s).unwrap();
+        let day = chrono::Duration::hours(24);
+        let insert = |id: &str, published: &str, created: &str| {
+            sqlx::query(
+                "INSERT INTO articles (external_id, url, title, category, published_at, created_at) VALUES ($1, 'https://e.com', 't', 'c', $2, $3)",
+            )
+            .bind(id.to_owned())
+            .bind(published.to_owned())
+            .bind(created.to_owned())
+        };
+        // Published 06:58, imported 07:05: after the 07:00 digest closed its window.
+        insert("late", "2026-11-28T06:58:00Z", "2026-11-28T07:05:00Z")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        // Published and stored in time.
+        insert("on-time", "2026-11-28T06:30:00Z", "2026-11-28T06:30:00Z")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        // An archive story from a month ago, imported now: too old for any digest.
+        insert("archive", "2026-10-28T06:00:00Z", "2026-11-28T07:06:00Z")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        // Scheduled for tomorrow.
+        insert("future", "2026-11-29T06:00:00Z", "2026-11-28T07:00:00Z")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let ids = |w: Vec<ArticleRow>| w.into_iter().map(|a| a.external_id).collect::<Vec<_>>();
+        let first = ids(store
+            .articles_in_window(t("2026-11-27T07:00:00Z"), t("2026-11-28T07:00:00Z"), day)
+            .await
+            .unwrap());
+        assert_eq!(first, ["on-time"]);
+        let next = ids(store
+            .articles_in_window(t("2026-11-28T07:00:00Z"), t("2026-11-29T07:00:00Z"), day)
+            .await
+            .unwrap());
+        assert_eq!(next, ["late", "future"]);
     }
 
     #[tokio::test]
