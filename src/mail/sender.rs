@@ -96,8 +96,13 @@ impl Engine {
             )),
             None => None,
         };
-        let limiter = std::num::NonZeroU32::new(config.sending.rate_per_second)
-            .map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r))));
+        // A burst of one: `Quota::per_second(r)` alone also allows a burst of `r`, so the
+        // first second of a run sent up to 2r - 1 messages, over the configured cap.
+        let limiter = std::num::NonZeroU32::new(config.sending.rate_per_second).map(|r| {
+            Arc::new(RateLimiter::direct(
+                Quota::per_second(r).allow_burst(std::num::NonZeroU32::MIN),
+            ))
+        });
         Ok(Self {
             store,
             config,

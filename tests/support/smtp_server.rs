@@ -64,6 +64,16 @@ pub enum Action {
     Drop,
     /// Never answer again (the connection stays open).
     Stall,
+    /// Wait this long, then give the normal reply (a slow but healthy relay). For the end of
+    /// data, the message counts as accepted like with [`Action::Default`].
+    Delay(std::time::Duration),
+}
+
+impl Action {
+    /// Whether the server goes on as with the normal reply (perhaps after a delay).
+    fn accepts(&self) -> bool {
+        matches!(self, Action::Default | Action::Delay(_))
+    }
 }
 
 /// Decides the [`Action`] for each [`Event`].
@@ -183,6 +193,11 @@ async fn act(
             std::future::pending::<()>().await;
             Ok(Next::Close)
         }
+        Action::Delay(d) => {
+            tokio::time::sleep(d).await;
+            w.write_all(format!("{default}\r\n").as_bytes()).await?;
+            Ok(Next::Continue)
+        }
     }
 }
 
@@ -264,7 +279,7 @@ async fn serve(
             "MAIL" => {
                 let addr = angle(&text);
                 let a = policy(&Event::Mail(&addr));
-                if a == Action::Default {
+                if a.accepts() {
                     from = Some(addr);
                     to.clear();
                 }
@@ -278,7 +293,7 @@ async fn serve(
                         .await?;
                     Next::Continue
                 } else {
-                    if a == Action::Default {
+                    if a.accepts() {
                         to.push(addr);
                     }
                     act(&mut w, a, "250 2.1.5 Ok").await?
@@ -333,7 +348,7 @@ async fn serve(
                     connection: n,
                 };
                 let a = policy(&Event::DataEnd(&rec));
-                if a == Action::Default {
+                if a.accepts() {
                     received.lock().unwrap().push(rec);
                 }
                 act(&mut w, a, "250 2.0.0 Ok: queued").await?
