@@ -75,6 +75,8 @@ struct Done {
     message_id: String,
     domain: String,
     result: Result<(), SendError>,
+    /// The reader unsubscribed between the claim and the send: nothing was sent.
+    unwanted: bool,
 }
 
 /// The sending engine; one per process.
@@ -155,6 +157,7 @@ impl Engine {
                 done_tx.clone(),
                 Arc::clone(&paused),
                 Arc::clone(&unreachable),
+                self.store.clone(),
             )));
         }
         drop(done_tx);
@@ -484,6 +487,16 @@ impl Engine {
     ) -> Result<(Outcome, i64)> {
         use std::sync::atomic::Ordering::Relaxed;
         let id = d.job_delivery;
+        if d.unwanted {
+            report.skipped += 1;
+            return Ok((
+                Outcome::Skipped {
+                    delivery_id: id,
+                    reason: "unsubscribed before sending".into(),
+                },
+                d.edition_id,
+            ));
+        }
         let outcome = match d.result {
             Ok(()) => {
                 report.sent += 1;
@@ -603,6 +616,7 @@ async fn worker(
     done: mpsc::Sender<Done>,
     paused: Arc<Mutex<HashSet<i64>>>,
     unreachable: Arc<Unreachable>,
+    store: Store,
 ) {
     let mut session = None;
     loop {
@@ -620,6 +634,24 @@ async fn worker(
         } else {
             if let Some(l) = &limiter {
                 l.until_ready().await;
+            }
+            // Promise 2: an unsubscribe committed before the attempt stops the message, even
+            // one that landed after the claim.
+            if !store.still_wanted(job.delivery_id).await.unwrap_or(true) {
+                let d = Done {
+                    job_delivery: job.delivery_id,
+                    edition_id: job.edition_id,
+                    subscriber_id: job.subscriber_id,
+                    attempt: job.attempt,
+                    message_id: job.message_id,
+                    domain: job.to.domain().to_owned(),
+                    result: Err(SendError::Released),
+                    unwanted: true,
+                };
+                if done.send(d).await.is_err() {
+                    break;
+                }
+                continue;
             }
             // RSA signing costs about a millisecond: keep it off the async worker threads.
             let signed = match &dkim {
@@ -670,6 +702,7 @@ async fn worker(
             message_id: job.message_id,
             domain: job.to.domain().to_owned(),
             result,
+            unwanted: false,
         };
         if done.send(d).await.is_err() {
             break;

@@ -294,3 +294,23 @@ impl Store {
         Ok(t.as_deref().and_then(super::parse_db_time))
     }
 }
+
+impl Store {
+    /// Whether a claimed delivery should still go out: its reader is still subscribed and
+    /// active. Checked by the sender immediately before the SMTP transaction, so an
+    /// unsubscribe that lands between the claim and the send (a rate-limited sender may hold
+    /// claims for seconds) still stops the message.
+    pub async fn still_wanted(&self, delivery_id: i64) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries d
+             JOIN editions e ON e.id = d.edition_id
+             JOIN subscribers p ON p.id = d.subscriber_id
+             JOIN subscriptions s ON s.subscriber_id = d.subscriber_id AND s.list_id = e.list_id
+             WHERE d.id = $1 AND s.status = 'active' AND p.status = 'active'",
+        )
+        .bind(delivery_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n > 0)
+    }
+}
