@@ -140,7 +140,7 @@ fn print_report(store_pending: i64, r: &Report) {
         r.sent, r.bounced, r.failed, r.skipped, r.retry_later
     );
     for (id, why) in &r.paused {
-        println!("edition #{id} {why}");
+        println!("edition #{id} paused: {why}");
     }
     if store_pending > 0 && r.paused.is_empty() {
         println!(

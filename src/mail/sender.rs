@@ -537,8 +537,10 @@ impl Engine {
                     .map(|mut p| p.insert(d.edition_id))
                     .unwrap_or(false);
                 if newly {
+                    // Stored as the status reason: `editions show` prints it after the
+                    // status ("status   paused: {why}"), so it does not repeat "paused".
                     let why = format!(
-                        "paused: {reason}; fix the cause, then run `dispatch editions resume {}`",
+                        "{reason}; fix the cause, then run `dispatch editions resume {}`",
                         d.edition_id
                     );
                     tracing::error!(edition = d.edition_id, %reason, "pausing the edition: every message would fail");

@@ -352,7 +352,10 @@ impl SmtpConnector {
                         }
                     })?;
                 let s = tls.connect(name, tcp).await.map_err(|e| SendError::Fatal {
-                    reason: format!("TLS handshake with {}:{} failed: {e}", i.host, i.port),
+                    reason: tls_failure(
+                        &format!("TLS handshake with {}:{}", i.host, i.port),
+                        &e.to_string(),
+                    ),
                 })?;
                 Box::new(ImplicitTls(Box::new(s)))
             }
@@ -372,9 +375,17 @@ impl SmtpConnector {
                     ),
                 });
             }
-            conn.starttls(params.clone(), &i.hello)
-                .await
-                .map_err(|e| classify(Stage::Starttls, &e))?;
+            conn.starttls(params.clone(), &i.hello).await.map_err(|e| {
+                match classify(Stage::Starttls, &e) {
+                    SendError::Fatal { reason } => SendError::Fatal {
+                        reason: tls_failure(
+                            &format!("STARTTLS with {}:{}", i.host, i.port),
+                            &reason,
+                        ),
+                    },
+                    other => other,
+                }
+            })?;
         }
         if let Some(creds) = &i.credentials {
             // RFC 4954; PLAIN (RFC 4616) first, LOGIN for servers that only have that.
@@ -394,6 +405,28 @@ impl SmtpConnector {
         }
         Ok(conn)
     }
+}
+
+/// Explains a failed TLS handshake with the relay: `what` names it, `err` is the TLS error;
+/// for the certificate errors an operator can fix, says how.
+fn tls_failure(what: &str, err: &str) -> String {
+    // lettre wraps the rustls error in "Connection error: " (twice for STARTTLS).
+    let mut err = err.trim();
+    while let Some(rest) = err.strip_prefix("Connection error: ") {
+        err = rest;
+    }
+    let hint = if err.contains("CaUsedAsEndEntity") {
+        "; the relay presents a CA certificate (basicConstraints CA:TRUE) as its own server \
+         certificate, which is refused even when it is in [smtp] ca_file: give the relay a \
+         certificate issued by that CA, or make the self-signed one with \
+         `openssl req -x509 ... -addext basicConstraints=critical,CA:FALSE`"
+    } else if err.contains("UnknownIssuer") {
+        "; the relay's certificate is not signed by a trusted CA: put the CA that issued it (or, \
+         for a self-signed certificate, the certificate itself) in [smtp] ca_file"
+    } else {
+        ""
+    };
+    format!("{what} failed: {err}{hint}")
 }
 
 /// Builds the rustls client for implicit TLS: the webpki roots plus the optional extra CA.

@@ -165,3 +165,31 @@ async fn handles_can_move_between_tasks() {
     fut.await.unwrap();
     s.close().await;
 }
+
+#[test]
+fn tls_failures_name_the_relay_and_say_how_to_fix_a_certificate() {
+    let ca = tls_failure(
+        "STARTTLS with relay.example:587",
+        "Connection error: Connection error: invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))",
+    );
+    assert!(
+        ca.starts_with("STARTTLS with relay.example:587 failed: invalid peer certificate:"),
+        "{ca}"
+    );
+    assert!(
+        ca.contains("CA:FALSE") && ca.contains("[smtp] ca_file"),
+        "{ca}"
+    );
+    let unknown = tls_failure(
+        "TLS handshake with relay.example:465",
+        "invalid peer certificate: UnknownIssuer",
+    );
+    assert!(unknown.contains("[smtp] ca_file"), "{unknown}");
+    assert_eq!(
+        tls_failure(
+            "STARTTLS with h:25",
+            "Connection error: received fatal alert"
+        ),
+        "STARTTLS with h:25 failed: received fatal alert"
+    );
+}

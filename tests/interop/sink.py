@@ -1,0 +1,79 @@
+#!/usr/bin/python3
+"""A throwaway SMTP sink (Python's aiosmtpd, which we did not write) for tests/interop/run.sh.
+
+    sink.py PORT OUTDIR [--starttls CERT KEY --user U --password P]
+
+Every message is written as it arrived on the wire: OUTDIR/NNNN.eml (the DATA bytes) and
+OUTDIR/NNNN.rcpt (MAIL FROM, then one RCPT TO per line), renamed into place when complete.
+With --starttls the server requires STARTTLS before MAIL and before AUTH, and AUTH (PLAIN or
+LOGIN) accepts only U/P. Prints READY when listening; runs until killed.
+"""
+import argparse
+import itertools
+import os
+import signal
+import ssl
+import sys
+import threading
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+p = argparse.ArgumentParser()
+p.add_argument("port", type=int)
+p.add_argument("outdir")
+p.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"))
+p.add_argument("--user")
+p.add_argument("--password")
+a = p.parse_args()
+
+counter = itertools.count()
+lock = threading.Lock()
+
+
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        with lock:
+            n = next(counter)
+        base = os.path.join(a.outdir, "%04d" % n)
+        with open(base + ".rcpt.tmp", "w") as f:
+            f.write(envelope.mail_from + "\n" + "\n".join(envelope.rcpt_tos) + "\n")
+        with open(base + ".eml.tmp", "wb") as f:
+            f.write(envelope.original_content)
+        os.rename(base + ".rcpt.tmp", base + ".rcpt")
+        os.rename(base + ".eml.tmp", base + ".eml")
+        return "250 2.0.0 OK queued as %04d" % n
+
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == a.user.encode()
+        and auth_data.password == a.password.encode()
+    )
+    return AuthResult(success=ok, handled=False)
+
+
+kw = dict(hostname="127.0.0.1", port=a.port, server_hostname="sink.interop.test")
+if a.starttls:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*a.starttls)
+    c = Controller(
+        Handler(),
+        tls_context=ctx,
+        require_starttls=True,
+        auth_require_tls=True,
+        authenticator=authenticator,
+        auth_required=True,
+        **kw,
+    )
+else:
+    c = Controller(Handler(), **kw)
+c.start()
+print("READY", flush=True)
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+signal.signal(signal.SIGINT, lambda *_: stop.set())
+stop.wait()
+c.stop()
+sys.exit(0)
