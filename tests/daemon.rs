@@ -154,6 +154,14 @@ impl Db {
             .await
             .unwrap();
         assert!(new, "article {ext} stored twice");
+        // A CMS writes the row when it publishes the story: the simulated clock, not the
+        // wall clock, is when it reached the database.
+        sqlx::query("UPDATE articles SET created_at = $1 WHERE id = $2")
+            .bind(dbt(at))
+            .bind(id)
+            .execute(&self.raw)
+            .await
+            .unwrap();
         id
     }
 
