@@ -79,6 +79,22 @@ struct Done {
     unwanted: bool,
 }
 
+impl Done {
+    /// The report on `job`.
+    fn of(job: Job, result: Result<(), SendError>, unwanted: bool) -> Self {
+        Self {
+            job_delivery: job.delivery_id,
+            edition_id: job.edition_id,
+            subscriber_id: job.subscriber_id,
+            attempt: job.attempt,
+            domain: job.to.domain().to_owned(),
+            message_id: job.message_id,
+            result,
+            unwanted,
+        }
+    }
+}
+
 /// The sending engine; one per process.
 pub struct Engine {
     store: Store,
@@ -640,17 +656,11 @@ async fn worker(
             // Promise 2: an unsubscribe committed before the attempt stops the message, even
             // one that landed after the claim.
             if !store.still_wanted(job.delivery_id).await.unwrap_or(true) {
-                let d = Done {
-                    job_delivery: job.delivery_id,
-                    edition_id: job.edition_id,
-                    subscriber_id: job.subscriber_id,
-                    attempt: job.attempt,
-                    message_id: job.message_id,
-                    domain: job.to.domain().to_owned(),
-                    result: Err(SendError::Released),
-                    unwanted: true,
-                };
-                if done.send(d).await.is_err() {
+                if done
+                    .send(Done::of(job, Err(SendError::Released), true))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 continue;
@@ -696,17 +706,7 @@ async fn worker(
                 Err(e) => Err(e),
             }
         };
-        let d = Done {
-            job_delivery: job.delivery_id,
-            edition_id: job.edition_id,
-            subscriber_id: job.subscriber_id,
-            attempt: job.attempt,
-            message_id: job.message_id,
-            domain: job.to.domain().to_owned(),
-            result,
-            unwanted: false,
-        };
-        if done.send(d).await.is_err() {
+        if done.send(Done::of(job, result, false)).await.is_err() {
             break;
         }
     }
