@@ -91,6 +91,8 @@ impl Store {
              JOIN subscribers p ON p.id = d.subscriber_id
              LEFT JOIN subscriptions s ON s.subscriber_id = d.subscriber_id AND s.list_id = $2
              WHERE d.edition_id = $1
+               -- Repeats the partial index's condition so that SQLite may use deliveries_claim.
+               AND d.status IN ('queued', 'sending')
                AND ((d.status = 'queued' AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= $3))
                  OR (d.status = 'sending' AND d.lease_until <= $3))
              ORDER BY d.id
