@@ -74,12 +74,12 @@ fn main() -> ExitCode {
     let quick = args.iter().any(|a| a == "--quick");
     let mut which: Vec<&str> = Vec::new();
     for a in args.iter().filter(|a| !a.starts_with("--")) {
-        match a.as_str() {
-            "all" => which.extend(ALL),
-            b if ALL.contains(&b) => which.push(ALL[ALL.iter().position(|x| *x == b).unwrap_or(0)]),
-            other => {
+        match ALL.iter().find(|b| **b == a.as_str()) {
+            Some(b) => which.push(b),
+            None if a == "all" => which.extend(ALL),
+            None => {
                 eprintln!(
-                    "unknown benchmark {other:?}; usage: dispatch-bench [all|{}] [--quick]",
+                    "unknown benchmark {a:?}; usage: dispatch-bench [all|{}] [--quick]",
                     ALL.join("|")
                 );
                 return ExitCode::from(2);
@@ -195,6 +195,9 @@ fn parent(which: &[&str], quick: bool) -> Result<bool> {
         // The import database is kept for the snapshot; everything else goes now.
         if b != "import" {
             let _ = std::fs::remove_dir_all(&dir);
+        }
+        if b == "snapshot" {
+            let _ = std::fs::remove_dir_all(tmp.0.join("import"));
         }
     }
 
@@ -564,16 +567,27 @@ async fn bench_personalise(dir: &Path, scale: u64) -> Result<Vec<Row>> {
         thousands(rate),
         f(&r, "avg_bytes") * rate / 1e9
     );
-    Ok(vec![Row {
-        bench: "personalise".into(),
-        target: "≥ 100,000 msgs/s (1 core)".into(),
-        measured: format!(
-            "{} msgs/s ({:.1} KB, 40 stories)",
-            thousands(rate),
-            f(&r, "avg_bytes") / 1024.0
-        ),
-        pass: Some(rate >= 100_000.0),
-    }])
+    Ok(vec![
+        Row {
+            bench: "personalise".into(),
+            target: "≥ 100,000 msgs/s (1 core)".into(),
+            measured: format!(
+                "{} msgs/s ({:.1} KB, 40 stories)",
+                thousands(rate),
+                f(&r, "avg_bytes") / 1024.0
+            ),
+            pass: Some(rate >= 100_000.0),
+        },
+        Row {
+            bench: "personalise + copy".into(),
+            target: "-".into(),
+            measured: format!(
+                "{} msgs/s (plus the per-message copy the sender makes)",
+                thousands(f(&r, "with_copy_msgs_per_sec"))
+            ),
+            pass: None,
+        },
+    ])
 }
 
 // --- smtp and rss ----------------------------------------------------------------------------
@@ -1000,9 +1014,27 @@ async fn step_personalise(p: &Value) -> Result<Value> {
         bytes += std::hint::black_box(&out).len();
     }
     let secs = t.elapsed().as_secs_f64();
+    // The sender also copies each message out of its scratch buffer into the job it hands
+    // to a connection: the same loop with that copy, for reference.
+    let t = Instant::now();
+    for (to, name, token, mid) in &readers {
+        out.clear();
+        template.personalise(
+            &Recipient {
+                to,
+                name: name.as_deref(),
+                token: token.as_str(),
+                message_id: mid,
+            },
+            &mut out,
+        );
+        std::hint::black_box(out.clone());
+    }
+    let copy_secs = t.elapsed().as_secs_f64();
     Ok(json!({
         "secs": secs, "n": n, "msgs_per_sec": n as f64 / secs,
         "avg_bytes": bytes as f64 / n as f64,
+        "with_copy_msgs_per_sec": n as f64 / copy_secs,
     }))
 }
 
@@ -1024,9 +1056,21 @@ fn free_port() -> Result<u16> {
 /// Starts `smtp-sink` on a free loopback port and waits until it accepts connections.
 async fn start_sink() -> Result<(Killed, u16)> {
     let port = free_port()?;
+    // smtp-sink insists on dropping privileges when started as root, and may not switch
+    // users otherwise.
+    let as_root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|u| u.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    let user: &[&str] = if as_root { &["-u", "root"] } else { &[] };
     let sink = Killed(
         Command::new(SMTP_SINK)
-            .args(["-u", "root", &format!("127.0.0.1:{port}"), "1000"])
+            .args(user)
+            .args([format!("127.0.0.1:{port}").as_str(), "1000"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
