@@ -1145,7 +1145,19 @@ async fn step_smtp(p: &Value) -> Result<Value> {
     )?;
     let (secs, sent, failed) = send_edition(&engine, edition).await?;
     drop(engine);
+    // What the database says, not only what the engine counted.
+    let recorded = store
+        .delivery_counts(edition)
+        .await?
+        .get("sent")
+        .copied()
+        .unwrap_or(0);
+    let status = store.edition(edition).await?.status;
     store.close().await;
+    anyhow::ensure!(
+        recorded == n && status == "sent",
+        "the database records {recorded} of {n} deliveries sent and the edition {status}"
+    );
     let mut v = json!({
         "secs": secs, "sent": sent, "failed": failed, "msg_bytes": size,
         "msgs_per_sec": sent as f64 / secs,
