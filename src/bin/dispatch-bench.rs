@@ -649,7 +649,7 @@ async fn bench_smtp(dir: &Path, scale: u64) -> Result<Vec<Row>> {
             bench: "smtp".into(),
             target: "≥ 0.8× smtp-source".into(),
             measured: format!(
-                "{ratio:.2}× ({}/s vs {}/s, {:.1} KB, 8 conns)",
+                "{ratio:.3}× ({}/s vs {}/s, {:.1} KB, 8 conns)",
                 thousands(ours),
                 thousands(theirs),
                 f(&r, "msg_bytes") / 1024.0
@@ -818,7 +818,7 @@ async fn bench_unsubscribe(dir: &Path, scale: u64) -> Result<Vec<Row>> {
             bench: "send rate under load".into(),
             target: "≥ 0.8× unloaded".into(),
             measured: format!(
-                "{ratio:.2}× ({}/s vs {}/s)",
+                "{ratio:.3}× ({}/s vs {}/s)",
                 thousands(loaded),
                 thousands(base)
             ),
