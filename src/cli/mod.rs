@@ -16,7 +16,7 @@ mod output;
 mod preview;
 mod send;
 mod subscribers;
-mod subscribers_import;
+pub mod subscribers_import;
 
 pub use output::Table;
 

@@ -50,13 +50,9 @@ impl Run<'_> {
 }
 
 /// Imports `file` into `list`. Bad rows are reported as `FILE:LINE: reason` on stderr while
-/// the good rows are imported; the outcome is `Rejected` if any row was.
-pub(super) async fn import(
-    store: &Store,
-    file: &Path,
-    list: &str,
-    dry_run: bool,
-) -> Result<Outcome> {
+/// the good rows are imported; the outcome is `Rejected` if any row was. Public so that
+/// `dispatch-bench` times the same code path as `dispatch subscribers import`.
+pub async fn import(store: &Store, file: &Path, list: &str, dry_run: bool) -> Result<Outcome> {
     let list = store.list_by_slug(list).await?;
     let name = file.display().to_string();
     let input = std::fs::File::open(file).with_context(|| format!("opening {name}"))?;

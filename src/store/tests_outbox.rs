@@ -226,6 +226,16 @@ async fn expired_leases_are_reclaimed_and_outcomes_recorded() {
         (counts["sent"], counts["queued"], counts["failed"]),
         (1, 1, 1)
     );
+    let (mid, reply, sent_at, lease): (String, String, Option<String>, Option<String>) =
+        sqlx::query_as(
+            "SELECT message_id, last_reply, sent_at, lease_until FROM deliveries WHERE id = $1",
+        )
+        .bind(again[0].delivery_id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!((mid.as_str(), reply.as_str()), ("<a@x>", "250 ok"));
+    assert!(sent_at.is_some() && lease.is_none());
     let status: String = sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1")
         .bind(again[2].subscriber_id)
         .fetch_one(store.pool())
