@@ -63,7 +63,7 @@ impl Store {
         .bind(db_time(a.published_at))
         .bind(a.breaking)
         .bind(now_text())
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await?;
         match inserted {
             Some(id) => Ok((id, true)),

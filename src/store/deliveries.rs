@@ -187,7 +187,7 @@ impl Store {
             return Ok(());
         }
         let now = now_text();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         // Sent messages, nearly every outcome, are recorded a few hundred per statement: one
         // statement per message cost a round trip to SQLite's thread for each message sent.
         let sent: Vec<(&i64, &String, &String)> = outcomes

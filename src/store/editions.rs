@@ -362,7 +362,7 @@ impl Store {
         )
         .bind(now_text())
         .bind(id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?
         .rows_affected();
         Ok(n > 0)

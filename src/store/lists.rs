@@ -79,7 +79,7 @@ impl Store {
         .bind(spec.send_empty.unwrap_or(false))
         .bind(spec.double_opt_in.unwrap_or(false))
         .bind(&now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await;
         match res {
             Ok(_) => self.list_by_slug(slug.as_str()).await,
@@ -147,7 +147,7 @@ impl Store {
         .bind(spec.double_opt_in.unwrap_or(cur.double_opt_in))
         .bind(now_text())
         .bind(cur.id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         self.list_by_slug(slug).await
     }
@@ -156,7 +156,7 @@ impl Store {
     /// with `force` its subscriptions and editions go too (subscribers stay).
     pub async fn delete_list(&self, slug: &str, force: bool) -> Result<u64> {
         let list = self.list_by_slug(slug).await?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let live: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM subscriptions WHERE list_id = $1 AND status IN ('pending', 'active')",
         )

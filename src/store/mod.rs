@@ -55,9 +55,16 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A handle on the database; cheap to clone.
+///
+/// SQLite has one writer at a time. Rather than letting every writer poll for the write lock
+/// (SQLite's busy handler sleeps in growing steps, up to 100 ms, which made one-click
+/// unsubscribes wait hundreds of milliseconds while an edition was sending), all writes go
+/// through `writer`, a pool of one connection whose waiters queue in order. Reads use
+/// `pool`, whose connections read concurrently in WAL mode.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    writer: SqlitePool,
 }
 
 impl Store {
@@ -84,22 +91,34 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            // A waiting writer queues behind the current one; a million-row snapshot can
+            // hold the connection for seconds.
+            .acquire_timeout(Duration::from_secs(120))
+            .connect_with(opts)
+            .await?;
+        Ok(Self { pool, writer })
     }
 
-    /// The connection pool, for the store's own modules.
+    /// The reading pool, for the store's own modules.
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The single writing connection, for every statement that changes data.
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 
     /// Begins a write transaction that takes SQLite's write lock at once, so that a
     /// read-then-write (e.g. computing an edition's window, claiming deliveries) cannot
     /// interleave with another writer's.
     pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// Whether the database answers (for `/healthz`).
@@ -110,6 +129,7 @@ impl Store {
 
     /// Closes every connection (checkpointing the WAL).
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }

@@ -133,7 +133,7 @@ impl Store {
         dry_run: bool,
     ) -> Result<Vec<ImportOutcome>> {
         let now = now_text();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let canon: Vec<String> = rows.iter().map(|r| r.email.canonical()).collect();
         let erased: Vec<String> = canon.iter().map(|c| erased_key(c)).collect();
 
@@ -320,7 +320,7 @@ impl Store {
         .bind(now_text())
         .bind(sub.id)
         .bind(list_id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(res.rows_affected())
     }
@@ -330,7 +330,7 @@ impl Store {
     /// nothing of them is kept.
     pub async fn erase_subscriber(&self, email: &EmailAddress) -> Result<bool> {
         let sub = self.subscriber_by_email(email).await?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let unsubscribed: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM subscriptions WHERE subscriber_id = $1 AND status = 'unsubscribed'",
         )
