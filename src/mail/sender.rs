@@ -57,6 +57,8 @@ pub struct Progress {
 
 /// One message handed to a worker.
 struct Job {
+    /// When the delivery was claimed (and its subscription checked).
+    claimed_at: std::time::Instant,
     delivery_id: i64,
     edition_id: i64,
     subscriber_id: i64,
@@ -94,6 +96,10 @@ impl Done {
         }
     }
 }
+
+/// A claimed message older than this is checked against the subscription again right
+/// before it is sent.
+const RECHECK_AFTER: StdDuration = StdDuration::from_millis(250);
 
 /// The sending engine; one per process.
 pub struct Engine {
@@ -483,6 +489,7 @@ impl Engine {
             scratch,
         );
         let job = Job {
+            claimed_at: std::time::Instant::now(),
             delivery_id: c.delivery_id,
             edition_id: e.id,
             subscriber_id: c.subscriber_id,
@@ -653,9 +660,12 @@ async fn worker(
             if let Some(l) = &limiter {
                 l.until_ready().await;
             }
-            // Promise 2: an unsubscribe committed before the attempt stops the message, even
-            // one that landed after the claim.
-            if !store.still_wanted(job.delivery_id).await.unwrap_or(true) {
+            // Promise 2: an unsubscribe committed before the attempt stops the message. The
+            // claim checked the subscription; a message that has waited since (behind the rate
+            // limit, or a slow relay) is checked again. One that went straight through is
+            // not, which spares a database round trip per message at full speed.
+            let waited = job.claimed_at.elapsed() > RECHECK_AFTER;
+            if waited && !store.still_wanted(job.delivery_id).await.unwrap_or(true) {
                 if done
                     .send(Done::of(job, Err(SendError::Released), true))
                     .await
