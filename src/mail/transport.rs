@@ -31,7 +31,7 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
 };
-use lettre::transport::smtp::commands::{Data, Mail, Quit, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Quit, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -303,18 +303,25 @@ impl SmtpConnector {
     /// Opens a session: connects, reads the greeting, sends EHLO, upgrades with STARTTLS
     /// (which must be offered: there is no fallback to plain text) and authenticates.
     pub async fn connect(&self) -> Result<SmtpSession, SendError> {
-        let conn = self.open().await?;
+        let (conn, pipelining) = self.open().await?;
         Ok(SmtpSession {
             connector: self.clone(),
             conn: Some(conn),
             sent_on_conn: 0,
+            pipelining,
         })
     }
 
-    async fn open(&self) -> Result<AsyncSmtpConnection, SendError> {
+    /// Opens a connection; also says whether it may pipeline.
+    async fn open(&self) -> Result<(AsyncSmtpConnection, bool), SendError> {
         let host = &self.inner.host;
-        match tokio::time::timeout(self.inner.timeout, self.open_untimed()).await {
-            Ok(Ok(conn)) => Ok(conn),
+        let setup = async {
+            let mut conn = self.open_untimed().await?;
+            let pipelining = offers_pipelining(&mut conn, &self.inner.hello).await;
+            Ok::<_, SendError>((conn, pipelining))
+        };
+        match tokio::time::timeout(self.inner.timeout, setup).await {
+            Ok(Ok(opened)) => Ok(opened),
             Ok(Err(e)) => {
                 tracing::warn!(host = %host, error = %e, "SMTP session setup failed");
                 Err(e)
@@ -404,6 +411,19 @@ impl SmtpConnector {
             }
         }
         Ok(conn)
+    }
+}
+
+/// Whether the server offers PIPELINING (RFC 2920). lettre keeps only the EHLO keywords it
+/// knows, and this is not one of them, so ask again: RFC 5321 §4.1.4 allows a repeated EHLO,
+/// which also resets nothing we rely on between transactions.
+async fn offers_pipelining(conn: &mut AsyncSmtpConnection, hello: &ClientId) -> bool {
+    match conn.command(Ehlo::new(hello.clone())).await {
+        Ok(r) => r
+            .message()
+            .skip(1)
+            .any(|l| l.trim().eq_ignore_ascii_case("PIPELINING")),
+        Err(_) => false,
     }
 }
 
@@ -520,6 +540,8 @@ pub struct SmtpSession {
     connector: SmtpConnector,
     conn: Option<AsyncSmtpConnection>,
     sent_on_conn: u64,
+    /// The connected server offers PIPELINING.
+    pipelining: bool,
 }
 
 impl std::fmt::Debug for SmtpSession {
@@ -536,6 +558,9 @@ impl std::fmt::Debug for SmtpSession {
 enum TxError {
     Smtp(Stage, lettre::transport::smtp::Error),
     Local(SendError),
+    /// The server's replies left the conversation out of step (it accepted DATA after
+    /// refusing the envelope): the error to report, and the connection must go.
+    Desync(SendError),
 }
 
 impl SmtpSession {
@@ -583,15 +608,20 @@ impl SmtpSession {
         let mut retried = false;
         loop {
             if self.conn.is_none() {
-                self.conn = Some(self.connector.open().await?);
+                let (conn, pipelining) = self.connector.open().await?;
+                self.conn = Some(conn);
+                self.pipelining = pipelining;
                 self.sent_on_conn = 0;
             }
             let reused = self.sent_on_conn > 0;
             let Some(conn) = self.conn.as_mut() else {
                 continue; // Invariant: set just above.
             };
-            let outcome =
-                tokio::time::timeout(timeout, transaction(conn, &from_addr, &to_addr, data)).await;
+            let outcome = tokio::time::timeout(
+                timeout,
+                transaction(conn, self.pipelining, &from_addr, &to_addr, data),
+            )
+            .await;
             let (stage, err) = match outcome {
                 Ok(Ok(())) => {
                     self.sent_on_conn += 1;
@@ -603,6 +633,10 @@ impl SmtpSession {
                 }
                 Ok(Err(TxError::Local(e))) => {
                     self.reset().await;
+                    return Err(e);
+                }
+                Ok(Err(TxError::Desync(e))) => {
+                    self.drop_connection().await;
                     return Err(e);
                 }
                 Ok(Err(TxError::Smtp(stage, e))) => (stage, classify(stage, &e)),
@@ -661,6 +695,7 @@ impl SmtpSession {
 /// One mail transaction: MAIL, RCPT, DATA, the message (RFC 5321 §3.3).
 async fn transaction(
     conn: &mut AsyncSmtpConnection,
+    pipelining: bool,
     from: &Address,
     to: &Address,
     data: &[u8],
@@ -685,19 +720,91 @@ async fn transaction(
         }
         params.push(MailParameter::SmtpUtfEight);
     }
-    conn.command(Mail::new(Some(from.clone()), params))
-        .await
-        .map_err(|e| TxError::Smtp(Stage::Mail, e))?;
-    conn.command(Rcpt::new(to.clone(), vec![]))
-        .await
-        .map_err(|e| TxError::Smtp(Stage::Rcpt, e))?;
-    conn.command(Data)
-        .await
-        .map_err(|e| TxError::Smtp(Stage::Data, e))?;
-    conn.message(data)
-        .await
-        .map_err(|e| TxError::Smtp(Stage::DataEnd, e))?;
+    let mail = Mail::new(Some(from.clone()), params);
+    let rcpt = Rcpt::new(to.clone(), vec![]);
+    if pipelining {
+        // RFC 2920: MAIL, RCPT and DATA go in one write and their three replies are read in
+        // order, one round trip instead of three. Every reply is read even after a refusal,
+        // so the conversation stays in step for RSET and the next message.
+        let mail_reply = conn.command(Pipelined(&mail, &rcpt)).await;
+        let rcpt_reply = conn.read_response().await;
+        let data_reply = conn.read_response().await;
+        let refused = |stage, e| Err(TxError::Smtp(stage, e));
+        match (mail_reply, rcpt_reply, data_reply) {
+            (Ok(_), Ok(_), Ok(_)) => {}
+            // A server that answers DATA with 354 after refusing the envelope waits for
+            // content we must not send: report the refusal and drop the connection.
+            (Err(e), _, Ok(_)) => return Err(TxError::Desync(classify(Stage::Mail, &e))),
+            (Ok(_), Err(e), Ok(_)) => return Err(TxError::Desync(classify(Stage::Rcpt, &e))),
+            (Err(e), _, _) => return refused(Stage::Mail, e),
+            (Ok(_), Err(e), _) => return refused(Stage::Rcpt, e),
+            (Ok(_), Ok(_), Err(e)) => return refused(Stage::Data, e),
+        }
+    } else {
+        conn.command(mail)
+            .await
+            .map_err(|e| TxError::Smtp(Stage::Mail, e))?;
+        conn.command(rcpt)
+            .await
+            .map_err(|e| TxError::Smtp(Stage::Rcpt, e))?;
+        conn.command(Data)
+            .await
+            .map_err(|e| TxError::Smtp(Stage::Data, e))?;
+    }
+    match std::str::from_utf8(data) {
+        Ok(text) => conn.command(DataContent(&dot_stuff(text))).await,
+        // Not UTF-8 (8-bit data): let lettre stuff and send it.
+        Err(_) => conn.message(data).await,
+    }
+    .map_err(|e| TxError::Smtp(Stage::DataEnd, e))?;
     Ok(())
+}
+
+/// MAIL FROM, RCPT TO and DATA as one pipelined write (RFC 2920 §3.1).
+struct Pipelined<'a>(&'a Mail, &'a Rcpt);
+
+impl std::fmt::Display for Pipelined<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // lettre's commands each render with their own CRLF.
+        write!(f, "{}{}{}", self.0, self.1, Data)
+    }
+}
+
+/// The content of a DATA command, already dot-stuffed, written in one piece together with
+/// its terminating `CRLF . CRLF` (RFC 5321 §4.1.1.4).
+///
+/// lettre's `message()` copies the body byte by byte into a new buffer to dot-stuff it and
+/// writes the terminator as a second write: about a fifth of the sender's CPU per message.
+/// Handing the prepared text to `command()` costs one copy.
+struct DataContent<'a>(&'a str);
+
+impl std::fmt::Display for DataContent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)?;
+        f.write_str("\r\n.\r\n")
+    }
+}
+
+/// Doubles the `.` that starts a line (RFC 5321 §4.5.2), so no line of the message can end
+/// the DATA early. Our quoted-printable bodies almost never have one, so the usual case is a
+/// SIMD search and no copy.
+fn dot_stuff(data: &str) -> std::borrow::Cow<'_, str> {
+    let needs = data.starts_with('.') || memchr::memmem::find(data.as_bytes(), b"\n.").is_some();
+    if !needs {
+        return std::borrow::Cow::Borrowed(data);
+    }
+    let mut out = String::with_capacity(data.len() + 64);
+    if data.starts_with('.') {
+        out.push('.');
+    }
+    let mut rest = data;
+    while let Some(i) = memchr::memmem::find(rest.as_bytes(), b"\n.") {
+        out.push_str(&rest[..=i]);
+        out.push('.');
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// The value of the first header `name` (case-insensitive, not unfolded), for logs and
@@ -955,3 +1062,15 @@ impl StubOutbox {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod dot_stuff_tests {
+    use super::dot_stuff;
+
+    #[test]
+    fn lines_starting_with_a_dot_are_doubled_and_others_borrowed() {
+        assert!(matches!(dot_stuff("a\r\nb"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(dot_stuff(".x\r\n.\r\nok\r\n..y"), "..x\r\n..\r\nok\r\n...y");
+        assert_eq!(dot_stuff("a.b\r\nc."), "a.b\r\nc.");
+    }
+}

@@ -138,6 +138,9 @@ impl SmtpServer {
                 let Ok((sock, _)) = listener.accept().await else {
                     return;
                 };
+                // A pipelining server must not hold its second and third replies for the
+                // client's delayed ACK (real ones flush the batch; this one writes each reply).
+                let _ = sock.set_nodelay(true);
                 let n = c.fetch_add(1, Ordering::SeqCst);
                 let (cfg, r) = (cfg.clone(), r.clone());
                 tokio::spawn(async move {
