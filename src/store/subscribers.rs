@@ -93,6 +93,13 @@ impl ImportSummary {
     }
 }
 
+/// Subscriptions of live subscribers with their list, filtered by an optional list (`$1`).
+const LISTING: &str = "SELECT p.email AS email, p.name, p.status AS subscriber_status, l.slug AS list, s.status, s.categories
+     FROM subscriptions s
+     JOIN subscribers p ON p.id = s.subscriber_id
+     JOIN lists l ON l.id = s.list_id
+     WHERE p.email IS NOT NULL AND ($1 IS NULL OR s.list_id = $1)";
+
 /// The erasure record's key for an address.
 pub(super) fn erased_key(canonical: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -403,16 +410,10 @@ impl Store {
         list_id: Option<i64>,
         status: Option<&str>,
     ) -> Result<Vec<SubscriberListing>> {
-        Ok(sqlx::query_as::<_, SubscriberListing>(
-            "SELECT p.email AS email, p.name, p.status AS subscriber_status, l.slug AS list, s.status, s.categories
-             FROM subscriptions s
-             JOIN subscribers p ON p.id = s.subscriber_id
-             JOIN lists l ON l.id = s.list_id
-             WHERE p.email IS NOT NULL
-               AND ($1 IS NULL OR s.list_id = $1)
-               AND ($2 IS NULL OR (CASE WHEN $2 = 'bounced' THEN p.status ELSE s.status END) = $2)
-             ORDER BY p.email_key, l.slug",
-        )
+        Ok(sqlx::query_as::<_, SubscriberListing>(sqlx::AssertSqlSafe(format!(
+            "{LISTING} AND ($2 IS NULL OR (CASE WHEN $2 = 'bounced' THEN p.status ELSE s.status END) = $2)
+             ORDER BY p.email_key, l.slug"
+        )))
         .bind(list_id)
         .bind(status)
         .fetch_all(self.pool())
@@ -425,14 +426,9 @@ impl Store {
         list_id: Option<i64>,
         mut f: impl FnMut(SubscriberListing) -> anyhow::Result<()>,
     ) -> anyhow::Result<u64> {
-        let mut rows = sqlx::query_as::<_, SubscriberListing>(
-            "SELECT p.email AS email, p.name, p.status AS subscriber_status, l.slug AS list, s.status, s.categories
-             FROM subscriptions s
-             JOIN subscribers p ON p.id = s.subscriber_id
-             JOIN lists l ON l.id = s.list_id
-             WHERE p.email IS NOT NULL AND ($1 IS NULL OR s.list_id = $1)
-             ORDER BY s.id",
-        )
+        let mut rows = sqlx::query_as::<_, SubscriberListing>(sqlx::AssertSqlSafe(format!(
+            "{LISTING} ORDER BY s.id"
+        )))
         .bind(list_id)
         .fetch(self.pool());
         let mut n = 0;
