@@ -65,6 +65,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     pool: SqlitePool,
     writer: SqlitePool,
+    /// One-click unsubscribes, committed in batches by [`tokens::unsubscribe_writer`].
+    unsubscribes: tokio::sync::mpsc::Sender<tokens::UnsubscribeRequest>,
 }
 
 impl Store {
@@ -101,7 +103,13 @@ impl Store {
             .acquire_timeout(Duration::from_secs(120))
             .connect_with(opts)
             .await?;
-        Ok(Self { pool, writer })
+        let (unsubscribes, requests) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(tokens::unsubscribe_writer(writer.clone(), requests));
+        Ok(Self {
+            pool,
+            writer,
+            unsubscribes,
+        })
     }
 
     /// The reading pool, for the store's own modules.

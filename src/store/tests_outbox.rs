@@ -320,3 +320,55 @@ async fn cancel_skips_the_rest() {
         .await
         .unwrap_err();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_one_click_unsubscribes_are_batched_and_each_answered() {
+    let (store, _d, list) = setup(60).await;
+    let Created::New { id, .. } = store
+        .create_edition(&edition(
+            list,
+            "2026-11-27T02:00:00Z",
+            "2026-11-28T02:00:00Z",
+            None,
+        ))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let (claimed, _) = store
+        .claim_deliveries(id, list, 100, Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 60);
+    // Every click at once, each twice, plus unknown tokens: each gets its own answer.
+    let mut tasks = Vec::new();
+    for c in claimed.iter().chain(claimed.iter()) {
+        let (store, token) = (store.clone(), c.token.clone());
+        tasks.push(tokio::spawn(async move {
+            store.unsubscribe_by_token(&token, false).await
+        }));
+    }
+    for _ in 0..5 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .unsubscribe_by_token(&crate::domain::Token::generate(), false)
+                .await
+        }));
+    }
+    let mut changed = 0;
+    let mut unknown = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            Some(u) => changed += u.changed,
+            None => unknown += 1,
+        }
+    }
+    assert_eq!(
+        (changed, unknown),
+        (60, 5),
+        "each subscription changes once"
+    );
+    assert_eq!(store.subscription_counts(list).await.unwrap(), (0, 0, 60));
+}

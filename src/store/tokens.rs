@@ -207,23 +207,20 @@ impl Store {
         token: &Token,
         all: bool,
     ) -> Result<Option<Unsubscribed>> {
-        let mut tx = self.write_tx().await?;
-        let Some(target) = find_target(&mut *tx, &token.hash(), READER_PURPOSES).await? else {
-            return Ok(None);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = UnsubscribeRequest {
+            hash: token.hash(),
+            all,
+            reply,
         };
-        let changed = sqlx::query(
-            "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = $1
-             WHERE status <> 'unsubscribed' AND (id = $2 OR ($3 AND subscriber_id = $4))",
-        )
-        .bind(now_text())
-        .bind(target.subscription_id)
-        .bind(all)
-        .bind(target.subscriber_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(Some(Unsubscribed { target, changed }))
+        if self.unsubscribes.send(request).await.is_err() {
+            return Err(StoreError::Conflict("the store is closed".into()));
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Conflict(
+                "the unsubscribe writer stopped".into(),
+            ))
+        })
     }
 
     /// Signs an address up for a list from the web form, in one write transaction.
@@ -508,6 +505,81 @@ impl Store {
             subscriptions,
         }))
     }
+}
+
+/// One one-click unsubscribe waiting for the batch writer.
+pub(crate) struct UnsubscribeRequest {
+    hash: Vec<u8>,
+    all: bool,
+    reply: tokio::sync::oneshot::Sender<Result<Option<Unsubscribed>>>,
+}
+
+/// Most unsubscribes one writer transaction carries.
+const UNSUBSCRIBE_BATCH: usize = 128;
+
+/// Commits one-click unsubscribes in shared transactions: it takes whatever requests are
+/// waiting (one, when the site is quiet) and writes them together. Under a burst of clicks
+/// (a digest just landed) this turns hundreds of writer transactions a second, each queueing
+/// for SQLite's single writer with the sender's claims, into a few. It holds only the writer
+/// pool, so it ends when the last `Store` is dropped.
+pub(crate) async fn unsubscribe_writer(
+    writer: sqlx::SqlitePool,
+    mut requests: tokio::sync::mpsc::Receiver<UnsubscribeRequest>,
+) {
+    let mut batch = Vec::with_capacity(UNSUBSCRIBE_BATCH);
+    while let Some(first) = requests.recv().await {
+        batch.push(first);
+        while batch.len() < UNSUBSCRIBE_BATCH {
+            match requests.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        match unsubscribe_batch(&writer, &batch).await {
+            Ok(results) => {
+                for (r, result) in batch.drain(..).zip(results) {
+                    let _ = r.reply.send(Ok(result));
+                }
+            }
+            Err(e) => {
+                // sqlx errors do not clone: every waiter gets the message.
+                let msg = e.to_string();
+                for r in batch.drain(..) {
+                    let _ = r.reply.send(Err(StoreError::Conflict(msg.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Applies a batch of unsubscribes in one transaction; `None` for an unknown token.
+async fn unsubscribe_batch(
+    writer: &sqlx::SqlitePool,
+    batch: &[UnsubscribeRequest],
+) -> Result<Vec<Option<Unsubscribed>>> {
+    let now = now_text();
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    let mut out = Vec::with_capacity(batch.len());
+    for r in batch {
+        let Some(target) = find_target(&mut *tx, &r.hash, READER_PURPOSES).await? else {
+            out.push(None);
+            continue;
+        };
+        let changed = sqlx::query(
+            "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = $1
+             WHERE status <> 'unsubscribed' AND (id = $2 OR ($3 AND subscriber_id = $4))",
+        )
+        .bind(&now)
+        .bind(target.subscription_id)
+        .bind(r.all)
+        .bind(target.subscriber_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        out.push(Some(Unsubscribed { target, changed }));
+    }
+    tx.commit().await?;
+    Ok(out)
 }
 
 #[cfg(test)]
