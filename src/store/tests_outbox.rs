@@ -43,6 +43,23 @@ fn edition(list_id: i64, start: &str, end: &str, slot: Option<&str>) -> NewEditi
     }
 }
 
+/// Records the list's first digest (a day's window, no slot) and returns its id.
+async fn first_edition(store: &Store, list: i64) -> i64 {
+    match store
+        .create_edition(&edition(
+            list,
+            "2026-11-27T02:00:00Z",
+            "2026-11-28T02:00:00Z",
+            None,
+        ))
+        .await
+        .unwrap()
+    {
+        Created::New { id, .. } => id,
+        other => panic!("expected a new edition, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn one_edition_per_slot_and_contiguous_windows() {
     let (store, _d, list) = setup(4).await;
@@ -130,18 +147,7 @@ async fn empty_variants_are_skipped_and_skipped_editions_keep_the_window() {
 #[tokio::test]
 async fn unsubscribe_after_snapshot_stops_the_delivery() {
     let (store, _d, list) = setup(3).await;
-    let Created::New { id, .. } = store
-        .create_edition(&edition(
-            list,
-            "2026-11-27T02:00:00Z",
-            "2026-11-28T02:00:00Z",
-            None,
-        ))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let id = first_edition(&store, list).await;
     store
         .unsubscribe_email(
             &EmailAddress::parse("reader1@example.com").unwrap(),
@@ -174,18 +180,7 @@ async fn unsubscribe_after_snapshot_stops_the_delivery() {
 #[tokio::test]
 async fn expired_leases_are_reclaimed_and_outcomes_recorded() {
     let (store, _d, list) = setup(3).await;
-    let Created::New { id, .. } = store
-        .create_edition(&edition(
-            list,
-            "2026-11-27T02:00:00Z",
-            "2026-11-28T02:00:00Z",
-            None,
-        ))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let id = first_edition(&store, list).await;
     let (claimed, _) = store
         .claim_deliveries(id, list, 10, Duration::seconds(-1))
         .await
@@ -298,18 +293,7 @@ async fn expired_leases_are_reclaimed_and_outcomes_recorded() {
 #[tokio::test]
 async fn cancel_skips_the_rest() {
     let (store, _d, list) = setup(2).await;
-    let Created::New { id, .. } = store
-        .create_edition(&edition(
-            list,
-            "2026-11-27T02:00:00Z",
-            "2026-11-28T02:00:00Z",
-            None,
-        ))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let id = first_edition(&store, list).await;
     store
         .set_edition_status(id, "cancelled", Some("by editor"))
         .await
@@ -324,18 +308,7 @@ async fn cancel_skips_the_rest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_one_click_unsubscribes_are_batched_and_each_answered() {
     let (store, _d, list) = setup(60).await;
-    let Created::New { id, .. } = store
-        .create_edition(&edition(
-            list,
-            "2026-11-27T02:00:00Z",
-            "2026-11-28T02:00:00Z",
-            None,
-        ))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let id = first_edition(&store, list).await;
     let (claimed, _) = store
         .claim_deliveries(id, list, 100, Duration::minutes(5))
         .await
