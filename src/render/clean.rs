@@ -4,9 +4,25 @@
 //! template. Removing control characters does two jobs: it keeps CR/LF out of anything that
 //! may end up in a header (the subject), and it guarantees that the hole markers, which are
 //! built from a control character, can only come from the templates themselves.
+//!
+//! HTML is read in time linear in its length, whatever its shape. An HTML tree builder does
+//! work proportional to the depth of the open elements for many tags (the "has an element in
+//! scope" checks of the HTML standard, §13.2.4.2), so 40,000 nested `<div>`s cost it ~10⁹
+//! steps. Here HTML is first read by html5ever's *tokenizer* alone, which keeps no tree:
+//! [`html_text`] needs nothing more, and [`summary`] hands the tree builder (ammonia) only
+//! the tags its whitelist keeps, at most [`MAX_SUMMARY_TAGS`] of them and never more than
+//! [`MAX_SUMMARY_DEPTH`] open at once.
 
 use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::sync::LazyLock;
+
+use html5ever::tendril::StrTendril;
+use html5ever::tokenizer::states::RawKind;
+use html5ever::tokenizer::{
+    BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
+};
+use html5ever::{LocalName, local_name};
 
 use crate::domain::WebUrl;
 
@@ -140,7 +156,7 @@ pub(crate) fn summary(raw: &str) -> Summary {
         .map(|c| if is_breaking(c) { ' ' } else { c })
         .filter(|c| !is_dropped(*c))
         .collect();
-    let cleaned = SUMMARY_SANITIZER.clean(&pre).to_string();
+    let cleaned = SUMMARY_SANITIZER.clean(&bounded_summary_html(&pre)).to_string();
     // The HTML parser decodes character references, so `&#1;` in the input is a raw U+0001
     // again by now: strip controls once more, after sanitising.
     let html: String = cleaned
@@ -154,6 +170,277 @@ pub(crate) fn summary(raw: &str) -> Summary {
         html
     };
     Summary { html, paragraphs }
+}
+
+/// The most whitelisted tags of one summary that reach the tree builder; later ones are
+/// dropped and their text kept. Far above what a summary carries, and low enough that even
+/// the builder's worst case over them is a few million steps.
+pub(crate) const MAX_SUMMARY_TAGS: usize = 2_000;
+
+/// The most elements of one summary open at once; deeper start tags are dropped and their
+/// text kept. Real summaries nest two or three deep.
+pub(crate) const MAX_SUMMARY_DEPTH: usize = 32;
+
+/// Re-writes a summary as the HTML [`SUMMARY_SANITIZER`] would keep, in one linear pass: only
+/// its tags (`a` with its `href` only), no comments, text escaped, and within
+/// [`MAX_SUMMARY_TAGS`] and [`MAX_SUMMARY_DEPTH`]. The sanitiser still checks the result; this
+/// only guarantees its tree builder a small, shallow input.
+fn bounded_summary_html(html: &str) -> String {
+    let mut out = String::with_capacity(html.len().min(64 * 1024));
+    // Our model of the open elements: close enough to the HTML standard's that what it
+    // counts bounds the builder's stack (the tag cap is the backstop where it is not).
+    let mut open: Vec<LocalName> = Vec::new();
+    let mut tags = 0usize;
+    walk_html(html, |piece| match piece {
+        Piece::Text(t) => push_escaped(&mut out, t, false),
+        Piece::Start(tag) => {
+            let name = &tag.name;
+            let kept = matches!(
+                &**name,
+                "b" | "strong" | "i" | "em" | "a" | "p" | "br"
+            );
+            if !kept || tags >= MAX_SUMMARY_TAGS {
+                return;
+            }
+            if *name == local_name!("br") {
+                tags += 1;
+                out.push_str("<br>");
+                return;
+            }
+            if *name == local_name!("p") {
+                // A new paragraph closes the open one and whatever is open inside it.
+                if let Some(at) = open.iter().rposition(|n| *n == local_name!("p")) {
+                    open.truncate(at);
+                }
+            }
+            if open.len() >= MAX_SUMMARY_DEPTH {
+                return;
+            }
+            tags += 1;
+            open.push(name.clone());
+            out.push('<');
+            out.push_str(name);
+            if *name == local_name!("a")
+                && let Some(href) = tag.attrs.iter().find(|a| a.name.local == local_name!("href"))
+            {
+                out.push_str(" href=\"");
+                push_escaped(&mut out, &href.value, true);
+                out.push('"');
+            }
+            out.push('>');
+        }
+        Piece::End(name) => {
+            if tags >= MAX_SUMMARY_TAGS {
+                return;
+            }
+            // An end tag without its start tag open is dropped, as the builder would mostly
+            // ignore it; `</p>` alone still ends a paragraph there, so it passes.
+            match open.iter().rposition(|n| n == name) {
+                Some(at) => open.truncate(at),
+                None if *name == local_name!("p") => {}
+                None => return,
+            }
+            tags += 1;
+            out.push_str("</");
+            out.push_str(name);
+            out.push('>');
+        }
+    });
+    out
+}
+
+/// Appends `text` with `&`, `<`, `>` (and in attribute values `"`) escaped.
+fn push_escaped(out: &mut String, text: &str, attribute: bool) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' if attribute => out.push_str("&quot;"),
+            // The tokenizer reports NUL separately; any left would only be replaced later.
+            '\0' => {}
+            c => out.push(c),
+        }
+    }
+}
+
+/// The text of an HTML fragment, for a field that must be plain text (feed titles and
+/// summaries): entities decoded, tags removed (block-level ones leave a space, so
+/// `<p>One</p><p>Two</p>` reads "One Two" while `<b>Pak</b>istan` stays one word), and the
+/// content of scripts, styles and the other [`dropped content`](is_dropped_content) elements
+/// gone. Whitespace is left for the caller's cleaning. Linear in the input.
+pub(crate) fn html_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len().min(64 * 1024));
+    walk_html(html, |piece| match piece {
+        Piece::Text(t) => out.push_str(t),
+        Piece::Start(Tag { name, .. }) | Piece::End(name) => {
+            if is_block(name) {
+                out.push(' ');
+            }
+        }
+    });
+    out
+}
+
+/// Elements that break a line of text where they start and end.
+fn is_block(name: &LocalName) -> bool {
+    matches!(
+        &**name,
+        "p" | "br"
+            | "div"
+            | "li"
+            | "ul"
+            | "ol"
+            | "dl"
+            | "dt"
+            | "dd"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "tr"
+            | "td"
+            | "th"
+            | "table"
+            | "blockquote"
+            | "pre"
+            | "section"
+            | "article"
+            | "aside"
+            | "header"
+            | "footer"
+            | "nav"
+            | "figure"
+            | "figcaption"
+            | "hr"
+    )
+}
+
+/// Elements whose content is never text for a reader: code, styling, metadata and embedded
+/// documents. [`walk_html`] drops them with everything inside.
+fn is_dropped_content(name: &LocalName) -> bool {
+    matches!(
+        &**name,
+        "script"
+            | "style"
+            | "template"
+            | "title"
+            | "noscript"
+            | "svg"
+            | "math"
+            | "iframe"
+            | "noembed"
+            | "noframes"
+            | "xmp"
+            | "object"
+    )
+}
+
+/// What [`walk_html`] reports, in document order.
+enum Piece<'a> {
+    /// Text, entities decoded.
+    Text(&'a str),
+    /// A start tag (possibly self-closing) with its attributes.
+    Start(&'a Tag),
+    /// An end tag.
+    End(&'a LocalName),
+}
+
+/// Runs html5ever's tokenizer over `html` and calls `each` for every text run and tag outside
+/// [dropped content](is_dropped_content); comments, doctypes and NUL characters are skipped.
+fn walk_html(html: &str, each: impl FnMut(Piece<'_>)) {
+    struct Sink<F> {
+        each: RefCell<F>,
+        /// Inside dropped content: its element's name and how many of them are open.
+        skipping: RefCell<Option<(LocalName, usize)>>,
+        /// The tokenizer is in PLAINTEXT state: everything that follows is text.
+        plaintext: Cell<bool>,
+    }
+
+    impl<F: FnMut(Piece<'_>)> TokenSink for Sink<F> {
+        type Handle = ();
+
+        fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
+            // The tokenizer only accepts a state change in answer to a tag; every other token
+            // must be answered with `Continue`.
+            let Token::TagToken(tag) = token else {
+                if let Token::CharacterTokens(text) = token
+                    && self.skipping.borrow().is_none()
+                {
+                    (self.each.borrow_mut())(Piece::Text(&text));
+                }
+                return TokenSinkResult::Continue;
+            };
+            let mut skipping = self.skipping.borrow_mut();
+            if let Some((name, open)) = skipping.as_mut() {
+                if tag.name == *name {
+                    match tag.kind {
+                        TagKind::StartTag if !tag.self_closing => *open += 1,
+                        TagKind::EndTag => *open -= 1,
+                        TagKind::StartTag => {}
+                    }
+                }
+                if *open == 0 {
+                    *skipping = None;
+                }
+                return TokenSinkResult::Continue;
+            }
+            match tag.kind {
+                TagKind::StartTag => {
+                    if is_dropped_content(&tag.name) {
+                        if !tag.self_closing {
+                            *skipping = Some((tag.name.clone(), 1));
+                            return raw_state(&tag.name);
+                        }
+                        return TokenSinkResult::Continue;
+                    }
+                    (self.each.borrow_mut())(Piece::Start(&tag));
+                    if tag.name == local_name!("plaintext") && !self.plaintext.get() {
+                        self.plaintext.set(true);
+                        return TokenSinkResult::Plaintext;
+                    }
+                    match &*tag.name {
+                        "textarea" => TokenSinkResult::RawData(RawKind::Rcdata),
+                        _ => TokenSinkResult::Continue,
+                    }
+                }
+                TagKind::EndTag => {
+                    (self.each.borrow_mut())(Piece::End(&tag.name));
+                    TokenSinkResult::Continue
+                }
+            }
+        }
+    }
+
+    /// The tokenizer state an element's content is read in (HTML standard §13.2.6.4.7): for
+    /// script-like elements their text is raw, so `<script>a<b</script>` has no `<b>` tag.
+    fn raw_state(name: &LocalName) -> TokenSinkResult<()> {
+        match &**name {
+            "script" => TokenSinkResult::RawData(RawKind::ScriptData),
+            "title" => TokenSinkResult::RawData(RawKind::Rcdata),
+            "style" | "noscript" | "iframe" | "noembed" | "noframes" | "xmp" => {
+                TokenSinkResult::RawData(RawKind::Rawtext)
+            }
+            _ => TokenSinkResult::Continue,
+        }
+    }
+
+    let tokenizer = Tokenizer::new(
+        Sink {
+            each: RefCell::new(each),
+            skipping: RefCell::new(None),
+            plaintext: Cell::new(false),
+        },
+        TokenizerOpts::default(),
+    );
+    let input = BufferQueue::default();
+    input.push_back(StrTendril::from_slice(html));
+    // The sink never asks to run a script or to change the encoding, so the whole input is
+    // consumed in one call.
+    let _ = tokenizer.feed(&input);
+    tokenizer.end();
 }
 
 /// Plain text of sanitiser output. Relies on its shape: well-formed tags from the whitelist,
