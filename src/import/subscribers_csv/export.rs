@@ -25,16 +25,13 @@ pub struct ExportRow {
 ///
 /// Categories are written in their stored form (`Business;Politics`); `None` and an empty set
 /// both become an empty cell, which imports as `None`. As OWASP advises against CSV
-/// injection, every cell is quoted (a spreadsheet that splits on `;` cannot cut a cell into
-/// a formula) and a formula-like cell gets a leading `'` (see `formula.rs`), which the
-/// import removes again.
+/// injection, a formula-like cell (or `;`-separated part of one) gets a leading `'` (see
+/// `formula.rs`), which the import removes again.
 pub fn write_export<W: io::Write>(
     out: W,
     rows: impl Iterator<Item = ExportRow>,
 ) -> anyhow::Result<()> {
-    let mut w = csv::WriterBuilder::new()
-        .quote_style(csv::QuoteStyle::Always)
-        .from_writer(out);
+    let mut w = csv::Writer::from_writer(out);
     w.write_record(["email", "name", "categories", "status", "list"])?;
     for row in rows {
         let categories = row

@@ -253,15 +253,15 @@ fn export_then_import_round_trips() {
     write_export(&mut out, rows.clone().into_iter()).unwrap();
     let text = String::from_utf8(out.clone()).unwrap();
     assert!(
-        text.starts_with("\"email\",\"name\",\"categories\",\"status\",\"list\"\n"),
+        text.starts_with("email,name,categories,status,list\n"),
         "{text}"
     );
-    // No cell a spreadsheet would run: each starts with `"` and then never with = + - @.
-    for cell in text.split(',') {
+    // No cell a spreadsheet would run, however it splits: never = + - @ after `,` or `;`.
+    for cell in text.split([',', ';', '\n']) {
         let inner = cell.trim_start_matches('"');
         assert!(!inner.starts_with(['=', '+', '-', '@']), "{cell:?} in {text}");
     }
-    assert!(text.contains("\"'=cmd|'/Ccalc'!A0@example.org\""), "{text}");
+    assert!(text.contains("\n'=cmd|'/Ccalc'!A0@example.org,"), "{text}");
 
     let reader = CsvReader::new(&out[..], Some(set("Business;Politics;-Sport"))).unwrap();
     assert!(reader.warnings().is_empty());
