@@ -36,9 +36,7 @@ pub enum DomainError {
     Url(String, String),
     #[error("invalid timestamp {0:?}: use RFC 3339, e.g. 2026-11-28T07:00:00+05:00")]
     Timestamp(String),
-    #[error(
-        "timestamp {0:?} is {1} in UTC, outside the years 0000 to 9999 that can be stored"
-    )]
+    #[error("timestamp {0:?} is {1} in UTC, outside the years 0000 to 9999 that can be stored")]
     TimestampRange(String, String),
 }
 

@@ -43,11 +43,24 @@ fn an_unterminated_quote_is_reported_by_line_and_the_rows_after_it_import() {
         "quote.csv",
         "email,name\nun4@example.org,\"Foo\nun5@example.org,Bar\nun6@example.org,Baz\n",
     );
-    let out = cli.run(["subscribers", "import", file.to_str().unwrap(), "--list", "daily"]);
-    assert_eq!(code(&out), 1, "a rejected row makes the status 1\n{}", show(&out));
+    let out = cli.run([
+        "subscribers",
+        "import",
+        file.to_str().unwrap(),
+        "--list",
+        "daily",
+    ]);
+    assert_eq!(
+        code(&out),
+        1,
+        "a rejected row makes the status 1\n{}",
+        show(&out)
+    );
     let err = stderr(&out);
     assert!(
-        err.contains("quote.csv:2: unterminated quote: the quoted cell opened here is never closed"),
+        err.contains(
+            "quote.csv:2: unterminated quote: the quoted cell opened here is never closed"
+        ),
         "{err}"
     );
     assert!(
@@ -72,16 +85,27 @@ fn a_quote_closed_lines_later_does_not_swallow_the_rows_between() {
         "stray.csv",
         "email,name\r\na@example.org,\"Ann\r\nb@example.org,Bob\r\nc@example.org,\"Cy\"\r\n",
     );
-    let out = cli.run(["subscribers", "import", file.to_str().unwrap(), "--list", "daily"]);
+    let out = cli.run([
+        "subscribers",
+        "import",
+        file.to_str().unwrap(),
+        "--list",
+        "daily",
+    ]);
     assert_eq!(code(&out), 1, "{}", show(&out));
     assert!(
-        stderr(&out).contains("stray.csv:2: unterminated quote: the quoted cell opened here spans to line 4"),
+        stderr(&out).contains(
+            "stray.csv:2: unterminated quote: the quoted cell opened here spans to line 4"
+        ),
         "{}",
         show(&out)
     );
     assert_eq!(
         members(&cli, "daily"),
-        [member("b@example.org", "Bob"), member("c@example.org", "Cy")]
+        [
+            member("b@example.org", "Bob"),
+            member("c@example.org", "Cy")
+        ]
     );
 }
 
@@ -92,7 +116,13 @@ fn cr_only_line_endings_import_every_row() {
         "mac.csv",
         "email,name\rmac1@example.org,Mac One\rmac2@example.org,\"Two, Mac\"\r\rbad-address,X\r",
     );
-    let out = cli.run(["subscribers", "import", file.to_str().unwrap(), "--list", "daily"]);
+    let out = cli.run([
+        "subscribers",
+        "import",
+        file.to_str().unwrap(),
+        "--list",
+        "daily",
+    ]);
     assert_eq!(code(&out), 1, "{}", show(&out));
     assert!(stdout(&out).contains("2 added"), "{}", show(&out));
     assert!(
@@ -113,7 +143,13 @@ fn cr_only_line_endings_import_every_row() {
 fn a_header_without_rows_says_so() {
     let cli = with_daily();
     let file = cli.write("empty.csv", "email,name\n");
-    let out = cli.run(["subscribers", "import", file.to_str().unwrap(), "--list", "daily"]);
+    let out = cli.run([
+        "subscribers",
+        "import",
+        file.to_str().unwrap(),
+        "--list",
+        "daily",
+    ]);
     assert_eq!(code(&out), 0, "{}", show(&out));
     assert!(
         stderr(&out).contains("empty.csv: warning: the file has a header row but no rows after it"),
@@ -137,8 +173,23 @@ fn a_formula_address_from_the_cli_is_neutralised_on_export_and_imports_back_unch
         "--categories",
         "Politics,-Sport",
     ]);
-    cli.ok(["subscribers", "add", "plain@example.org", "--list", "daily", "--name", "O'Brien"]);
-    cli.ok(["subscribers", "export", "--list", "daily", "--output", "out.csv"]);
+    cli.ok([
+        "subscribers",
+        "add",
+        "plain@example.org",
+        "--list",
+        "daily",
+        "--name",
+        "O'Brien",
+    ]);
+    cli.ok([
+        "subscribers",
+        "export",
+        "--list",
+        "daily",
+        "--output",
+        "out.csv",
+    ]);
     let exported = cli.read("out.csv");
     // However a spreadsheet splits the file (`,` or, in many locales, `;`), no cell starts
     // with a formula character.
@@ -153,13 +204,22 @@ fn a_formula_address_from_the_cli_is_neutralised_on_export_and_imports_back_unch
         exported.contains("\n'=cmd|'/Ccalc'!A0@example.org,'@SUM(1+1)*cmd|' /C calc'!A0,'-Sport;Politics,active,daily\n"),
         "{exported}"
     );
-    assert!(exported.contains("\nplain@example.org,O'Brien,,active,daily\n"), "{exported}");
+    assert!(
+        exported.contains("\nplain@example.org,O'Brien,,active,daily\n"),
+        "{exported}"
+    );
 
     // Into a fresh database: every value comes back as it was.
     let other = Cli::new();
     other.ok(["lists", "create", "daily"]);
     let file = other.write("in.csv", &exported);
-    other.ok(["subscribers", "import", file.to_str().unwrap(), "--list", "daily"]);
+    other.ok([
+        "subscribers",
+        "import",
+        file.to_str().unwrap(),
+        "--list",
+        "daily",
+    ]);
     let again = other.ok(["subscribers", "export", "--list", "daily"]);
     assert_eq!(again, exported);
     let v: Value = other.json(["subscribers", "show", address, "--json"]);
@@ -184,7 +244,13 @@ fn control_characters_in_names_never_reach_the_store_or_the_terminal() {
         "names.csv",
         "email,name\ncsv@example.org,\"Eve\u{1b}]0;owned\u{7}\r\nBcc: y\"\n",
     );
-    cli.ok(["subscribers", "import", file.to_str().unwrap(), "--list", "daily"]);
+    cli.ok([
+        "subscribers",
+        "import",
+        file.to_str().unwrap(),
+        "--list",
+        "daily",
+    ]);
     assert_eq!(
         members(&cli, "daily"),
         [
@@ -214,7 +280,10 @@ fn control_characters_in_names_never_reach_the_store_or_the_terminal() {
         "--name",
         &long,
     ]);
-    assert!(err.contains("--name is 201 characters long; at most 200 are allowed"), "{err}");
+    assert!(
+        err.contains("--name is 201 characters long; at most 200 are allowed"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -232,9 +301,18 @@ fn a_thousand_character_address_is_echoed_once_and_cut() {
 
     // In a CSV file it is reported by length, without quoting it back.
     let file = cli.write("long.csv", format!("email\n{address}\n"));
-    let out = cli.run(["subscribers", "import", file.to_str().unwrap(), "--list", "daily"]);
+    let out = cli.run([
+        "subscribers",
+        "import",
+        file.to_str().unwrap(),
+        "--list",
+        "daily",
+    ]);
     let err = stderr(&out);
-    assert!(err.contains("long.csv:2: email address is 1012 bytes long"), "{err}");
+    assert!(
+        err.contains("long.csv:2: email address is 1012 bytes long"),
+        "{err}"
+    );
     assert!(!err.contains(&"a".repeat(60)), "{err}");
 }
 
@@ -246,20 +324,36 @@ fn a_hundred_thousand_column_header_warns_in_one_short_line() {
         header.push_str(&format!(",column{i}"));
     }
     let file = cli.write("wide.csv", format!("{header}\nwide@example.org\n"));
-    let out = cli.run(["subscribers", "import", file.to_str().unwrap(), "--list", "daily"]);
+    let out = cli.run([
+        "subscribers",
+        "import",
+        file.to_str().unwrap(),
+        "--list",
+        "daily",
+    ]);
     assert_eq!(code(&out), 0, "{}", show(&out));
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.len() < 400, "{} bytes", err.len());
     assert!(
-        err.contains("ignoring unknown columns \"column0\", \"column1\"") && err.contains("and 99990 more"),
+        err.contains("ignoring unknown columns \"column0\", \"column1\"")
+            && err.contains("and 99990 more"),
         "{err}"
     );
-    assert_eq!(members(&cli, "daily"), [("wide@example.org".to_owned(), None)]);
+    assert_eq!(
+        members(&cli, "daily"),
+        [("wide@example.org".to_owned(), None)]
+    );
 
     // Without an email column the refusal is as short.
     let file = cli.write("noemail.csv", format!("{}\n", &header[6..]));
-    let err = cli.fail(["subscribers", "import", file.to_str().unwrap(), "--list", "daily"]);
+    let err = cli.fail([
+        "subscribers",
+        "import",
+        file.to_str().unwrap(),
+        "--list",
+        "daily",
+    ]);
     assert!(err.len() < 600, "{} bytes: {err}", err.len());
     assert!(err.contains("and 99990 more"), "{err}");
 }

@@ -65,10 +65,7 @@ fn run_with_watchdog(mut cmd: Command, limit: Duration) -> Output {
         if started.elapsed() > limit {
             let _ = child.kill();
             let out = child.wait_with_output().expect("collect output");
-            panic!(
-                "`dispatch` did not finish within {limit:?}\n{}",
-                show(&out)
-            );
+            panic!("`dispatch` did not finish within {limit:?}\n{}", show(&out));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -88,7 +85,12 @@ fn an_out_of_range_or_unreadable_feed_date_rejects_only_its_item() {
         ]),
     );
     let out = cli.run(["articles", "import", feed.to_str().unwrap()]);
-    assert_eq!(code(&out), 1, "a rejected item makes the status 1\n{}", show(&out));
+    assert_eq!(
+        code(&out),
+        1,
+        "a rejected item makes the status 1\n{}",
+        show(&out)
+    );
     let err = stderr(&out);
     assert!(!err.contains("CHECK"), "no raw database error: {err}");
     assert_eq!(err.lines().count(), 2, "one line per rejected item: {err}");
@@ -181,9 +183,17 @@ fn a_feed_with_an_internal_dtd_subset_is_read_without_expanding_entities() {
     );
     let out = cli.run(["articles", "import", feed.to_str().unwrap()]);
     assert_eq!(code(&out), 0, "{}", show(&out));
-    assert!(stdout(&out).contains("dtd.rss: RSS: 1 added"), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("dtd.rss: RSS: 1 added"),
+        "{}",
+        show(&out)
+    );
     let titles: Vec<String> = articles(&cli).into_iter().map(|(t, _)| t).collect();
-    assert_eq!(titles, ["Hello &greeting; &xxe;"], "entities are left as written");
+    assert_eq!(
+        titles,
+        ["Hello &greeting; &xxe;"],
+        "entities are left as written"
+    );
 }
 
 #[test]
@@ -198,7 +208,10 @@ fn two_hundred_thousand_nested_divs_import_as_their_text() {
     let feed = cli.write(
         "deep.rss",
         rss(&[
-            format!("{}<description>{description}</description>", item("deep", None)),
+            format!(
+                "{}<description>{description}</description>",
+                item("deep", None)
+            ),
             item("after", None),
         ]),
     );
@@ -256,7 +269,10 @@ fn a_summary_of_two_hundred_thousand_nested_tags_renders_in_a_preview() {
     assert!(text.contains("bold words"), "{text}");
     let html = cli.read("preview/digest.html");
     assert!(html.contains("bold"), "the summary is in the HTML part");
-    assert!(!html.contains("<div><b><div>"), "the nesting does not survive");
+    assert!(
+        !html.contains("<div><b><div>"),
+        "the nesting does not survive"
+    );
 }
 
 #[test]
@@ -284,15 +300,29 @@ fn articles_add_has_the_feed_limits_and_cleaning() {
     );
     let long_summary = "s".repeat(1001);
     let err = stderr(&add("Fine", &["--summary", &long_summary]));
-    assert!(err.contains("--summary is 1001 characters long; at most 1000"), "{err}");
+    assert!(
+        err.contains("--summary is 1001 characters long; at most 1000"),
+        "{err}"
+    );
     let long_author = "a".repeat(201);
     let err = stderr(&add("Fine", &["--author", &long_author]));
-    assert!(err.contains("--author is 201 characters long; at most 200"), "{err}");
-    assert!(articles(&cli).is_empty(), "nothing stored by refused commands");
+    assert!(
+        err.contains("--author is 201 characters long; at most 200"),
+        "{err}"
+    );
+    assert!(
+        articles(&cli).is_empty(),
+        "nothing stored by refused commands"
+    );
 
     let ok = add(
         &"t".repeat(500),
-        &["--summary", "Line one\r\nline\u{1b}[2J two", "--author", "Ayesha\tKhan"],
+        &[
+            "--summary",
+            "Line one\r\nline\u{1b}[2J two",
+            "--author",
+            "Ayesha\tKhan",
+        ],
     );
     assert!(ok.status.success(), "{}", show(&ok));
     let v = cli.json(["articles", "list", "--json"]);

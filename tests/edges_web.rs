@@ -25,8 +25,7 @@ impl ConfirmationSender for NoMail {
 }
 
 #[tokio::test]
-async fn a_formula_address_from_the_sign_up_form_is_neutralised_on_export_and_restored_on_import()
-{
+async fn a_formula_address_from_the_sign_up_form_is_neutralised_on_export_and_restored_on_import() {
     let address = "=cmd|'/Ccalc'!A0@example.org";
     let cli = Cli::new();
     let store = Store::open(cli.db()).await.unwrap();
@@ -74,7 +73,9 @@ async fn a_formula_address_from_the_sign_up_form_is_neutralised_on_export_and_re
     );
     for cell in exported.split([',', ';', '\n']) {
         assert!(
-            !cell.trim_start_matches('"').starts_with(['=', '+', '-', '@']),
+            !cell
+                .trim_start_matches('"')
+                .starts_with(['=', '+', '-', '@']),
             "{cell:?} in\n{exported}"
         );
     }
@@ -82,7 +83,16 @@ async fn a_formula_address_from_the_sign_up_form_is_neutralised_on_export_and_re
     let other = Cli::new();
     other.ok(["lists", "create", "copy"]);
     let file = other.write("daily.csv", &exported);
-    other.ok(["subscribers", "import", file.to_str().unwrap(), "--list", "copy"]);
+    other.ok([
+        "subscribers",
+        "import",
+        file.to_str().unwrap(),
+        "--list",
+        "copy",
+    ]);
     let v: Value = other.json(["subscribers", "show", address, "--json"]);
-    assert_eq!(v["email"], address, "the import restores the original address");
+    assert_eq!(
+        v["email"], address,
+        "the import restores the original address"
+    );
 }

@@ -54,7 +54,10 @@ pub fn clean_text(raw: &str, max_chars: usize) -> String {
 /// [`clean_text`], and whether it cut the text.
 fn clean(raw: &str, max_chars: usize) -> (String, bool) {
     if max_chars == 0 {
-        return (String::new(), raw.chars().any(|c| matches!(class(c), Class::Keep)));
+        return (
+            String::new(),
+            raw.chars().any(|c| matches!(class(c), Class::Keep)),
+        );
     }
     let mut out = String::with_capacity(raw.len().min(max_chars.saturating_mul(4)));
     let mut chars = 0;
@@ -140,9 +143,20 @@ mod tests {
             "Bob [2J Bcc: x",
             "ESC breaks the sequence, CR LF become one space"
         );
-        assert_eq!(clean_text("a\u{202E}b\u{2028}c\u{85}d\u{feff}", 10), "ab c d");
-        assert_eq!(clean_text("نیا\u{200C}سال", 10), "نیا\u{200C}سال", "ZWNJ stays");
-        assert_eq!(clean_text("\u{9b}31m red", 10), "31m red", "C1 CSI is dropped");
+        assert_eq!(
+            clean_text("a\u{202E}b\u{2028}c\u{85}d\u{feff}", 10),
+            "ab c d"
+        );
+        assert_eq!(
+            clean_text("نیا\u{200C}سال", 10),
+            "نیا\u{200C}سال",
+            "ZWNJ stays"
+        );
+        assert_eq!(
+            clean_text("\u{9b}31m red", 10),
+            "31m red",
+            "C1 CSI is dropped"
+        );
     }
 
     #[test]

@@ -156,7 +156,9 @@ pub(crate) fn summary(raw: &str) -> Summary {
         .map(|c| if is_breaking(c) { ' ' } else { c })
         .filter(|c| !is_dropped(*c))
         .collect();
-    let cleaned = SUMMARY_SANITIZER.clean(&bounded_summary_html(&pre)).to_string();
+    let cleaned = SUMMARY_SANITIZER
+        .clean(&bounded_summary_html(&pre))
+        .to_string();
     // The HTML parser decodes character references, so `&#1;` in the input is a raw U+0001
     // again by now: strip controls once more, after sanitising.
     let html: String = cleaned
@@ -195,10 +197,7 @@ fn bounded_summary_html(html: &str) -> String {
         Piece::Text(t) => push_escaped(&mut out, t, false),
         Piece::Start(tag) => {
             let name = &tag.name;
-            let kept = matches!(
-                &**name,
-                "b" | "strong" | "i" | "em" | "a" | "p" | "br"
-            );
+            let kept = matches!(&**name, "b" | "strong" | "i" | "em" | "a" | "p" | "br");
             if !kept || tags >= MAX_SUMMARY_TAGS {
                 return;
             }
@@ -221,7 +220,10 @@ fn bounded_summary_html(html: &str) -> String {
             out.push('<');
             out.push_str(name);
             if *name == local_name!("a")
-                && let Some(href) = tag.attrs.iter().find(|a| a.name.local == local_name!("href"))
+                && let Some(href) = tag
+                    .attrs
+                    .iter()
+                    .find(|a| a.name.local == local_name!("href"))
             {
                 out.push_str(" href=\"");
                 push_escaped(&mut out, &href.value, true);

@@ -54,7 +54,10 @@ impl DateReader {
 
     /// An entry's date as feed-rs returned it: `Ok` with a usable date or none at all, `Err`
     /// with the reason when it holds a marker for a failed text.
-    pub(super) fn resolve(&self, t: Option<DateTime<Utc>>) -> Result<Option<DateTime<Utc>>, String> {
+    pub(super) fn resolve(
+        &self,
+        t: Option<DateTime<Utc>>,
+    ) -> Result<Option<DateTime<Utc>>, String> {
         let Some(t) = t else { return Ok(None) };
         if t.year() >= MARKER_YEARS_BELOW {
             return Ok(Some(t));

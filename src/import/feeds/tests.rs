@@ -97,8 +97,7 @@ fn rss_items_are_mapped_and_bad_ones_reported() {
     assert_eq!(urdu.language.as_deref(), Some("en"));
     assert_eq!(urdu.external_id, "urdu-5521");
 
-    let mut reasons: Vec<(usize, &str)> =
-        bad.iter().map(|e| (e.item, e.reason.as_str())).collect();
+    let mut reasons: Vec<(usize, &str)> = bad.iter().map(|e| (e.item, e.reason.as_str())).collect();
     reasons.sort();
     assert_eq!(
         reasons,
@@ -273,7 +272,12 @@ fn malformed_xml_is_a_feed_error() {
 #[test]
 fn entities_and_tags() {
     assert_eq!(
-        clean_text(&html_text("<p>Tom &amp; Jerry&nbsp;&#8217;s</p><p>&amp;lt;b&gt;</p><script>x()</script><b>Pak</b>istan"), 100),
+        clean_text(
+            &html_text(
+                "<p>Tom &amp; Jerry&nbsp;&#8217;s</p><p>&amp;lt;b&gt;</p><script>x()</script><b>Pak</b>istan"
+            ),
+            100
+        ),
         "Tom & Jerry ’s &lt;b> Pakistan"
     );
 }

@@ -46,10 +46,7 @@ pub(super) fn neutralise(cell: &str) -> Cow<'_, str> {
 /// The cell as it was before [`neutralise`]: each part without the `'` in front of a
 /// formula-like rest.
 pub(super) fn restore(cell: &[u8]) -> Cow<'_, [u8]> {
-    let restored = |part: &[u8]| match part.strip_prefix(b"'") {
-        Some(rest) if is_formula_like(rest) => true,
-        _ => false,
-    };
+    let restored = |part: &[u8]| part.strip_prefix(b"'").is_some_and(is_formula_like);
     if !cell.split(|b| *b == b';').any(restored) {
         return Cow::Borrowed(cell);
     }
@@ -89,7 +86,10 @@ mod tests {
             let out = neutralise(value);
             for part in out.split(';') {
                 assert!(
-                    !matches!(part.as_bytes().first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')),
+                    !matches!(
+                        part.as_bytes().first(),
+                        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+                    ),
                     "{out:?}"
                 );
             }

@@ -112,7 +112,8 @@ impl<R: Read> Records<R> {
         // see past both (or the first chunk is full, or the input ends).
         loop {
             let head = &records.buf[..records.end];
-            let seen_break = memchr::memchr2(b'\n', b'\r', head).is_some_and(|i| i + 1 < head.len());
+            let seen_break =
+                memchr::memchr2(b'\n', b'\r', head).is_some_and(|i| i + 1 < head.len());
             if (seen_break && head.len() >= BOM.len()) || records.end == CHUNK || records.eof {
                 break;
             }
@@ -411,7 +412,8 @@ mod tests {
 
     #[test]
     fn an_unterminated_quote_is_reported_and_the_next_lines_still_read() {
-        let got = read(b"email,name\nun4@example.org,\"Foo\nun5@example.org,Bar\nun6@example.org,Baz\n");
+        let got =
+            read(b"email,name\nun4@example.org,\"Foo\nun5@example.org,Bar\nun6@example.org,Baz\n");
         assert_eq!(got[0], ok(1, &["email", "name"]));
         assert_eq!(got[1].0, 2);
         let reason = got[1].1.as_ref().unwrap_err();
@@ -421,7 +423,10 @@ mod tests {
         );
         assert_eq!(
             &got[2..],
-            [ok(3, &["un5@example.org", "Bar"]), ok(4, &["un6@example.org", "Baz"])]
+            [
+                ok(3, &["un5@example.org", "Bar"]),
+                ok(4, &["un6@example.org", "Baz"])
+            ]
         );
     }
 

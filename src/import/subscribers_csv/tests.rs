@@ -259,7 +259,10 @@ fn export_then_import_round_trips() {
     // No cell a spreadsheet would run, however it splits: never = + - @ after `,` or `;`.
     for cell in text.split([',', ';', '\n']) {
         let inner = cell.trim_start_matches('"');
-        assert!(!inner.starts_with(['=', '+', '-', '@']), "{cell:?} in {text}");
+        assert!(
+            !inner.starts_with(['=', '+', '-', '@']),
+            "{cell:?} in {text}"
+        );
     }
     assert!(text.contains("\n'=cmd|'/Ccalc'!A0@example.org,"), "{text}");
 
