@@ -39,26 +39,12 @@ fn is_breaking(c: char) -> bool {
     c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
-/// One line of display text: control characters become spaces, whitespace runs collapse to
-/// one space, and the ends are trimmed.
+/// One line of display text, cleaned by the same rule as text entering the store
+/// ([`crate::domain::clean_text`]): line breaks and whitespace runs become one space, ESC a
+/// word break, other control characters and bidi overrides go, and the ends are trimmed.
+/// Stored text passes again because a CMS may write rows directly.
 pub(crate) fn inline(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut pending_space = false;
-    for c in s.chars() {
-        if is_dropped(c) {
-            continue;
-        }
-        if is_breaking(c) || c.is_whitespace() {
-            pending_space = !out.is_empty();
-            continue;
-        }
-        if pending_space {
-            out.push(' ');
-            pending_space = false;
-        }
-        out.push(c);
-    }
-    out
+    crate::domain::clean_text(s, usize::MAX)
 }
 
 /// [`inline`], capped at `max` characters: longer text is cut at a word boundary when one is
@@ -641,6 +627,58 @@ mod tests {
             s.html
         );
         assert_eq!(summary("<script>x</script>").html, "");
+    }
+
+    #[test]
+    fn deep_nesting_is_capped_and_the_text_kept() {
+        let deep = format!(
+            "{}<p>words</p>{}",
+            "<b><i>".repeat(50_000),
+            "</i></b>".repeat(50_000)
+        );
+        let s = summary(&deep);
+        assert_eq!(s.paragraphs, ["words"]);
+        assert!(
+            s.html.matches("<b>").count() <= MAX_SUMMARY_DEPTH,
+            "{}",
+            s.html
+        );
+        let divs = format!(
+            "{}deep{}",
+            "<div>".repeat(200_000),
+            "</div>".repeat(200_000)
+        );
+        assert_eq!(summary(&divs).paragraphs, ["deep"]);
+        assert_eq!(html_text(&divs).trim(), "deep");
+        // Past the tag cap, tags go and words stay.
+        let many = "<b>w</b> ".repeat(MAX_SUMMARY_TAGS);
+        let s = summary(&many);
+        assert_eq!(s.paragraphs[0].split(' ').count(), MAX_SUMMARY_TAGS);
+        assert!(s.html.matches("<b>").count() <= MAX_SUMMARY_TAGS / 2);
+    }
+
+    #[test]
+    fn dropped_content_goes_with_its_element() {
+        assert_eq!(
+            html_text(
+                "a<script>if (x<y) { </b> }</script>b<svg><svg></svg><text>c</text></svg>d<title>t</title>e"
+            ),
+            "abde"
+        );
+        assert_eq!(
+            html_text("<p>One</p><p>Two</p><b>Pak</b>istan"),
+            " One  Two Pakistan"
+        );
+        assert_eq!(html_text("<textarea><b>kept</b></textarea>"), "<b>kept</b>");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_cleans_without_panic_and_without_controls(raw in ".{0,400}") {
+            let s = summary(&raw);
+            proptest::prop_assert!(!s.html.chars().any(char::is_control));
+            let _ = html_text(&raw);
+        }
     }
 
     #[test]
