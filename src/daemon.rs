@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::edition;
-use crate::mail::sender::{Engine, Mode};
+use crate::delivery::{Engine, Mode};
 use crate::mail::transport::Transport;
 use crate::store::{Created, ListRow, Store};
 
@@ -168,11 +168,7 @@ pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bo
         .await
         .with_context(|| format!("[web] bind: cannot listen on {}", config.web.bind))?;
     tracing::info!(bind = %config.web.bind, public_url = %config.web.public_url, "web pages up");
-    let web_state = crate::web::AppState::new(
-        store.clone(),
-        Arc::clone(&config),
-        Arc::new(TransportConfirmations::new(Arc::clone(&config))?),
-    );
+    let web_state = crate::web::AppState::new(store.clone(), Arc::clone(&config));
     let mut web_shutdown = shutdown.clone();
     let web = tokio::spawn(crate::web::serve(listener, web_state, async move {
         let _ = web_shutdown.wait_for(|s| *s).await;
@@ -237,90 +233,4 @@ async fn until_next_slot(store: &Store, now: DateTime<Utc>) -> StdDuration {
         .and_then(|t| (t - now).to_std().ok())
         .map(|d| d + StdDuration::from_millis(50))
         .unwrap_or(SCHEDULE_TICK)
-}
-
-/// Mails double-opt-in confirmation links through the configured transport.
-pub struct TransportConfirmations {
-    config: Arc<Config>,
-    transport: Transport,
-}
-
-impl TransportConfirmations {
-    /// Uses the transport `config` names.
-    pub fn new(config: Arc<Config>) -> Result<Self> {
-        let transport = Transport::from_config(&config)?;
-        Ok(Self { config, transport })
-    }
-
-    fn message(
-        &self,
-        to: &crate::domain::EmailAddress,
-        list_name: &str,
-        confirm_url: &str,
-    ) -> Result<Vec<u8>> {
-        use lettre::message::{Mailbox, MultiPart, header::ContentType};
-        let from = self.config.from_mailbox().map_err(anyhow::Error::msg)?;
-        let publication = &self.config.publication.name;
-        let text = format!(
-            "Please confirm that you want to receive {list_name} from {publication}.\n\n\
-             Open this link to confirm:\n{confirm_url}\n\n\
-             If you did not ask for this, ignore this message: you will not be subscribed.\n\n\
-             {}\n",
-            self.config.publication.postal_address
-        );
-        let html = maud::html! {
-            p { "Please confirm that you want to receive " strong { (list_name) } " from " (publication) "." }
-            p { a href=(confirm_url) { "Yes, subscribe me" } }
-            p { "If you did not ask for this, ignore this message: you will not be subscribed." }
-            p style="color:#666;font-size:12px" { (self.config.publication.postal_address) }
-        };
-        let domain = from.email.domain().to_owned();
-        let msg = lettre::Message::builder()
-            .from(from)
-            .to(Mailbox::new(None, to.as_str().parse()?))
-            .subject(format!("Confirm your subscription to {list_name}"))
-            .message_id(Some(crate::mail::mime::message_id(0, 0, &domain)))
-            .multipart(
-                MultiPart::alternative()
-                    .singlepart(
-                        lettre::message::SinglePart::builder()
-                            .header(ContentType::TEXT_PLAIN)
-                            .body(text),
-                    )
-                    .singlepart(
-                        lettre::message::SinglePart::builder()
-                            .header(ContentType::TEXT_HTML)
-                            .body(html.into_string()),
-                    ),
-            )?;
-        Ok(msg.formatted())
-    }
-}
-
-impl crate::web::ConfirmationSender for TransportConfirmations {
-    fn send(
-        &self,
-        to: &crate::domain::EmailAddress,
-        list_name: &str,
-        confirm_url: &str,
-    ) -> futures_util::future::BoxFuture<'_, Result<()>> {
-        let bytes = self.message(to, list_name, confirm_url);
-        let to = to.clone();
-        Box::pin(async move {
-            let bytes = bytes?;
-            let from = crate::domain::EmailAddress::parse(
-                self.config
-                    .from_mailbox()
-                    .map_err(anyhow::Error::msg)?
-                    .email
-                    .as_ref(),
-            )?;
-            let mut session = self.transport.session().await?;
-            let r = session.send(&from, &to, &bytes).await;
-            session.close().await;
-            r?;
-            tracing::info!(recipient_domain = %to.domain(), "confirmation link sent");
-            Ok(())
-        })
-    }
 }

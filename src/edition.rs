@@ -15,7 +15,7 @@ use crate::digest::{self, ArticleView, Section};
 use crate::domain::{Category, CategorySet, WebUrl};
 use crate::render::{self, EditionContext, Rendered};
 use crate::store::{
-    ArticleRow, Created, EditionKind, EditionRow, ListRow, NewEdition, Store, StoreError,
+    ArticleRow, Created, DbTime, EditionKind, EditionRow, ListRow, NewEdition, Store, StoreError,
 };
 
 /// The stories a digest of `list` would carry now, and its window.
@@ -141,10 +141,7 @@ fn context<'a>(
         site_url: site,
         list_name: &list.name,
         list_description: &list.description,
-        kind: match kind {
-            EditionKind::Digest => render::EditionKind::Digest,
-            EditionKind::Breaking => render::EditionKind::Breaking,
-        },
+        kind,
         date: date.with_timezone(&list.tz().0),
         web_view_url: None,
     }
@@ -334,8 +331,7 @@ impl EditionRenderer {
         let date = self
             .edition
             .slot
-            .as_deref()
-            .and_then(crate::store::parse_db_time)
+            .map(DbTime::utc)
             .unwrap_or_else(|| self.edition.created());
         let kind = if self.edition.is_breaking() {
             EditionKind::Breaking

@@ -10,7 +10,8 @@ use crate::domain::{CategorySet, EmailAddress};
 use crate::edition::{self, DigestPlan};
 use crate::mail::mime::{MessageTemplate, Recipient};
 use crate::render::{Hole, TOKEN_LEN};
-use crate::store::{EditionKind, ListRow};
+use crate::domain::EditionKind;
+use crate::store::ListRow;
 
 /// Stands in for a reader's token in previews: right length, obviously not real.
 pub(crate) const PREVIEW_TOKEN: &str = "PREVIEW-NOT-A-REAL-TOK";

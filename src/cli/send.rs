@@ -9,15 +9,14 @@ use std::time::Duration as StdDuration;
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use clap::Subcommand;
-use tokio::sync::watch;
 
 use super::{Ctx, JsonFlag, Outcome, Table};
 use crate::domain::EmailAddress;
 use crate::edition;
 use crate::mail::mime::{MessageTemplate, Recipient};
-use crate::mail::sender::{Engine, Mode, Report};
+use crate::delivery::{Engine, Mode, Report};
 use crate::mail::transport::Transport;
-use crate::store::{Created, EditionKind, Store};
+use crate::store::{Created, DeliveryStatus, EditionKind, EditionStatus, Store};
 
 /// Send commands.
 #[derive(Debug, Subcommand)]
@@ -65,26 +64,21 @@ pub enum EditionsCmd {
     Cancel { id: i64 },
 }
 
-/// A shutdown signal for the CLI: the first Ctrl-C stops claiming and lets in-flight sends
-/// finish; a second one exits at once.
-fn ctrl_c_watch() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nstopping: finishing messages in flight (Ctrl-C again to quit at once)");
-            let _ = tx.send(true);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
-    rx
+/// The sending engine for `ctx`: built before anything is recorded, so that a transport or
+/// DKIM key that cannot work fails the command with nothing changed.
+pub(crate) fn engine(store: &Store, ctx: &Ctx) -> Result<Engine> {
+    let transport = Transport::from_config(&ctx.config).context("setting up the mail transport")?;
+    Engine::new(store.clone(), Arc::new(ctx.config.clone()), transport)
 }
 
-/// Runs the engine over `editions` with a progress bar on a terminal, log lines otherwise.
-pub(crate) async fn deliver(store: &Store, ctx: &Ctx, editions: HashSet<i64>) -> Result<Report> {
-    let transport = Transport::from_config(&ctx.config).context("setting up the mail transport")?;
-    let engine = Engine::new(store.clone(), Arc::new(ctx.config.clone()), transport)?;
+/// Runs `engine` over `editions` with a progress bar on a terminal, log lines otherwise.
+/// SIGTERM or Ctrl-C stops it as it stops the daemon: no new claims, transactions in flight
+/// finish, every outcome is committed; a second signal exits at once.
+pub(crate) async fn deliver(
+    store: &Store,
+    engine: &Engine,
+    editions: HashSet<i64>,
+) -> Result<Report> {
     let mut total = 0;
     for id in &editions {
         total += store.pending_deliveries(Some(*id)).await?;
@@ -126,7 +120,7 @@ pub(crate) async fn deliver(store: &Store, ctx: &Ctx, editions: HashSet<i64>) ->
             Mode::UntilIdle {
                 wait_for_retries: StdDuration::from_secs(30),
             },
-            ctrl_c_watch(),
+            crate::daemon::shutdown_on_signals(),
         )
         .await;
     ticker.abort();
@@ -154,6 +148,7 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
     match cmd {
         SendCmd::Digest { list } => {
             let list = store.list_by_slug(&list).await?;
+            let engine = engine(&store, ctx)?;
             let created =
                 edition::create_digest(&store, &ctx.config, &list, Utc::now(), None).await?;
             let Created::New {
@@ -165,7 +160,7 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
                 bail!("an edition for this slot exists already");
             };
             let e = store.edition(id).await?;
-            if e.status == "skipped" {
+            if e.status == EditionStatus::Skipped {
                 println!(
                     "edition #{id}: {}; nothing sent (the next digest starts after this window)",
                     e.status_reason.unwrap_or_default()
@@ -181,7 +176,7 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
                     String::new()
                 }
             );
-            let report = deliver(&store, ctx, HashSet::from([id])).await?;
+            let report = deliver(&store, &engine, HashSet::from([id])).await?;
             print_report(store.pending_deliveries(Some(id)).await?, &report);
             Ok(if report.paused.is_empty() {
                 Outcome::Ok
@@ -194,6 +189,7 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
                 Some(slug) => Some(store.list_by_slug(&slug).await?),
                 None => None,
             };
+            let engine = engine(&store, ctx)?;
             let created =
                 edition::create_breaking(&store, &ctx.config, article_id, only.as_ref()).await?;
             if created.is_empty() {
@@ -219,7 +215,7 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
             if ids.is_empty() {
                 return Ok(Outcome::Ok);
             }
-            let report = deliver(&store, ctx, ids).await?;
+            let report = deliver(&store, &engine, ids).await?;
             print_report(store.pending_deliveries(None).await?, &report);
             Ok(if report.paused.is_empty() {
                 Outcome::Ok
@@ -268,6 +264,12 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
                     .email
                     .as_ref(),
             )?;
+            // Signed like every real message, so a test shows what DKIM verifiers will see.
+            if let Some(d) = &ctx.config.dkim {
+                let signer = crate::mail::DkimSigner::from_config(d).context("loading the DKIM key")?;
+                let header = signer.sign(&bytes)?;
+                bytes.splice(0..0, header.into_bytes());
+            }
             let transport = Transport::from_config(&ctx.config)?;
             let mut session = transport.session().await?;
             session
@@ -308,12 +310,12 @@ pub(super) async fn run_editions(cmd: EditionsCmd, ctx: &Ctx) -> Result<Outcome>
                 t.row([
                     e.id.to_string(),
                     slugs.get(&e.list_id).cloned().unwrap_or_default(),
-                    e.kind,
-                    e.status,
+                    e.kind.to_string(),
+                    e.status.to_string(),
                     e.article_count.to_string(),
                     e.recipient_count.to_string(),
-                    counts.get("sent").copied().unwrap_or(0).to_string(),
-                    e.created_at,
+                    counts.get(&DeliveryStatus::Sent).copied().unwrap_or(0).to_string(),
+                    e.created_at.to_string(),
                     e.subject,
                 ]);
             }
@@ -355,18 +357,19 @@ pub(super) async fn run_editions(cmd: EditionsCmd, ctx: &Ctx) -> Result<Outcome>
         }
         EditionsCmd::Resume { id } => {
             let e = store.edition(id).await?;
-            if e.status != "paused" && e.status != "sending" {
+            if e.status != EditionStatus::Paused && e.status != EditionStatus::Sending {
                 bail!(
                     "edition #{id} is {}; only a paused (or still sending) edition can be resumed",
                     e.status
                 );
             }
-            store.set_edition_status(id, "sending", None).await?;
+            let engine = engine(&store, ctx)?;
+            store.set_edition_status(id, EditionStatus::Sending, None).await?;
             println!(
                 "resuming edition #{id}: {} message(s) to send",
                 store.pending_deliveries(Some(id)).await?
             );
-            let report = deliver(&store, ctx, HashSet::from([id])).await?;
+            let report = deliver(&store, &engine, HashSet::from([id])).await?;
             print_report(store.pending_deliveries(Some(id)).await?, &report);
             return Ok(if report.paused.is_empty() {
                 Outcome::Ok
@@ -378,15 +381,15 @@ pub(super) async fn run_editions(cmd: EditionsCmd, ctx: &Ctx) -> Result<Outcome>
             store
                 .set_edition_status(
                     id,
-                    "cancelled",
+                    EditionStatus::Cancelled,
                     Some("cancelled with `dispatch editions cancel`"),
                 )
                 .await?;
             let counts = store.delivery_counts(id).await?;
             println!(
                 "cancelled edition #{id}: {} sent before, {} will not be sent",
-                counts.get("sent").copied().unwrap_or(0),
-                counts.get("skipped").copied().unwrap_or(0)
+                counts.get(&DeliveryStatus::Sent).copied().unwrap_or(0),
+                counts.get(&DeliveryStatus::Skipped).copied().unwrap_or(0)
             );
         }
     }
