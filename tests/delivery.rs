@@ -18,7 +18,7 @@ use chrono::Utc;
 use dispatch::config::{self, Config, Secret, Security, TransportKind};
 use dispatch::domain::{EmailAddress, ListSlug, Token};
 use dispatch::edition;
-use dispatch::mail::sender::{Engine, Mode, Report};
+use dispatch::delivery::{Engine, Mode, Report};
 use dispatch::mail::transport::Transport;
 use dispatch::store::subscribers::NewSubscription;
 use dispatch::store::tokens::READER_PURPOSES;
@@ -153,7 +153,7 @@ impl Fixture {
 
     async fn status(&self, edition: i64) -> (String, Option<String>) {
         let e = self.store.edition(edition).await.unwrap();
-        (e.status, e.status_reason)
+        (e.status.to_string(), e.status_reason)
     }
 }
 
@@ -490,7 +490,7 @@ async fn refused_authentication_pauses_the_edition_and_resuming_sends_each_once(
     // The operator fixes the password and resumes.
     f.config.smtp.password = Some(Secret::new("right horse battery"));
     f.store
-        .set_edition_status(id, "sending", None)
+        .set_edition_status(id, dispatch::store::EditionStatus::Sending, None)
         .await
         .unwrap();
     let report = f.run(Some(HashSet::from([id]))).await;

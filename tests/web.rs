@@ -5,47 +5,32 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
 use dispatch::config::Config;
 use dispatch::domain::{CategorySet, EmailAddress, ListSlug, Token};
 use dispatch::store::subscribers::NewSubscription;
-use dispatch::store::{Created, EditionKind, ListSpec, NewEdition, Store};
-use dispatch::web::{self, AppState, ConfirmationSender, RateLimits};
-use futures_util::future::BoxFuture;
+use dispatch::delivery::{Engine, Mode, Scope};
+use dispatch::mail::transport::{StubOutbox, Transport};
+use dispatch::store::{Created, EditionKind, ListSpec, NewEdition, SenderId, SenderIdentity, Store};
+use dispatch::web::{self, AppState, RateLimits};
 use governor::Quota;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 
-/// Records confirmation emails instead of sending them.
-#[derive(Default)]
-struct Recorder {
-    sent: Mutex<Vec<(String, String, String)>>,
-}
-
-impl ConfirmationSender for Recorder {
-    fn send(
-        &self,
-        to: &EmailAddress,
-        list_name: &str,
-        confirm_url: &str,
-    ) -> BoxFuture<'_, anyhow::Result<()>> {
-        let item = (to.to_string(), list_name.to_owned(), confirm_url.to_owned());
-        Box::pin(async move {
-            self.sent.lock().unwrap().push(item);
-            Ok(())
-        })
-    }
-}
-
 struct App {
     base: String,
     store: Store,
-    recorder: Arc<Recorder>,
+    /// Confirmation mail, as the real sender delivered it (transactional mail only: the
+    /// tests claim edition deliveries themselves).
+    outbox: StubOutbox,
+    /// Claims deliveries in the tests' own claims.
+    claimer: SenderId,
     http: reqwest::Client,
     _shutdown: tokio::sync::oneshot::Sender<()>,
+    _stop_sender: tokio::sync::watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
 
@@ -61,9 +46,27 @@ async fn spawn_app_with(limits: RateLimits) -> App {
     let mut config = Config::default();
     config.web.public_url = format!("http://{addr}");
     config.digest.category_order = vec!["Politics".into(), "Business".into(), "Sport".into()];
-    let recorder = Arc::new(Recorder::default());
-    let mut state = AppState::new(store.clone(), Arc::new(config), recorder.clone());
+    let config = Arc::new(config);
+    let mut state = AppState::new(store.clone(), Arc::clone(&config));
     state.limits = Arc::new(limits);
+    let outbox = StubOutbox::new();
+    let engine = Engine::new(
+        store.clone(),
+        Arc::clone(&config),
+        Transport::Stub(outbox.clone()),
+    )
+    .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move { engine.run(Scope::Mail, Mode::Forever, stop_rx).await });
+    let claimer = store
+        .register_sender(&SenderIdentity {
+            host: "web-tests".into(),
+            pid: 1,
+            started: "unknown".into(),
+            node: "web-tests".into(),
+        })
+        .await
+        .unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(web::serve(listener, state, async move {
         let _ = rx.await;
@@ -75,9 +78,11 @@ async fn spawn_app_with(limits: RateLimits) -> App {
     App {
         base: format!("http://{addr}"),
         store,
-        recorder,
+        outbox,
+        claimer,
         http,
         _shutdown: tx,
+        _stop_sender: stop_tx,
         _dir: dir,
     }
 }
@@ -144,12 +149,15 @@ impl App {
     async fn claim(&self, edition: i64, list_id: i64) -> (HashMap<String, Token>, u64) {
         let (claimed, skipped) = self
             .store
-            .claim_deliveries(edition, list_id, 1000, Duration::minutes(5))
+            .claim_deliveries(edition, list_id, 1000, Duration::minutes(5), self.claimer)
             .await
             .unwrap();
         (
-            claimed.into_iter().map(|c| (c.email, c.token)).collect(),
-            skipped,
+            claimed
+                .into_iter()
+                .map(|c| (c.email.to_string(), c.token))
+                .collect(),
+            skipped.unwanted,
         )
     }
 
@@ -209,19 +217,25 @@ impl App {
             .unwrap()
     }
 
-    /// Waits for the background confirmation mail to `to`, returning its URL.
+    /// Waits for the confirmation mail the sender delivers to `to`, returning its link.
     async fn confirmation_url(&self, to: &str) -> String {
-        for _ in 0..200 {
-            if let Some((_, _, url)) = self
-                .recorder
-                .sent
-                .lock()
-                .unwrap()
-                .iter()
+        for _ in 0..500 {
+            let found = self
+                .outbox
+                .messages()
+                .into_iter()
                 .rev()
-                .find(|(t, _, _)| t == to)
-            {
-                return url.clone();
+                .find(|m| m.to.as_str() == to);
+            if let Some(m) = found {
+                let text = String::from_utf8_lossy(&m.bytes).replace("=\r\n", "");
+                let start = text
+                    .find(&format!("{}/confirm/", self.base))
+                    .expect("the confirmation mail carries the link");
+                let url: String = text[start..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '<' && *c != '"')
+                    .collect();
+                return url;
             }
             tokio::time::sleep(StdDuration::from_millis(10)).await;
         }
@@ -229,13 +243,20 @@ impl App {
     }
 
     fn mails_to(&self, to: &str) -> usize {
-        self.recorder
-            .sent
-            .lock()
-            .unwrap()
+        self.outbox
+            .messages()
             .iter()
-            .filter(|(t, _, _)| t == to)
+            .filter(|m| m.to.as_str() == to)
             .count()
+    }
+
+    /// Opens a confirmation link as a reader does: the page, then its button.
+    async fn confirm(&self, url: &str) -> reqwest::Response {
+        let path = url.strip_prefix(&self.base).unwrap().to_owned();
+        let page = self.get(&path).await;
+        assert_eq!(page.status(), StatusCode::OK);
+        assert!(page.text().await.unwrap().contains("<form method=\"post\""));
+        self.post_form(&path, "").await
     }
 }
 
@@ -484,9 +505,18 @@ async fn signup_confirm_and_no_enumeration() {
     assert_eq!(claimed.keys().collect::<Vec<_>>(), ["known@example.com"]);
     assert_eq!(skipped, 0);
 
+    // Opening the link (a mail scanner does) confirms nobody: only the button does.
     let path = url.strip_prefix(&app.base).unwrap().to_owned();
     for _ in 0..2 {
-        let r = app.get(&path).await;
+        assert_eq!(app.get(&path).await.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        app.status("unknown@example.com", "daily").await.as_deref(),
+        Some("pending"),
+        "a GET on the confirmation link changes nothing"
+    );
+    for _ in 0..2 {
+        let r = app.confirm(&url).await;
         assert_eq!(r.status(), StatusCode::OK);
         assert!(r.text().await.unwrap().contains("You are subscribed"));
         assert_eq!(
@@ -536,7 +566,7 @@ async fn unsubscribed_reader_must_confirm_again_even_on_single_opt_in() {
     );
     assert_eq!(app.mails_to("fresh@example.com"), 0);
     let url = app.confirmation_url("gone@example.com").await;
-    let r = app.get(url.strip_prefix(&app.base).unwrap()).await;
+    let r = app.confirm(&url).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         app.status("gone@example.com", "daily").await.as_deref(),

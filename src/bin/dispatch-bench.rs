@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use dispatch::config::{Config, Security, TransportKind};
 use dispatch::domain::{EmailAddress, ListSlug, Token};
 use dispatch::edition::{EditionRenderer, common_headers, create_digest};
-use dispatch::mail::sender::{Engine, Mode};
+use dispatch::delivery::{Engine, Mode};
 use dispatch::mail::{MessageTemplate, Recipient, Transport, message_id};
 use dispatch::store::{Created, EditionKind, ListSpec, NewArticle, Store};
 
@@ -718,6 +718,9 @@ async fn bench_unsubscribe(dir: &Path, scale: u64) -> Result<Vec<Row>> {
     let store = Store::open(&db).await?;
     let tokens_list = store.list_by_slug("tokens").await?;
     let per_run = TOKENS.min(n as i64 / 2);
+    let claimer = store
+        .register_sender(&dispatch::delivery::owner::current(Some("bench")))
+        .await?;
     let mut claimed = Vec::new();
     for _ in 0..2 {
         // One claim per run: a claim's token INSERT has four SQL variables per row.
@@ -727,12 +730,17 @@ async fn bench_unsubscribe(dir: &Path, scale: u64) -> Result<Vec<Row>> {
                 tokens_list.id,
                 per_run,
                 ChronoDuration::seconds(300),
+                claimer,
             )
             .await?;
         claimed.append(&mut c);
     }
     store
-        .set_edition_status(editions[2], "cancelled", Some("benchmark: tokens only"))
+        .set_edition_status(
+            editions[2],
+            dispatch::store::EditionStatus::Cancelled,
+            Some("benchmark: tokens only"),
+        )
         .await?;
     store.close().await;
     let tokens: Vec<String> = claimed
@@ -1161,13 +1169,13 @@ async fn step_smtp(p: &Value) -> Result<Value> {
     let recorded = store
         .delivery_counts(edition)
         .await?
-        .get("sent")
+        .get(&dispatch::store::DeliveryStatus::Sent)
         .copied()
         .unwrap_or(0);
     let status = store.edition(edition).await?.status;
     store.close().await;
     anyhow::ensure!(
-        recorded == n && status == "sent",
+        recorded == n && status == dispatch::store::EditionStatus::Sent,
         "the database records {recorded} of {n} deliveries sent and the edition {status}"
     );
     let mut v = json!({
@@ -1204,20 +1212,6 @@ async fn run_source(port: u16, n: i64, size: usize) -> Result<f64> {
         .context("running smtp-source")?;
     anyhow::ensure!(st.success(), "smtp-source failed: {st}");
     Ok(t.elapsed().as_secs_f64())
-}
-
-/// Confirmation mail is not part of this benchmark.
-struct NoConfirmations;
-
-impl dispatch::web::ConfirmationSender for NoConfirmations {
-    fn send(
-        &self,
-        _to: &EmailAddress,
-        _list_name: &str,
-        _confirm_url: &str,
-    ) -> futures_util::future::BoxFuture<'_, anyhow::Result<()>> {
-        Box::pin(async { Ok(()) })
-    }
 }
 
 /// Runs wrk with `script` against `addr` for `secs`, echoes its report, and returns the
@@ -1296,11 +1290,7 @@ async fn step_unsubscribe(p: &Value) -> Result<Value> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let web_addr = listener.local_addr()?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let state = dispatch::web::AppState::new(
-        store.clone(),
-        Arc::clone(&config),
-        Arc::new(NoConfirmations),
-    );
+    let state = dispatch::web::AppState::new(store.clone(), Arc::clone(&config));
     let web = tokio::spawn(dispatch::web::serve(listener, state, async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     }));

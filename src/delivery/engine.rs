@@ -15,7 +15,7 @@ use super::policy::Unreachable;
 use super::recorder::Recorder;
 use super::signing::Signer;
 use super::worker::{self, Job, Shared};
-use super::{Mode, Progress, Report};
+use super::{Mode, Progress, Report, Scope};
 use crate::config::Config;
 use crate::mail::dkim::DkimSigner;
 use crate::mail::transport::Transport;
@@ -84,19 +84,19 @@ impl Engine {
         Arc::clone(&self.progress)
     }
 
-    /// Sends what is due: every edition in `sending` state (or only those in `only`), breaking
-    /// news first, and, when `only` is `None`, transactional mail ahead of both, until `mode`
-    /// says stop or `shutdown` turns true.
+    /// Sends what is due in `scope` (editions in `sending` state, breaking news first, and
+    /// transactional mail ahead of both) until `mode` says stop or `shutdown` turns true.
     ///
     /// On shutdown no more work is claimed, messages not yet started go back to the queue,
     /// transactions in flight finish (bounded by `[smtp] timeout_secs`), every outcome is
     /// committed, and the call returns.
     pub async fn run(
         &self,
-        only: Option<HashSet<i64>>,
+        scope: impl Into<Scope>,
         mode: Mode,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Report> {
+        let scope = scope.into();
         let who = owner::current(None);
         let me = self
             .store
@@ -104,7 +104,7 @@ impl Engine {
             .await
             .context("registering this sender")?;
         tracing::debug!(sender = me.0, "registered");
-        let result = self.run_as(me, &who.host, only, mode, shutdown).await;
+        let result = self.run_as(me, &who.host, &scope, mode, shutdown).await;
         // Whatever is still leased to us goes back to the queue, even after an error.
         match self.store.deregister_sender(me).await {
             Ok(freed) if freed.deliveries + freed.mail > 0 => {
@@ -124,7 +124,7 @@ impl Engine {
         &self,
         me: SenderId,
         host: &str,
-        only: Option<HashSet<i64>>,
+        scope: &Scope,
         mode: Mode,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<Report> {
@@ -191,7 +191,7 @@ impl Engine {
             engine: self,
             me,
             lease,
-            only: only.as_ref(),
+            scope,
             batch,
             paused: &paused,
             recorder: &recorder,
@@ -266,7 +266,7 @@ struct Dispatch<'a> {
     engine: &'a Engine,
     me: SenderId,
     lease: Duration,
-    only: Option<&'a HashSet<i64>>,
+    scope: &'a Scope,
     batch: usize,
     paused: &'a Arc<Mutex<HashSet<i64>>>,
     recorder: &'a Recorder,
@@ -318,7 +318,7 @@ impl Dispatch<'_> {
             } else {
                 match mode {
                     Mode::UntilIdle { wait_for_retries } => {
-                        match self.engine.next_due(self.only).await? {
+                        match self.engine.next_due(self.scope).await? {
                             Some(d)
                                 if d <= Utc::now()
                                     + Duration::from_std(wait_for_retries).unwrap_or_default() =>
@@ -358,7 +358,7 @@ impl Dispatch<'_> {
         let mail_check_due = self
             .last_mail_check
             .is_none_or(|t| t.elapsed() >= MAIL_CHECK);
-        if self.only.is_none() && mail_check_due {
+        if self.scope.mail() && mail_check_due {
             self.last_mail_check = Some(Instant::now());
             if store.mail_due().await? {
                 for m in store.claim_mail(limit, self.lease, self.me).await? {
@@ -389,7 +389,7 @@ impl Dispatch<'_> {
         }
         self.renderings.retain(&editions);
         for e in editions {
-            let skip = self.only.is_some_and(|o| !o.contains(&e.id))
+            let skip = !self.scope.edition(e.id)
                 || self.paused.lock().map(|p| p.contains(&e.id)).unwrap_or(false);
             if skip {
                 continue;
@@ -446,14 +446,11 @@ impl Dispatch<'_> {
 }
 
 impl Engine {
-    /// The earliest time queued work of `only` (or of every sending edition) becomes due.
-    async fn next_due(
-        &self,
-        only: Option<&HashSet<i64>>,
-    ) -> Result<Option<chrono::DateTime<Utc>>> {
+    /// The earliest time queued work of the scope's editions becomes due.
+    async fn next_due(&self, scope: &Scope) -> Result<Option<chrono::DateTime<Utc>>> {
         let mut best = None;
         for e in self.store.editions_sending().await? {
-            if only.is_some_and(|o| !o.contains(&e.id)) {
+            if !scope.edition(e.id) {
                 continue;
             }
             if let Some(d) = self.store.next_due(e.id).await? {

@@ -20,6 +20,7 @@
 //! ([`owner`]): a sender that finds work held by a dead process on its own host takes it over
 //! at once; work held elsewhere waits for its lease to run out (live holders renew theirs).
 
+use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration as StdDuration;
 
@@ -54,6 +55,40 @@ pub struct Report {
     pub mail_failed: u64,
     /// Editions paused by an error that would fail every message, with the reason.
     pub paused: Vec<(i64, String)>,
+}
+
+/// What a run sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every sending edition and transactional mail (the daemon).
+    Everything,
+    /// Only these editions (`dispatch send`, `editions resume`).
+    Editions(HashSet<i64>),
+    /// Only transactional mail (confirmations).
+    Mail,
+}
+
+impl Scope {
+    /// Whether the run sends edition `id`.
+    pub fn edition(&self, id: i64) -> bool {
+        match self {
+            Self::Everything => true,
+            Self::Editions(ids) => ids.contains(&id),
+            Self::Mail => false,
+        }
+    }
+
+    /// Whether the run sends transactional mail.
+    pub fn mail(&self) -> bool {
+        matches!(self, Self::Everything | Self::Mail)
+    }
+}
+
+/// `None` is everything; `Some(ids)` those editions.
+impl From<Option<HashSet<i64>>> for Scope {
+    fn from(only: Option<HashSet<i64>>) -> Self {
+        only.map_or(Self::Everything, Self::Editions)
+    }
 }
 
 /// How a run ends.

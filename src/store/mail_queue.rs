@@ -51,6 +51,8 @@ struct Candidate {
     status: SubscriptionStatus,
     slug: String,
     list_name: String,
+    queued_at: DbTime,
+    unsubscribed_at: Option<DbTime>,
 }
 
 /// Queues a confirmation for `subscription_id` inside the caller's transaction.
@@ -140,7 +142,7 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let cands: Vec<Candidate> = sqlx::query_as(
             "SELECT m.id, m.kind, m.subscription_id, m.attempts, p.email, p.name, s.status,
-                    l.slug, l.name AS list_name
+                    l.slug, l.name AS list_name, m.created_at AS queued_at, s.unsubscribed_at
              FROM mail_queue m
              JOIN subscriptions s ON s.id = m.subscription_id
              JOIN subscribers p ON p.id = s.subscriber_id
@@ -163,7 +165,14 @@ impl Store {
                 (Some(Err(_)), _) => Some("the stored address is not a valid address"),
                 (Some(Ok(_)), SubscriptionStatus::Pending) => None,
                 (Some(Ok(_)), SubscriptionStatus::Active) => Some("already confirmed"),
-                (Some(Ok(_)), SubscriptionStatus::Unsubscribed) => Some("unsubscribed meanwhile"),
+                // A reader who left and signs up again must confirm: that is what this
+                // message asks, unless they unsubscribed again after asking.
+                (Some(Ok(_)), SubscriptionStatus::Unsubscribed)
+                    if c.unsubscribed_at.is_some_and(|u| u > c.queued_at) =>
+                {
+                    Some("unsubscribed after asking")
+                }
+                (Some(Ok(_)), SubscriptionStatus::Unsubscribed) => None,
             };
             if let Some(reason) = skip {
                 record(
