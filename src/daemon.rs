@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::edition;
 use crate::delivery::{Engine, Mode};
+use crate::edition;
 use crate::mail::transport::Transport;
 use crate::store::{Created, ListRow, Store};
 

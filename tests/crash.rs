@@ -247,7 +247,10 @@ async fn a_killed_sender_repeats_only_what_was_in_flight() {
         "{final_rows:?}"
     );
     let store = Store::open(cli.db()).await.unwrap();
-    assert_eq!(store.edition(edition).await.unwrap().status.as_str(), "sent");
+    assert_eq!(
+        store.edition(edition).await.unwrap().status.as_str(),
+        "sent"
+    );
     store.close().await;
 
     eprintln!(

@@ -10,11 +10,13 @@ use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
 use dispatch::config::Config;
-use dispatch::domain::{CategorySet, EmailAddress, ListSlug, Token};
-use dispatch::store::subscribers::NewSubscription;
 use dispatch::delivery::{Engine, Mode, Scope};
+use dispatch::domain::{CategorySet, EmailAddress, ListSlug, Token};
 use dispatch::mail::transport::{StubOutbox, Transport};
-use dispatch::store::{Created, EditionKind, ListSpec, NewEdition, SenderId, SenderIdentity, Store};
+use dispatch::store::subscribers::NewSubscription;
+use dispatch::store::{
+    Created, EditionKind, ListSpec, NewEdition, SenderId, SenderIdentity, Store,
+};
 use dispatch::web::{self, AppState, RateLimits};
 use governor::Quota;
 use reqwest::StatusCode;

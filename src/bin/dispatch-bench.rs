@@ -30,9 +30,9 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use dispatch::config::{Config, Security, TransportKind};
+use dispatch::delivery::{Engine, Mode};
 use dispatch::domain::{EmailAddress, ListSlug, Token};
 use dispatch::edition::{EditionRenderer, common_headers, create_digest};
-use dispatch::delivery::{Engine, Mode};
 use dispatch::mail::{MessageTemplate, Recipient, Transport, message_id};
 use dispatch::store::{Created, EditionKind, ListSpec, NewArticle, Store};
 

@@ -13,9 +13,9 @@ use chrono::{Duration, Utc};
 
 use super::{Ctx, Outcome};
 use crate::domain::{CategorySet, ListSlug, Timezone};
-use crate::store::EditionStatus;
 use crate::import::subscribers_csv::CsvReader;
 use crate::schedule::Schedule;
+use crate::store::EditionStatus;
 use crate::store::subscribers::NewSubscription;
 use crate::store::{Created, ListSpec, NewArticle, Store};
 

@@ -6,11 +6,11 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 
 use super::{Ctx, Outcome};
+use crate::domain::EditionKind;
 use crate::domain::{CategorySet, EmailAddress};
 use crate::edition::{self, DigestPlan};
 use crate::mail::mime::{MessageTemplate, Recipient};
 use crate::render::{Hole, TOKEN_LEN};
-use crate::domain::EditionKind;
 use crate::store::ListRow;
 
 /// Stands in for a reader's token in previews: right length, obviously not real.

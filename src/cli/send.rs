@@ -11,10 +11,10 @@ use chrono::Utc;
 use clap::Subcommand;
 
 use super::{Ctx, JsonFlag, Outcome, Table};
+use crate::delivery::{Engine, Mode, Report};
 use crate::domain::EmailAddress;
 use crate::edition;
 use crate::mail::mime::{MessageTemplate, Recipient};
-use crate::delivery::{Engine, Mode, Report};
 use crate::mail::transport::Transport;
 use crate::store::{Created, DeliveryStatus, EditionKind, EditionStatus, Store};
 
@@ -266,7 +266,8 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
             )?;
             // Signed like every real message, so a test shows what DKIM verifiers will see.
             if let Some(d) = &ctx.config.dkim {
-                let signer = crate::mail::DkimSigner::from_config(d).context("loading the DKIM key")?;
+                let signer =
+                    crate::mail::DkimSigner::from_config(d).context("loading the DKIM key")?;
                 let header = signer.sign(&bytes)?;
                 bytes.splice(0..0, header.into_bytes());
             }
@@ -314,7 +315,11 @@ pub(super) async fn run_editions(cmd: EditionsCmd, ctx: &Ctx) -> Result<Outcome>
                     e.status.to_string(),
                     e.article_count.to_string(),
                     e.recipient_count.to_string(),
-                    counts.get(&DeliveryStatus::Sent).copied().unwrap_or(0).to_string(),
+                    counts
+                        .get(&DeliveryStatus::Sent)
+                        .copied()
+                        .unwrap_or(0)
+                        .to_string(),
                     e.created_at.to_string(),
                     e.subject,
                 ]);
@@ -364,7 +369,9 @@ pub(super) async fn run_editions(cmd: EditionsCmd, ctx: &Ctx) -> Result<Outcome>
                 );
             }
             let engine = engine(&store, ctx)?;
-            store.set_edition_status(id, EditionStatus::Sending, None).await?;
+            store
+                .set_edition_status(id, EditionStatus::Sending, None)
+                .await?;
             println!(
                 "resuming edition #{id}: {} message(s) to send",
                 store.pending_deliveries(Some(id)).await?

@@ -224,7 +224,9 @@ impl Engine {
                 Some(d) => match tokio::time::timeout_at(d, h).await {
                     Ok(j) => j,
                     Err(_) => {
-                        tracing::warn!("a transaction did not finish in time; its message goes back to the queue");
+                        tracing::warn!(
+                            "a transaction did not finish in time; its message goes back to the queue"
+                        );
                         continue;
                     }
                 },
@@ -250,10 +252,15 @@ impl Engine {
         let mut report = recorded.map_err(|e| anyhow!(e))?;
         report.skipped += claim_report.skipped;
         report.failed += claim_report.failed;
-        let paused_ids: Vec<i64> = paused.lock().map(|p| p.iter().copied().collect()).unwrap_or_default();
+        let paused_ids: Vec<i64> = paused
+            .lock()
+            .map(|p| p.iter().copied().collect())
+            .unwrap_or_default();
         for id in paused_ids {
             if let Ok(e) = self.store.edition(id).await {
-                report.paused.push((id, e.status_reason.unwrap_or_default()));
+                report
+                    .paused
+                    .push((id, e.status_reason.unwrap_or_default()));
             }
         }
         report.paused.sort();
@@ -390,7 +397,11 @@ impl Dispatch<'_> {
         self.renderings.retain(&editions);
         for e in editions {
             let skip = !self.scope.edition(e.id)
-                || self.paused.lock().map(|p| p.contains(&e.id)).unwrap_or(false);
+                || self
+                    .paused
+                    .lock()
+                    .map(|p| p.contains(&e.id))
+                    .unwrap_or(false);
             if skip {
                 continue;
             }
@@ -496,7 +507,9 @@ async fn heartbeat(store: Store, me: SenderId, host: String, lease: Duration) {
             Ok(false) => tracing::error!(
                 "this sender's registration is gone (taken over after a stall?); its leases are no longer renewed"
             ),
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed; leases run out unless it recovers"),
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed; leases run out unless it recovers")
+            }
         }
         if let Err(e) = take_over_dead(&store, me, &host, lease).await {
             tracing::warn!(error = %e, "looking for dead senders failed");

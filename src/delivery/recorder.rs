@@ -126,7 +126,10 @@ async fn run(
         // Pauses first: a pause that cannot be recorded must stop the run, not loop.
         for r in &group {
             if let Some((edition, reason)) = &r.pause {
-                let newly = paused.lock().map(|mut p| p.insert(*edition)).unwrap_or(true);
+                let newly = paused
+                    .lock()
+                    .map(|mut p| p.insert(*edition))
+                    .unwrap_or(true);
                 if newly {
                     pause(&store, *edition, reason).await?;
                 }
@@ -181,7 +184,9 @@ async fn pause(store: &Store, edition: i64, reason: &str) -> Result<(), String> 
         .await
     {
         Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
-        Err(e) => Err(format!("recording the pause of edition #{edition} failed: {e}")),
+        Err(e) => Err(format!(
+            "recording the pause of edition #{edition} failed: {e}"
+        )),
     }
 }
 

@@ -129,7 +129,11 @@ async fn attempt(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Attempt {
     if let Some(e) = job.edition_id
-        && shared.paused.lock().map(|p| p.contains(&e)).unwrap_or(false)
+        && shared
+            .paused
+            .lock()
+            .map(|p| p.contains(&e))
+            .unwrap_or(false)
     {
         return Attempt::Skip(Verdict::Released);
     }

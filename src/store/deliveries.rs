@@ -13,8 +13,7 @@ use sqlx::{FromRow, QueryBuilder, Sqlite};
 use super::senders::SenderId;
 use super::{Result, Store, now_text};
 use crate::domain::{
-    DbTime, DeliveryStatus, EmailAddress, SubscriberStatus, SubscriptionStatus,
-    Token, TokenPurpose,
+    DbTime, DeliveryStatus, EmailAddress, SubscriberStatus, SubscriptionStatus, Token, TokenPurpose,
 };
 
 /// A delivery claimed for sending, with what the sender needs to personalise it.

@@ -351,10 +351,7 @@ impl Store {
     }
 
     /// Delivery counts of an edition by status.
-    pub async fn delivery_counts(
-        &self,
-        edition_id: i64,
-    ) -> Result<BTreeMap<DeliveryStatus, i64>> {
+    pub async fn delivery_counts(&self, edition_id: i64) -> Result<BTreeMap<DeliveryStatus, i64>> {
         // Rows still stored, plus the counts of rows compacted away (see `retention`).
         let rows: Vec<(DeliveryStatus, i64)> = sqlx::query_as(
             "SELECT status, SUM(n) FROM (

@@ -61,14 +61,12 @@ pub(crate) async fn queue_confirmation(
     subscription_id: i64,
     now: DbTime,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO mail_queue (kind, subscription_id, created_at) VALUES ($1, $2, $3)",
-    )
-    .bind(MailKind::Confirm)
-    .bind(subscription_id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query("INSERT INTO mail_queue (kind, subscription_id, created_at) VALUES ($1, $2, $3)")
+        .bind(MailKind::Confirm)
+        .bind(subscription_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -26,21 +26,21 @@ pub mod senders;
 pub mod subscribers;
 pub mod tokens;
 
-pub use articles::{ArticleRow, NewArticle};
-pub use deliveries::{ClaimSkips, Claimed, Item, Outcome, Verdict};
-pub use mail_queue::{ClaimedMail, MailKind};
-pub use senders::{SenderId, SenderIdentity, SenderRow, TakenOver};
 pub use crate::domain::{
     DbTime, DeliveryStatus, EditionKind, EditionStatus, SubscriberStatus, SubscriptionStatus,
     TokenPurpose,
 };
+pub use articles::{ArticleRow, NewArticle};
+pub use deliveries::{ClaimSkips, Claimed, Item, Outcome, Verdict};
 pub use editions::{Created, EditionRow, NewEdition};
 pub use lists::{ListRow, ListSpec};
+pub use mail_queue::{ClaimedMail, MailKind};
 pub use metrics::MetricsSnapshot;
+pub use senders::{SenderId, SenderIdentity, SenderRow, TakenOver};
 pub use subscribers::{ImportOutcome, ImportSummary, SubscriberRow, SubscriptionInfo};
 pub use tokens::{
-    Confirmed, PreferenceChange, PreferenceRow, Preferences, SignupOutcome,
-    TokenTarget, Unsubscribed, WebSignup,
+    Confirmed, PreferenceChange, PreferenceRow, Preferences, SignupOutcome, TokenTarget,
+    Unsubscribed, WebSignup,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -165,10 +165,12 @@ impl Store {
 /// Reads the installation's token key, making it on first open. The insert is a no-op when
 /// another process made it first, so every process reads the same key.
 async fn load_token_key(writer: &SqlitePool) -> Result<TokenKey> {
-    sqlx::query("INSERT INTO settings (key, value) VALUES ('token_key', $1) ON CONFLICT (key) DO NOTHING")
-        .bind(TokenKey::generate().as_bytes().to_vec())
-        .execute(writer)
-        .await?;
+    sqlx::query(
+        "INSERT INTO settings (key, value) VALUES ('token_key', $1) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(TokenKey::generate().as_bytes().to_vec())
+    .execute(writer)
+    .await?;
     let raw: Vec<u8> = sqlx::query_scalar("SELECT value FROM settings WHERE key = 'token_key'")
         .fetch_one(writer)
         .await?;

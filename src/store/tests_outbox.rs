@@ -135,7 +135,11 @@ async fn empty_variants_are_skipped_and_skipped_editions_keep_the_window() {
     };
     assert_eq!((queued, skipped), (2, 2));
     assert_eq!(
-        store.delivery_counts(id).await.unwrap().get(&DeliveryStatus::Skipped),
+        store
+            .delivery_counts(id)
+            .await
+            .unwrap()
+            .get(&DeliveryStatus::Skipped),
         Some(&2)
     );
     let mut empty = edition(list, "2026-11-28T02:00:00Z", "2026-11-29T02:00:00Z", None);
@@ -147,7 +151,10 @@ async fn empty_variants_are_skipped_and_skipped_editions_keep_the_window() {
         panic!()
     };
     assert_eq!(queued, 0);
-    assert_eq!(store.edition(sid).await.unwrap().status, EditionStatus::Skipped);
+    assert_eq!(
+        store.edition(sid).await.unwrap().status,
+        EditionStatus::Skipped
+    );
     assert_eq!(
         store.last_digest_end(list).await.unwrap(),
         Some(parse_timestamp("2026-11-29T02:00:00Z").unwrap())
@@ -236,13 +243,12 @@ async fn expired_leases_are_reclaimed_and_outcomes_recorded() {
         ),
         (1, 1, 1)
     );
-    let (sent_at, lease, owner): (Option<String>, Option<String>, Option<i64>) = sqlx::query_as(
-        "SELECT sent_at, lease_until, lease_owner FROM deliveries WHERE id = $1",
-    )
-    .bind(again[0].delivery_id)
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
+    let (sent_at, lease, owner): (Option<String>, Option<String>, Option<i64>) =
+        sqlx::query_as("SELECT sent_at, lease_until, lease_owner FROM deliveries WHERE id = $1")
+            .bind(again[0].delivery_id)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
     assert!(sent_at.is_some() && lease.is_none() && owner.is_none());
     let status: String = sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1")
         .bind(again[2].subscriber_id)
@@ -265,10 +271,7 @@ async fn expired_leases_are_reclaimed_and_outcomes_recorded() {
     assert_eq!(last.len(), 1);
     let attempt = last[0].attempt;
     store
-        .record_outcomes(
-            &[outcome(&last[0], Verdict::Released)],
-            3,
-        )
+        .record_outcomes(&[outcome(&last[0], Verdict::Released)], 3)
         .await
         .unwrap();
     assert_eq!(store.pending_deliveries(Some(id)).await.unwrap(), 1);
@@ -281,10 +284,7 @@ async fn expired_leases_are_reclaimed_and_outcomes_recorded() {
         "a released claim does not count as an attempt"
     );
     store
-        .record_outcomes(
-            &[outcome(&last[0], Verdict::Sent)],
-            3,
-        )
+        .record_outcomes(&[outcome(&last[0], Verdict::Sent)], 3)
         .await
         .unwrap();
     assert_eq!(
@@ -396,7 +396,7 @@ async fn one_reader_token_per_subscription_reused_by_every_edition() {
     let me = sender(&store).await;
     let first = first_edition(&store, list).await;
     let a = send_all(&store, first, list, me).await;
-    for day in 1..3 {
+    for day in 1..30 {
         let id = next_edition(&store, list, day).await;
         let b = send_all(&store, id, list, me).await;
         for (x, y) in a.iter().zip(&b) {
@@ -407,7 +407,7 @@ async fn one_reader_token_per_subscription_reused_by_every_edition() {
     assert_eq!(
         count(&store, "SELECT COUNT(*) FROM tokens").await,
         5,
-        "token rows equal subscriptions"
+        "after 30 editions, token rows equal subscriptions"
     );
     // The token opens the reader's pages.
     let t = store
@@ -427,7 +427,7 @@ async fn one_reader_token_per_subscription_reused_by_every_edition() {
             .unwrap()
             .is_none()
     );
-    let id = next_edition(&store, list, 3).await;
+    let id = next_edition(&store, list, 30).await;
     let c = send_all(&store, id, list, me).await;
     let rotated = c
         .iter()
@@ -476,7 +476,10 @@ async fn a_dead_senders_leases_are_taken_over_and_a_live_ones_kept() {
     ids.sort();
     let mut expected: Vec<i64> = d.iter().map(|c| c.delivery_id).collect();
     expected.sort();
-    assert_eq!(ids, expected, "exactly the dead sender's rows, not the live one's");
+    assert_eq!(
+        ids, expected,
+        "exactly the dead sender's rows, not the live one's"
+    );
     assert!(taken.iter().all(|c| c.attempt == 2));
     assert_eq!(
         store.senders().await.unwrap().len(),
@@ -485,11 +488,13 @@ async fn a_dead_senders_leases_are_taken_over_and_a_live_ones_kept() {
     );
 
     // A heartbeat renews a live sender's leases; deregistering gives them back.
-    sqlx::query("UPDATE deliveries SET lease_until = '2000-01-01T00:00:00Z' WHERE lease_owner = $1")
-        .bind(live.0)
-        .execute(store.writer())
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE deliveries SET lease_until = '2000-01-01T00:00:00Z' WHERE lease_owner = $1",
+    )
+    .bind(live.0)
+    .execute(store.writer())
+    .await
+    .unwrap();
     assert!(store.heartbeat(live, Duration::minutes(5)).await.unwrap());
     let (none, _) = store
         .claim_deliveries(id, list, 10, Duration::minutes(5), me)

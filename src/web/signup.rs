@@ -14,8 +14,8 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::{AppState, ClientIp, form, pages, token_of};
-use crate::domain::{CategorySet, EmailAddress};
 use crate::domain::TokenPurpose;
+use crate::domain::{CategorySet, EmailAddress};
 use crate::store::{SignupOutcome, StoreError, WebSignup};
 
 /// `GET /subscribe?list=slug`.
@@ -147,7 +147,10 @@ pub(super) async fn confirm_page(
         .token_target(&token, &[TokenPurpose::Confirm])
         .await
     {
-        Ok(Some(t)) => st.page(StatusCode::OK, pages::confirm_ask(&st.chrome(), &t.list_name)),
+        Ok(Some(t)) => st.page(
+            StatusCode::OK,
+            pages::confirm_ask(&st.chrome(), &t.list_name),
+        ),
         Ok(None) => st.not_found(),
         Err(e) => st.server_error("looking up a confirmation token failed", e),
     }
