@@ -66,6 +66,7 @@ pub struct Config {
     pub dkim: Option<Dkim>,
     pub digest: Digest,
     pub schedule: ScheduleCfg,
+    pub retention: Retention,
     pub log: Log,
 }
 
@@ -184,6 +185,19 @@ pub struct Digest {
 pub struct ScheduleCfg {
     pub max_lateness: String,
     pub breaking_poll_secs: u64,
+}
+
+/// `[retention]`: how long finished editions keep their delivery rows.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    pub days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { days: 90 }
+    }
 }
 
 /// Log output format.
@@ -497,6 +511,12 @@ impl Config {
         }
         self.max_lateness()
             .map_err(|e| format!("[schedule] max_lateness: {e}"))?;
+        if !(1..=3650).contains(&self.retention.days) {
+            return Err(format!(
+                "[retention] days: expected 1-3650, got {}",
+                self.retention.days
+            ));
+        }
         if self.schedule.breaking_poll_secs == 0 {
             return Err("[schedule] breaking_poll_secs: expected at least 1".into());
         }

@@ -20,6 +20,9 @@ use crate::edition;
 use crate::mail::transport::Transport;
 use crate::store::{Created, ListRow, Store};
 
+/// How often the daemon compacts editions older than `[retention] days`.
+const COMPACT_EVERY: StdDuration = StdDuration::from_secs(3600);
+
 /// How often the scheduler re-reads the lists, so CLI changes apply without a restart.
 const SCHEDULE_TICK: StdDuration = StdDuration::from_secs(15);
 
@@ -206,7 +209,32 @@ pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bo
         })
     };
 
+    let retention = {
+        let (store, days, mut shutdown) = (store.clone(), config.retention.days, shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let before = Utc::now() - chrono::Duration::days(i64::from(days));
+                match store.compact_editions(before).await {
+                    Ok(c) if c.editions > 0 => {
+                        tracing::info!(
+                            editions = c.editions,
+                            deliveries = c.deliveries,
+                            "compacted old editions"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "compacting old editions failed"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(COMPACT_EVERY) => {}
+                    _ = shutdown.wait_for(|s| *s) => break,
+                }
+            }
+        })
+    };
+
     let result = engine.run(None, Mode::Forever, shutdown).await;
+    let _ = retention.await;
     let _ = sched.await;
     match web.await {
         Ok(Err(e)) => {

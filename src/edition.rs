@@ -80,6 +80,11 @@ pub fn sections_of(config: &Config, articles: Vec<ArticleView>) -> Vec<Section> 
 
 /// Plans the next digest of `list` as of `now`: the window starts where the list's last
 /// digest ended (or `first_window_hours` ago for a new list) and ends at `now`.
+///
+/// Stored times have whole seconds, and a story stored in the second a digest is built may
+/// commit after the digest read the articles. So consecutive windows share their boundary
+/// second (both include it), and a story the previous digest already carried is left out:
+/// every story is in exactly one digest, none falls between two.
 pub async fn plan_digest(
     store: &Store,
     config: &Config,
@@ -93,9 +98,15 @@ pub async fn plan_digest(
     let window_end = now.max(window_start);
     // Late arrivals are welcome for as long as a new list looks back.
     let grace = Duration::hours(i64::from(config.digest.first_window_hours));
-    let rows = store
+    let carried: std::collections::HashSet<i64> = store
+        .digest_articles_ending_at(list.id, window_start)
+        .await?
+        .into_iter()
+        .collect();
+    let mut rows = store
         .articles_in_window(window_start, window_end, grace)
         .await?;
+    rows.retain(|a| !carried.contains(&a.id));
     let breaking: std::collections::HashSet<i64> =
         store.sent_as_breaking(list.id).await?.into_iter().collect();
     let views: Vec<ArticleView> = rows

@@ -62,6 +62,13 @@ pub enum EditionsCmd {
     Resume { id: i64 },
     /// Stop an edition: its unsent messages are not sent.
     Cancel { id: i64 },
+    /// Compact finished editions older than `[retention] days` now (the daemon does it every
+    /// hour): their counts and failures stay, their other delivery rows go.
+    Compact {
+        /// Instead of `[retention] days`.
+        #[arg(long)]
+        older_than_days: Option<u32>,
+    },
 }
 
 /// The sending engine for `ctx`: built before anything is recorded, so that a transport or
@@ -397,6 +404,16 @@ pub(super) async fn run_editions(cmd: EditionsCmd, ctx: &Ctx) -> Result<Outcome>
                 "cancelled edition #{id}: {} sent before, {} will not be sent",
                 counts.get(&DeliveryStatus::Sent).copied().unwrap_or(0),
                 counts.get(&DeliveryStatus::Skipped).copied().unwrap_or(0)
+            );
+        }
+        EditionsCmd::Compact { older_than_days } => {
+            let days = older_than_days.unwrap_or(ctx.config.retention.days);
+            let done = store
+                .compact_editions(Utc::now() - chrono::Duration::days(i64::from(days)))
+                .await?;
+            println!(
+                "compacted {} edition(s) finished more than {days} day(s) ago: {} delivery row(s) removed",
+                done.editions, done.deliveries
             );
         }
     }

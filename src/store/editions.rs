@@ -99,6 +99,24 @@ impl Store {
         Ok(end.as_deref().and_then(parse_db_time))
     }
 
+    /// The stories of the list's digest whose window ended at `end` (the one before a window
+    /// starting there). Windows share their boundary second, so a story stored in that
+    /// second may fall in both; this is how the second one leaves it out.
+    pub async fn digest_articles_ending_at(
+        &self,
+        list_id: i64,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT ea.article_id FROM edition_articles ea JOIN editions e ON e.id = ea.edition_id
+             WHERE e.list_id = $1 AND e.kind = 'digest' AND e.status <> 'cancelled' AND e.window_end = $2",
+        )
+        .bind(list_id)
+        .bind(DbTime::from(end))
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     /// Of `article_ids`, those already sent (or being sent) to the list as breaking news.
     pub async fn sent_as_breaking(&self, list_id: i64) -> Result<Vec<i64>> {
         Ok(sqlx::query_scalar(

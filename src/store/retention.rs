@@ -31,7 +31,7 @@ impl Store {
             let mut tx = self.write_tx().await?;
             let ids: Vec<i64> = sqlx::query_scalar(
                 "SELECT id FROM editions
-                 WHERE compacted_at IS NULL AND finished_at IS NOT NULL AND finished_at < $1
+                 WHERE compacted_at IS NULL AND finished_at IS NOT NULL AND finished_at <= $1
                    AND status IN ($2, $3, $4)
                  ORDER BY id LIMIT $5",
             )
