@@ -2,6 +2,8 @@
 //! implicit TLS) and AUTH, a throwaway CA made by openssl. Skips with a notice when
 //! /usr/bin/python3 cannot import aiosmtpd or openssl is missing.
 
+mod support;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -180,10 +182,7 @@ impl Drop for PyServer {
 
 impl PyServer {
     fn start(dir: &Path, mode: &str, cert: &Path, key: &Path) -> Self {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = support::free_port();
         let outdir = dir.join(format!("received-{mode}"));
         std::fs::create_dir_all(&outdir).unwrap();
         let script = dir.join("server.py");
