@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration as StdDuration;
 
 use crate::support::free_port;
+use crate::support::tools;
 use crate::{Daemon, delivery_statuses, http_get, sandbox, wait_for, wait_healthy};
 
 /// The `.eml` files in the outbox (not the temporary ones being written).
@@ -38,6 +39,10 @@ fn to_header(msg: &str) -> String {
 
 #[test]
 fn run_sends_breaking_news_added_by_another_process_serves_healthz_and_stops_on_sigterm() {
+    // Daemon::terminate sends SIGTERM with `kill`.
+    let Some(_) = tools::require(tools::KILL) else {
+        return;
+    };
     let port = free_port();
     let cli = sandbox(port, |cli| {
         format!(

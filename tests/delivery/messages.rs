@@ -6,15 +6,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::process::Command;
 
 use crate::support::smtp_server::{ServerConfig, SmtpServer};
+use crate::support::tools;
 use crate::{assert_each_once, fixture, header};
 use base64::Engine as _;
 use chrono::Utc;
-use dispatch::config::{self};
+use dispatch::config;
 use dispatch::domain::{EmailAddress, Token};
 use dispatch::store::subscribers::NewSubscription;
 use dispatch::store::tokens::READER_PURPOSES;
-
-const PY: &str = "/usr/bin/python3";
 
 /// Parses messages with Python's `email` package (an independent parser) and returns, per
 /// message, its headers, parts and defects as JSON.
@@ -41,20 +40,11 @@ for path in sys.argv[1:]:
 print(json.dumps(out))
 "#;
 
-fn python_has(module: &str) -> bool {
-    Command::new(PY)
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_carries_the_headers_and_parts_it_must() {
-    if !python_has("email.policy") {
-        eprintln!("SKIP headers: needs /usr/bin/python3 with the email package");
+    let Some(_) = tools::require(tools::PYTHON_EMAIL) else {
         return;
-    }
+    };
     let server = SmtpServer::start(ServerConfig::default()).await;
     let f = fixture(&server, 3, |_| {}).await;
     f.store
@@ -104,7 +94,7 @@ async fn every_message_carries_the_headers_and_parts_it_must() {
         std::fs::write(&p, &r.data).unwrap();
         paths.push(p);
     }
-    let out = Command::new(PY)
+    let out = Command::new(tools::PYTHON)
         .arg("-c")
         .arg(PARSE)
         .args(&paths)
@@ -266,10 +256,9 @@ fn openssl(args: &[&str]) -> Option<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sent_by_the_engine_carry_a_valid_dkim_signature() {
-    if !python_has("dkim") || openssl(&["version"]).is_none() {
-        eprintln!("SKIP dkim: needs openssl and /usr/bin/python3 with the dkim module");
+    let Some(_) = tools::require_all(&[tools::OPENSSL, tools::DKIMPY]) else {
         return;
-    }
+    };
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("k.pem");
     let k = key.to_str().unwrap();
@@ -343,7 +332,7 @@ async fn messages_sent_by_the_engine_carry_a_valid_dkim_signature() {
         std::fs::write(&p, copy).unwrap();
         paths.push(p);
     }
-    let out = Command::new(PY)
+    let out = Command::new(tools::PYTHON)
         .arg("-c")
         .arg(VERIFY)
         .arg(&rec)

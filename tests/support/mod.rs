@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod db;
 pub mod smtp_server;
+pub mod tools;
 
 /// A TCP port on 127.0.0.1 that was free a moment ago: the listener is closed again, so a
 /// child process (the daemon, aiosmtpd) can bind it.
