@@ -44,6 +44,7 @@ const BUSY_LOG_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServeLimits {
     /// Connections served at once; more wait in the kernel's listen backlog until one closes.
+    /// 0 is taken as 1.
     pub max_connections: usize,
     /// How long a client may take to send a request's headers, and how long a keep-alive
     /// connection may sit idle between requests.
