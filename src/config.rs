@@ -332,6 +332,10 @@ const OPTIONAL_STRING_KEYS: &[&str] = &[
     "dkim.private_key_path",
 ];
 
+/// `DISPATCH_*` variables that are not `<SECTION>_<KEY>` overrides. `DISPATCH_REQUIRE_TOOLS`
+/// belongs to the test suite (CI exports it, so every `dispatch` the tests start inherits it).
+const NOT_SETTINGS: &[&str] = &["DISPATCH_CONFIG", "DISPATCH_LOG", "DISPATCH_REQUIRE_TOOLS"];
+
 impl Config {
     /// Finds and loads the configuration as the binary does: `explicit`, else
     /// `DISPATCH_CONFIG`, else `config/dispatch.toml` if it exists, else the defaults; then
@@ -382,7 +386,7 @@ impl Config {
             .map_err(|e| invalid(format!("internal error serialising defaults: {e}")))?;
 
         for (var, value) in env {
-            if var == "DISPATCH_CONFIG" || var == "DISPATCH_LOG" {
+            if NOT_SETTINGS.contains(&var.as_str()) {
                 continue;
             }
             let env_err = |message: String| ConfigError::Invalid {
@@ -645,6 +649,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("DISPATCH_SMTP_COLOUR"), "{e}");
+    }
+
+    #[test]
+    fn the_test_suites_require_tools_variable_is_not_a_setting() {
+        let cfg = Config::from_parts("x.toml", "", &env(&[("DISPATCH_REQUIRE_TOOLS", "1")]));
+        assert_eq!(cfg.unwrap(), Config::default());
     }
 
     #[test]

@@ -34,3 +34,6 @@ pub mod render;
 pub mod schedule;
 pub mod store;
 pub mod web;
+
+#[cfg(test)]
+mod test_tools;

@@ -4,8 +4,6 @@
 //! waited out). Every reader gets the digest; the only readers who may get it twice are those
 //! whose delivery was in flight (claimed, not yet recorded) at the moment of the kill.
 
-#[path = "support/smtp_server.rs"]
-mod smtp_server;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,8 +16,9 @@ use chrono::{DateTime, Utc};
 use dispatch::domain::{EmailAddress, ListSlug};
 use dispatch::store::subscribers::NewSubscription;
 use dispatch::store::{ListSpec, NewArticle, Store};
-use smtp_server::{Action, Event, ServerConfig, SmtpServer};
 use support::cli::{Cli, show};
+use support::db::raw_pool;
+use support::smtp_server::{Action, Event, ServerConfig, SmtpServer};
 
 const READERS: usize = 200;
 
@@ -67,10 +66,7 @@ async fn seed(db: &Path) {
 
 /// (address, status, lease_until) of every delivery.
 async fn deliveries(db: &Path) -> Vec<(String, String, Option<String>)> {
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .busy_timeout(Duration::from_secs(15));
-    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+    let pool = raw_pool(db).await;
     let rows = sqlx::query_as(
         "SELECT p.email, d.status, d.lease_until
          FROM deliveries d JOIN subscribers p ON p.id = d.subscriber_id",

@@ -5,8 +5,6 @@
 //! The relay is the scripted SMTP server of `support/smtp_server.rs`, in this process, so
 //! every count below is what the relay received, not what our own rows say.
 
-#[path = "support/smtp_server.rs"]
-mod smtp_server;
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
@@ -22,7 +20,7 @@ use dispatch::domain::{EmailAddress, ListSlug};
 use dispatch::mail::transport::Transport;
 use dispatch::store::subscribers::NewSubscription;
 use dispatch::store::{Created, ListSpec, NewArticle, Store};
-use smtp_server::{Action, Event, ServerConfig, SmtpServer};
+use support::smtp_server::{Action, Event, ServerConfig, SmtpServer};
 use support::cli::{Cli, show};
 
 fn reader(i: usize) -> String {

@@ -35,10 +35,12 @@ mod ops;
 mod pages;
 mod ratelimit;
 mod readers;
+mod server;
 mod signup;
 
 pub use ops::render_metrics;
 pub use ratelimit::RateLimits;
+pub use server::ServeLimits;
 
 /// The largest request body we read. Our forms are a few hundred bytes; RFC 8058 bodies are
 /// one field.
@@ -133,24 +135,35 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves [`router`] on `listener` until `shutdown` completes, then finishes the requests in
-/// flight. Handlers see the peer address through `ConnectInfo<SocketAddr>`.
+/// Serves [`router`] on `listener` with the default [`ServeLimits`] until `shutdown`
+/// completes, then finishes the requests in flight. Handlers see the peer address through
+/// `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with(listener, state, ServeLimits::default(), shutdown).await
+}
+
+/// [`serve`] with the given connection cap and timeouts.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("reading the web listener's address")?;
-    tracing::info!(%addr, "web server listening");
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("web server failed")
+    tracing::info!(
+        %addr,
+        max_connections = limits.max_connections,
+        header_timeout_ms = limits.header_timeout.as_millis() as u64,
+        "web server listening"
+    );
+    server::run(listener, router(state), limits, shutdown).await;
+    Ok(())
 }
 
 async fn fallback(State(st): State<AppState>) -> Response {
