@@ -13,7 +13,8 @@
 //!
 //! One module per benchmark, each with the parent's half (`run`: prepare, spawn, judge) and
 //! the child's half (its [`child::Step`]). External tools ([`tools`]): Postfix's `smtp-sink`
-//! and `smtp-source` (smtp, rss, unsubscribe) and `wrk` (unsubscribe). A benchmark whose tool is missing is reported as skipped.
+//! and `smtp-source` (smtp, rss, unsubscribe), `wrk` (unsubscribe) and `openssl` (DKIM keys
+//! for personalise). A benchmark whose tool is missing is reported as skipped.
 #![forbid(unsafe_code)]
 
 mod child;

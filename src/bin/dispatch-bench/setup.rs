@@ -21,10 +21,12 @@ const CATEGORIES: [&str; 4] = ["General News", "Politics", "Business", "Sport"];
 /// The list every benchmark sends to, unless it needs several.
 pub(crate) const LIST: &str = "bench";
 
-/// The language of the publication and its stories.
+/// The language of the publication and its stories: Urdu is the other script our readers
+/// read, two bytes a letter and right to left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Language {
     English,
+    Urdu,
 }
 
 impl Language {
@@ -32,6 +34,7 @@ impl Language {
     pub(crate) fn tag(self) -> &'static str {
         match self {
             Self::English => "en",
+            Self::Urdu => "ur",
         }
     }
 
@@ -41,6 +44,10 @@ impl Language {
             Self::English => (
                 "Finance minister resigns after budget talks collapse in Islamabad",
                 "The minister handed his resignation to the prime minister on Friday evening after talks on the budget collapsed. ",
+            ),
+            Self::Urdu => (
+                "وزیر اعظم نے استعفیٰ دے دیا، نئی حکومت کی تشکیل پر مشاورت شروع",
+                "اسلام آباد: وزیر اعظم نے آج صدر کو اپنا استعفیٰ پیش کر دیا، جس کے بعد نئی حکومت کی تشکیل پر مشاورت شروع ہو گئی۔ ",
             ),
         }
     }

@@ -1,6 +1,6 @@
 //! The programs we did not write that the benchmarks measure against or with: Postfix's
 //! `smtp-sink` (the receiving server) and `smtp-source` (the reference sender), `wrk` (the
-//! HTTP load). The parent finds them and passes their paths to
+//! HTTP load) and `openssl` (DKIM keys). The parent finds them and passes their paths to
 //! the children in the step parameters.
 
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ pub(crate) enum Tool {
     SmtpSink,
     SmtpSource,
     Wrk,
+    Openssl,
 }
 
 impl Tool {
@@ -23,6 +24,7 @@ impl Tool {
             Self::SmtpSink => "smtp-sink",
             Self::SmtpSource => "smtp-source",
             Self::Wrk => "wrk",
+            Self::Openssl => "openssl",
         }
     }
 
@@ -33,6 +35,7 @@ impl Tool {
             Self::SmtpSink => "/usr/sbin/smtp-sink",
             Self::SmtpSource => "/usr/sbin/smtp-source",
             Self::Wrk => "/usr/bin/wrk",
+            Self::Openssl => "/usr/bin/openssl",
         }
     }
 
