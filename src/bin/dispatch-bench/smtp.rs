@@ -7,7 +7,9 @@
 //! mature C client doing only SMTP, so the ratio says what the rest of our engine costs on
 //! this machine, whatever the machine; `smtp-source` runs just before and just after our
 //! send and the two are averaged, so that a change in the machine's load weighs on both
-//! sides alike.
+//! sides alike. Next to it, without a target, our SMTP session alone (the same message over
+//! 8 connections, no store): the part of the gap that is the protocol code's rather than the
+//! engine's.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -21,7 +23,7 @@ use tokio::sync::watch;
 
 use dispatch::domain::{EmailAddress, Token};
 use dispatch::mail::sender::{Engine, Mode};
-use dispatch::mail::{Recipient, Transport, message_id};
+use dispatch::mail::{Recipient, SmtpConnector, Transport, message_id};
 use dispatch::store::Store;
 
 use crate::Ctx;
@@ -32,7 +34,7 @@ use crate::tools::{self, Tool};
 
 /// Recipients at full scale.
 const RECIPIENTS: u64 = 20_000;
-/// The Message-ID domain of the benchmark's message.
+/// The EHLO name and Message-ID domain of the benchmark's messages.
 const HELO: &str = "news.example.com";
 
 /// Sends the edition `edition` of `db` (`n` recipients) to a fresh `smtp-sink` at `sink`.
@@ -42,8 +44,8 @@ pub(crate) struct SendStep {
     pub(crate) edition: i64,
     pub(crate) n: u64,
     pub(crate) sink: PathBuf,
-    /// `smtp-source`, to run before and after the send; `None` for the RSS benchmark, whose
-    /// peak must be the send's.
+    /// `smtp-source`, to run before and after the send, followed by our SMTP session alone;
+    /// `None` for the RSS benchmark, whose peak must be the send's.
     pub(crate) reference: Option<PathBuf>,
 }
 
@@ -70,11 +72,13 @@ pub(crate) struct SendOutput {
     pub(crate) reference: Option<Reference>,
 }
 
-/// The `smtp-source` runs we compare the send with.
+/// The runs we compare the send with, in the order they ran after it.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Reference {
     pub(crate) source_before_secs: f64,
     pub(crate) source_after_secs: f64,
+    /// Our SMTP session alone, as many messages as the send.
+    pub(crate) sessions_secs: f64,
 }
 
 impl Step for SendStep {
@@ -85,7 +89,8 @@ impl Step for SendStep {
         let (_sink, port) = tools::start_sink(&self.sink).await?;
         let store = Store::open(&self.db).await?;
         let config = Arc::new(bench_config(&self.db, Language::English, Some(port)));
-        // One personalised message, for its size (smtp-source sends the same length).
+        // One personalised message, for its size (smtp-source sends the same length) and
+        // for the session loop.
         let message = {
             let t = template_of(&store, &config, self.edition).await?;
             let mut out = Vec::new();
@@ -130,9 +135,14 @@ impl Step for SendStep {
         let reference = match (&self.reference, before) {
             (Some(source), Some(before)) => {
                 let after = run_source(source, port, n, message.len()).await?;
+                let connector = SmtpConnector::new(&config.smtp, HELO)?;
+                let sessions = run_sessions(&connector, config.smtp.connections, n, message)
+                    .await
+                    .context("our SMTP session alone")?;
                 Some(Reference {
                     source_before_secs: before,
                     source_after_secs: after,
+                    sessions_secs: sessions,
                 })
             }
             _ => None,
@@ -188,6 +198,40 @@ async fn run_source(source: &std::path::Path, port: u16, n: u64, size: usize) ->
     Ok(t.elapsed().as_secs_f64())
 }
 
+/// Sends `message` `n` times over `sessions` of our own SMTP sessions at once, as
+/// `smtp-source -s` does; returns the seconds it took.
+async fn run_sessions(
+    connector: &SmtpConnector,
+    sessions: u32,
+    n: u64,
+    message: Vec<u8>,
+) -> Result<f64> {
+    let message = Arc::new(message);
+    let sessions = u64::from(sessions.max(1));
+    let from = EmailAddress::parse("bounces@news.example.com")?;
+    let to = EmailAddress::parse("reader1@example1.org")?;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for s in 0..sessions {
+        // n spread evenly, the first n % sessions taking one more.
+        let count = n / sessions + u64::from(s < n % sessions);
+        let (connector, message) = (connector.clone(), Arc::clone(&message));
+        let (from, to) = (from.clone(), to.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut session = connector.connect().await?;
+            for _ in 0..count {
+                session.send(&from, &to, &message).await?;
+            }
+            session.quit().await;
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
 pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
     let [sink, source] = match tools::find_all([Tool::SmtpSink, Tool::SmtpSource]) {
         Ok(paths) => paths,
@@ -212,9 +256,10 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
         2 * n,
         reference.source_before_secs + reference.source_after_secs,
     );
+    let sessions = per_sec(n, reference.sessions_secs);
     let size = kb(o.msg_bytes as f64);
     eprintln!(
-        "{} messages of {size} over 8 connections: dispatch {}/s (sent {}, failed {}), smtp-source {}/s (before {}/s, after {}/s), ratio {}; sending child peak RSS {:.0} MB",
+        "{} messages of {size} over 8 connections: dispatch {}/s (sent {}, failed {}), smtp-source {}/s (before {}/s, after {}/s), ratio {}; our SMTP session alone {}/s ({}); sending child peak RSS {:.0} MB",
         thousands(n as f64),
         thousands(ours),
         o.send.sent,
@@ -223,6 +268,8 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
         thousands(per_sec(n, reference.source_before_secs)),
         thousands(per_sec(n, reference.source_after_secs)),
         ratio(ours / theirs),
+        thousands(sessions),
+        ratio(sessions / theirs),
         r.rss_mb
     );
     Ok(vec![
@@ -236,6 +283,14 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
                 thousands(theirs),
             ),
             Verdict::of(ours / theirs >= 0.8 && o.send.sent == n),
+        ),
+        Row::info(
+            "smtp session",
+            format!(
+                "{} smtp-source ({}/s: our SMTP session alone, no store)",
+                ratio(sessions / theirs),
+                thousands(sessions)
+            ),
         ),
         Row::info(
             "smtp RSS",
