@@ -66,7 +66,7 @@ pub async fn schedule_tick(
     now: DateTime<Utc>,
     reported_late: &mut HashSet<(i64, DateTime<Utc>)>,
 ) -> Result<Vec<i64>> {
-    let max_lateness = config.max_lateness().map_err(anyhow::Error::msg)?;
+    let max_lateness = config.schedule.max_lateness.to_chrono();
     let mut created = Vec::new();
     for list in store.all_lists().await? {
         match due_slot(&list, now, max_lateness) {
@@ -108,7 +108,7 @@ pub async fn schedule_tick(
 /// One breaking-news pass: every breaking article stored within `max_lateness` that a
 /// breaking list has not had yet becomes an edition.
 pub async fn breaking_tick(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<Vec<i64>> {
-    let max_lateness = config.max_lateness().map_err(anyhow::Error::msg)?;
+    let max_lateness = config.schedule.max_lateness.to_chrono();
     let mut created = Vec::new();
     for article in store.unsent_breaking(now - max_lateness).await? {
         for (list, c) in edition::create_breaking(store, config, article, None).await? {
@@ -164,7 +164,7 @@ pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bo
     let transport = Transport::from_config(&config).context("setting up the mail transport")?;
     let engine = Engine::new(store.clone(), Arc::clone(&config), transport)?;
 
-    let listener = tokio::net::TcpListener::bind(&config.web.bind)
+    let listener = tokio::net::TcpListener::bind(config.web.bind)
         .await
         .with_context(|| format!("[web] bind: cannot listen on {}", config.web.bind))?;
     tracing::info!(bind = %config.web.bind, public_url = %config.web.public_url, "web pages up");
@@ -259,7 +259,7 @@ impl TransportConfirmations {
         confirm_url: &str,
     ) -> Result<Vec<u8>> {
         use lettre::message::{Mailbox, MultiPart, header::ContentType};
-        let from = self.config.from_mailbox().map_err(anyhow::Error::msg)?;
+        let from = self.config.publication.from.mailbox().clone();
         let publication = &self.config.publication.name;
         let text = format!(
             "Please confirm that you want to receive {list_name} from {publication}.\n\n\
@@ -308,13 +308,7 @@ impl crate::web::ConfirmationSender for TransportConfirmations {
         let to = to.clone();
         Box::pin(async move {
             let bytes = bytes?;
-            let from = crate::domain::EmailAddress::parse(
-                self.config
-                    .from_mailbox()
-                    .map_err(anyhow::Error::msg)?
-                    .email
-                    .as_ref(),
-            )?;
+            let from = self.config.publication.from.address().clone();
             let mut session = self.transport.session().await?;
             let r = session.send(&from, &to, &bytes).await;
             session.close().await;

@@ -9,7 +9,7 @@ use dispatch::config::{Config, LogFormat};
 fn init_tracing(config: &Config) {
     // RUST_LOG wins over the config so an operator can turn up one module without editing files.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+        .unwrap_or_else(|_| config.log.level.filter());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use chrono::Utc;
 use dispatch::config::{self, Config, Secret, Security, TransportKind};
-use dispatch::domain::{EmailAddress, ListSlug, Token};
+use dispatch::domain::{EmailAddress, ListSlug, Token, WebUrl};
 use dispatch::edition;
 use dispatch::mail::sender::{Engine, Mode, Report};
 use dispatch::mail::transport::Transport;
@@ -55,7 +55,7 @@ struct Fixture {
 fn base_config(server: &SmtpServer, db: &Path) -> Config {
     let mut c = Config::default();
     c.database.path = db.to_owned();
-    c.web.public_url = "https://news.example.com".into();
+    c.web.public_url = WebUrl::parse("https://news.example.com").unwrap();
     c.delivery.transport = TransportKind::Smtp;
     c.smtp.host = "127.0.0.1".into();
     c.smtp.port = server.addr.port();

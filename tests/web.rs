@@ -10,7 +10,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
 use dispatch::config::Config;
-use dispatch::domain::{CategorySet, EmailAddress, ListSlug, Token};
+use dispatch::domain::{CategorySet, EmailAddress, ListSlug, Token, WebUrl};
 use dispatch::store::subscribers::NewSubscription;
 use dispatch::store::{Created, EditionKind, ListSpec, NewEdition, Store};
 use dispatch::web::{self, AppState, ConfirmationSender, RateLimits};
@@ -59,7 +59,7 @@ async fn spawn_app_with(limits: RateLimits) -> App {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let mut config = Config::default();
-    config.web.public_url = format!("http://{addr}");
+    config.web.public_url = WebUrl::parse(&format!("http://{addr}")).unwrap();
     config.digest.category_order = vec!["Politics".into(), "Business".into(), "Sport".into()];
     let recorder = Arc::new(Recorder::default());
     let mut state = AppState::new(store.clone(), Arc::new(config), recorder.clone());

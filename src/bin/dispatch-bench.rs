@@ -978,7 +978,7 @@ async fn template_of(store: &Store, config: &Config, edition: i64) -> Result<Mes
         .variant(config, None)
         .context("the edition has nothing to send")?;
     let list = renderer.list().clone();
-    let headers = common_headers(config, &list, EditionKind::Digest, &rendered.subject)?;
+    let headers = common_headers(config, &list, EditionKind::Digest, &rendered.subject);
     Ok(MessageTemplate::new(
         &headers,
         &rendered.text,

@@ -323,8 +323,7 @@ impl Engine {
     }
 
     fn envelope_from(&self) -> Result<EmailAddress> {
-        let mb = self.config.from_mailbox().map_err(anyhow::Error::msg)?;
-        Ok(EmailAddress::parse(mb.email.as_ref())?)
+        Ok(self.config.publication.from.address().clone())
     }
 
     async fn next_due(&self, only: Option<&HashSet<i64>>) -> Result<Option<chrono::DateTime<Utc>>> {
@@ -420,17 +419,11 @@ impl Engine {
             .get(&e.id)
             .map(|r| r.list())
             .context("edition renderer missing")?;
-        let public = self.config.public_url();
+        let public = self.config.web.public_url.clone();
         let host = public.host().to_owned();
-        let from = self.config.from_mailbox().map_err(anyhow::Error::msg)?;
+        let from = self.config.publication.from.mailbox().clone();
         let domain = from.email.domain().to_owned();
-        let reply_to = match &self.config.publication.reply_to {
-            Some(r) => Some(
-                r.parse()
-                    .map_err(|e| anyhow::anyhow!("[publication] reply_to: {e}"))?,
-            ),
-            None => None,
-        };
+        let reply_to = self.config.publication.reply_to.clone();
         Ok(CommonHeaders {
             from,
             reply_to,

@@ -86,7 +86,7 @@ impl AppState {
         let lang = p.language.as_str();
         pages::Chrome {
             publication: &p.name,
-            site_url: &p.url,
+            site_url: p.url.as_str(),
             lang,
             rtl: crate::render::clean::is_rtl(lang),
             base: self.base(),
@@ -95,7 +95,7 @@ impl AppState {
 
     /// `[web] public_url` without a trailing `/`.
     fn base(&self) -> &str {
-        self.config.web.public_url.trim_end_matches('/')
+        self.config.web.public_url.base()
     }
 
     fn page(&self, status: StatusCode, markup: Markup) -> Response {
