@@ -56,3 +56,40 @@ fn values_that_used_to_panic_are_refused_at_load_by_every_command() {
         }
     }
 }
+
+/// SQLite says "unable to open database file" (three times, through the error chain) for a
+/// folder; we say once what is wrong and what to give instead.
+#[test]
+fn a_database_path_that_is_a_directory_is_named_once() {
+    let cli = Cli::new();
+    let folder = cli.path("data");
+    std::fs::create_dir_all(&folder).unwrap();
+    let from_env = Cli::new().with_env("DISPATCH_DATABASE_PATH", &folder.display().to_string());
+    let in_file = cli.write(
+        "c.toml",
+        format!("[database]\npath = {:?}\n", folder.display().to_string()),
+    );
+    let via_file = cli
+        .command()
+        .env_remove("DISPATCH_DATABASE_PATH")
+        .arg("--config")
+        .arg(&in_file)
+        .arg("status")
+        .output()
+        .unwrap();
+    for out in [from_env.run(["status"]), via_file] {
+        assert_eq!(code(&out), 1, "{}", show(&out));
+        let e = stderr(&out);
+        assert_eq!(e.matches("is a directory").count(), 1, "{e}");
+        assert!(
+            e.contains(&format!(
+                "[database] path {} is a directory",
+                folder.display()
+            )) && e.contains("give a file path such as data/dispatch.db"),
+            "{e}"
+        );
+        assert!(!e.contains("unable to open database file"), "{e}");
+    }
+    // The folder is left as it was.
+    assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 0);
+}
