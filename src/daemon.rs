@@ -69,7 +69,7 @@ pub async fn schedule_tick(
     now: DateTime<Utc>,
     reported_late: &mut HashSet<(i64, DateTime<Utc>)>,
 ) -> Result<Vec<i64>> {
-    let max_lateness = config.max_lateness().map_err(anyhow::Error::msg)?;
+    let max_lateness = config.schedule.max_lateness.to_chrono();
     let mut created = Vec::new();
     for list in store.all_lists().await? {
         match due_slot(&list, now, max_lateness) {
@@ -111,7 +111,7 @@ pub async fn schedule_tick(
 /// One breaking-news pass: every breaking article stored within `max_lateness` that a
 /// breaking list has not had yet becomes an edition.
 pub async fn breaking_tick(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<Vec<i64>> {
-    let max_lateness = config.max_lateness().map_err(anyhow::Error::msg)?;
+    let max_lateness = config.schedule.max_lateness.to_chrono();
     let mut created = Vec::new();
     for article in store.unsent_breaking(now - max_lateness).await? {
         for (list, c) in edition::create_breaking(store, config, article, None).await? {
@@ -167,7 +167,7 @@ pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bo
     let transport = Transport::from_config(&config).context("setting up the mail transport")?;
     let engine = Engine::new(store.clone(), Arc::clone(&config), transport)?;
 
-    let listener = tokio::net::TcpListener::bind(&config.web.bind)
+    let listener = tokio::net::TcpListener::bind(config.web.bind)
         .await
         .with_context(|| format!("[web] bind: cannot listen on {}", config.web.bind))?;
     tracing::info!(bind = %config.web.bind, public_url = %config.web.public_url, "web pages up");

@@ -382,6 +382,13 @@ impl fmt::Display for WebUrl {
     }
 }
 
+impl<'de> Deserialize<'de> for WebUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Parses an RFC 3339 timestamp (any offset) into UTC.
 pub fn parse_timestamp(raw: &str) -> Result<DateTime<Utc>, DomainError> {
     DateTime::parse_from_rfc3339(raw.trim())

@@ -33,7 +33,7 @@ async fn start(limits: ServeLimits, rate: Option<RateLimits>) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = Config::default();
-    config.web.public_url = format!("http://{addr}");
+    config.web.public_url = dispatch::domain::WebUrl::parse(&format!("http://{addr}")).unwrap();
     let mut state = AppState::new(store, Arc::new(config));
     if let Some(rate) = rate {
         state.limits = Arc::new(rate);

@@ -90,7 +90,7 @@ pub(super) async fn run(args: PreviewArgs, ctx: &Ctx) -> Result<Outcome> {
         rendered.text.fill(|h| fill(h, false)).as_bytes(),
     )?;
     let headers =
-        edition::common_headers(&ctx.config, &list, EditionKind::Digest, &rendered.subject)?;
+        edition::common_headers(&ctx.config, &list, EditionKind::Digest, &rendered.subject);
     let template = MessageTemplate::new(&headers, &rendered.text, &rendered.html);
     let mut eml = Vec::with_capacity(template.size_hint());
     let message_id = crate::mail::mime::message_id(0, 0, template.message_id_domain());

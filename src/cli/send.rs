@@ -251,7 +251,7 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
                 &list,
                 EditionKind::Digest,
                 &format!("[test] {}", rendered.subject),
-            )?;
+            );
             let template = MessageTemplate::new(&headers, &rendered.text, &rendered.html);
             let mut bytes = Vec::with_capacity(template.size_hint());
             let message_id = crate::mail::mime::message_id(0, 0, template.message_id_domain());
@@ -264,13 +264,7 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
                 },
                 &mut bytes,
             );
-            let from = EmailAddress::parse(
-                ctx.config
-                    .from_mailbox()
-                    .map_err(anyhow::Error::msg)?
-                    .email
-                    .as_ref(),
-            )?;
+            let from = ctx.config.publication.from.address();
             // Signed like every real message, so a test shows what DKIM verifiers will see.
             if let Some(d) = &ctx.config.dkim {
                 let signer =
@@ -281,7 +275,7 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
             let transport = Transport::from_config(&ctx.config)?;
             let mut session = transport.session().await?;
             session
-                .send(&from, &to, &bytes)
+                .send(from, &to, &bytes)
                 .await
                 .with_context(|| format!("sending the test message to @{}", to.domain()))?;
             session.close().await;

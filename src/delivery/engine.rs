@@ -160,7 +160,7 @@ impl Engine {
 
         let shared = Arc::new(Shared {
             transport: Arc::clone(&self.transport),
-            envelope_from: messages::envelope_from(&self.config)?,
+            envelope_from: messages::envelope_from(&self.config),
             signer: self.signer.clone(),
             limiter: self.limiter.clone(),
             paused: Arc::clone(&paused),

@@ -57,7 +57,7 @@ impl Renderings {
         let template = match renderer.variant(config, categories) {
             Some(rendered) => {
                 let headers =
-                    edition::common_headers(config, renderer.list(), e.kind, &rendered.subject)?;
+                    edition::common_headers(config, renderer.list(), e.kind, &rendered.subject);
                 Some(Arc::new(MessageTemplate::new(
                     &headers,
                     &rendered.text,
@@ -116,11 +116,11 @@ pub(super) fn transactional(config: &Config, m: &ClaimedMail) -> Result<(Vec<u8>
 /// opens the URL confirms nobody).
 fn confirmation(config: &Config, m: &ClaimedMail) -> Result<(Vec<u8>, String)> {
     use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
-    let from = config.from_mailbox().map_err(anyhow::Error::msg)?;
-    let domain = from.email.domain().to_owned();
+    let from = config.publication.from.mailbox().clone();
+    let domain = config.publication.from.address().domain().to_owned();
     let confirm_url = format!(
         "{}/confirm/{}",
-        config.public_url().base(),
+        config.web.public_url.base(),
         m.token.as_str()
     );
     let list_name = &m.list_name;
@@ -163,7 +163,6 @@ fn confirmation(config: &Config, m: &ClaimedMail) -> Result<(Vec<u8>, String)> {
 }
 
 /// The envelope sender of every message: `[publication] from`'s address.
-pub(super) fn envelope_from(config: &Config) -> Result<EmailAddress> {
-    let mb = config.from_mailbox().map_err(anyhow::Error::msg)?;
-    Ok(EmailAddress::parse(mb.email.as_ref())?)
+pub(super) fn envelope_from(config: &Config) -> EmailAddress {
+    config.publication.from.address().clone()
 }

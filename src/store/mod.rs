@@ -5,7 +5,7 @@
 //! compile-time macros so that a clean checkout builds without a database, and `$n`
 //! placeholders so the SQL carries over to PostgreSQL.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -60,6 +60,9 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database path names a directory, which SQLite cannot open as a file.
+    #[error("[database] path {} is a directory; give a file path such as data/dispatch.db", .0.display())]
+    IsADirectory(PathBuf),
 }
 
 /// Shorthand for store results.
@@ -85,6 +88,10 @@ pub struct Store {
 impl Store {
     /// Opens (creating the file and its folder if needed) and migrates the database.
     pub async fn open(path: &Path) -> Result<Self> {
+        // SQLite would say only "unable to open database file", once per connection attempt.
+        if path.is_dir() {
+            return Err(StoreError::IsADirectory(path.to_path_buf()));
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Conflict(format!(

@@ -70,7 +70,7 @@ impl AppState {
         let lang = p.language.as_str();
         pages::Chrome {
             publication: &p.name,
-            site_url: &p.url,
+            site_url: p.url.as_str(),
             lang,
             rtl: crate::render::clean::is_rtl(lang),
             base: self.base(),
@@ -79,7 +79,7 @@ impl AppState {
 
     /// `[web] public_url` without a trailing `/`.
     fn base(&self) -> &str {
-        self.config.web.public_url.trim_end_matches('/')
+        self.config.web.public_url.base()
     }
 
     fn page(&self, status: StatusCode, markup: Markup) -> Response {

@@ -53,7 +53,7 @@ fn config() -> Config {
         &BTreeMap::new(),
     )
     .unwrap();
-    assert_eq!(cfg.max_lateness().unwrap(), Duration::hours(6));
+    assert_eq!(cfg.schedule.max_lateness.to_chrono(), Duration::hours(6));
     cfg
 }
 

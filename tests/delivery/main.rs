@@ -54,7 +54,7 @@ struct Fixture {
 fn base_config(server: &SmtpServer, db: &Path) -> Config {
     let mut c = Config::default();
     c.database.path = db.to_owned();
-    c.web.public_url = "https://news.example.com".into();
+    c.web.public_url = dispatch::domain::WebUrl::parse("https://news.example.com").unwrap();
     c.delivery.transport = TransportKind::Smtp;
     c.smtp.host = "127.0.0.1".into();
     c.smtp.port = server.addr.port();

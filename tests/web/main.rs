@@ -17,7 +17,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
 use dispatch::config::Config;
-use dispatch::domain::{CategorySet, EmailAddress, ListSlug, Token};
+use dispatch::domain::{CategorySet, EmailAddress, ListSlug, Token, WebUrl};
 use dispatch::store::subscribers::NewSubscription;
 use dispatch::delivery::{Engine, Mode, Scope};
 use dispatch::mail::transport::{StubOutbox, Transport};
@@ -52,7 +52,7 @@ async fn spawn_app_with(limits: RateLimits) -> App {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let mut config = Config::default();
-    config.web.public_url = format!("http://{addr}");
+    config.web.public_url = WebUrl::parse(&format!("http://{addr}")).unwrap();
     config.digest.category_order = vec!["Politics".into(), "Business".into(), "Sport".into()];
     let config = Arc::new(config);
     let mut state = AppState::new(store.clone(), Arc::clone(&config));
