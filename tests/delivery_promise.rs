@@ -20,8 +20,8 @@ use dispatch::domain::{EmailAddress, ListSlug};
 use dispatch::mail::transport::Transport;
 use dispatch::store::subscribers::NewSubscription;
 use dispatch::store::{Created, ListSpec, NewArticle, Store};
-use support::smtp_server::{Action, Event, ServerConfig, SmtpServer};
 use support::cli::{Cli, show};
+use support::smtp_server::{Action, Event, ServerConfig, SmtpServer};
 
 fn reader(i: usize) -> String {
     format!("reader{i:05}@example.org")

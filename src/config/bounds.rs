@@ -103,7 +103,9 @@ pub(super) const BOUNDS: &[Bound] = &[
     number("schedule", "breaking_poll_secs", 1, 3600, |c| {
         c.schedule.breaking_poll_secs
     }),
-    number("retention", "days", 1, 3650, |c| u64::from(c.retention.days)),
+    number("retention", "days", 1, 3650, |c| {
+        u64::from(c.retention.days)
+    }),
 ];
 
 /// The bound of `[section] key`, if it has one.

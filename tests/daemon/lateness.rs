@@ -198,7 +198,10 @@ async fn a_slot_missed_by_7h_is_skipped_and_its_stories_go_in_the_next_digest() 
         .unwrap();
     assert_eq!(next.len(), 1);
     let next = db.store.edition(next[0]).await.unwrap();
-    assert_eq!(next.slot.map(|s| s.to_text()).as_deref(), Some("2026-07-12T02:00:00Z"));
+    assert_eq!(
+        next.slot.map(|s| s.to_text()).as_deref(),
+        Some("2026-07-12T02:00:00Z")
+    );
     assert_eq!(
         next.window_start, first.window_end,
         "the window starts where the last edition ended, not at the skipped slot"

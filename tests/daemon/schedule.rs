@@ -46,7 +46,10 @@ async fn karachi_slot_gives_one_edition_across_repeated_ticks_restarts_and_two_p
         .unwrap();
     assert_eq!(created.len(), 1, "one edition at the slot");
     let e = db.store.edition(created[0]).await.unwrap();
-    assert_eq!(e.slot.map(|s| s.to_text()).as_deref(), Some("2026-06-10T02:00:00Z"));
+    assert_eq!(
+        e.slot.map(|s| s.to_text()).as_deref(),
+        Some("2026-06-10T02:00:00Z")
+    );
     assert_eq!(e.window_end.to_text(), dbt(now));
     assert_eq!(e.status.as_str(), "sending");
     assert_eq!(db.article_ids(e.id).await, HashSet::from([a, b]));

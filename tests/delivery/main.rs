@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use dispatch::config::{Config, Security, TransportKind};
+use dispatch::delivery::{Engine, Mode, Report};
 use dispatch::domain::{EmailAddress, ListSlug};
 use dispatch::edition;
-use dispatch::delivery::{Engine, Mode, Report};
 use dispatch::mail::transport::Transport;
 use dispatch::store::subscribers::NewSubscription;
 use dispatch::store::{Created, ListRow, ListSpec, NewArticle, Store};

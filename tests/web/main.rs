@@ -17,10 +17,10 @@ use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
 use dispatch::config::Config;
-use dispatch::domain::{CategorySet, EmailAddress, ListSlug, Token, WebUrl};
-use dispatch::store::subscribers::NewSubscription;
 use dispatch::delivery::{Engine, Mode, Scope};
+use dispatch::domain::{CategorySet, EmailAddress, ListSlug, Token, WebUrl};
 use dispatch::mail::transport::{StubOutbox, Transport};
+use dispatch::store::subscribers::NewSubscription;
 use dispatch::store::{
     Created, EditionKind, ListSpec, NewEdition, SenderId, SenderIdentity, Store,
 };

@@ -21,8 +21,8 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use dispatch::domain::{EmailAddress, Token};
 use dispatch::delivery::{Engine, Mode};
+use dispatch::domain::{EmailAddress, Token};
 use dispatch::mail::{Recipient, SmtpConnector, Transport, message_id};
 use dispatch::store::Store;
 

@@ -21,8 +21,8 @@ use chrono::Duration as ChronoDuration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use dispatch::mail::Transport;
 use dispatch::delivery::Engine;
+use dispatch::mail::Transport;
 use dispatch::store::Store;
 
 use crate::Ctx;
