@@ -24,6 +24,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod delivery;
 pub mod digest;
 pub mod domain;
 pub mod edition;

@@ -10,10 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dispatch::config::Config;
-use dispatch::domain::EmailAddress;
 use dispatch::store::Store;
-use dispatch::web::{self, AppState, ConfirmationSender, RateLimits, ServeLimits};
-use futures_util::future::BoxFuture;
+use dispatch::web::{self, AppState, RateLimits, ServeLimits};
 use governor::Quota;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -21,14 +19,6 @@ use tokio::time::timeout;
 
 /// Longest we wait for anything before calling the server stuck.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-struct NoMail;
-
-impl ConfirmationSender for NoMail {
-    fn send(&self, _: &EmailAddress, _: &str, _: &str) -> BoxFuture<'_, anyhow::Result<()>> {
-        Box::pin(async { Ok(()) })
-    }
-}
 
 struct Server {
     addr: SocketAddr,
@@ -43,8 +33,8 @@ async fn start(limits: ServeLimits, rate: Option<RateLimits>) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = Config::default();
-    config.web.public_url = format!("http://{addr}");
-    let mut state = AppState::new(store, Arc::new(config), Arc::new(NoMail));
+    config.web.public_url = dispatch::domain::WebUrl::parse(&format!("http://{addr}")).unwrap();
+    let mut state = AppState::new(store, Arc::new(config));
     if let Some(rate) = rate {
         state.limits = Arc::new(rate);
     }

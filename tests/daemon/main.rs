@@ -53,7 +53,7 @@ fn config() -> Config {
         &BTreeMap::new(),
     )
     .unwrap();
-    assert_eq!(cfg.max_lateness().unwrap(), Duration::hours(6));
+    assert_eq!(cfg.schedule.max_lateness.to_chrono(), Duration::hours(6));
     cfg
 }
 
@@ -188,7 +188,7 @@ impl Db {
 fn slots(editions: &[EditionRow]) -> Vec<String> {
     editions
         .iter()
-        .map(|e| e.slot.clone().unwrap_or_else(|| "-".into()))
+        .map(|e| e.slot.map_or_else(|| "-".into(), |s| s.to_text()))
         .collect()
 }
 

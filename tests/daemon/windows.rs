@@ -84,8 +84,8 @@ async fn every_article_lands_in_exactly_one_digest_over_several_days() {
             seen.entry(a).or_default().push(e.id);
         }
     }
-    let first_start = t(&editions[0].window_start);
-    let last_end = t(&editions[editions.len() - 1].window_end);
+    let first_start = editions[0].window_start.utc();
+    let last_end = editions[editions.len() - 1].window_end.utc();
     let mut covered = 0;
     for (id, at) in &published {
         let in_editions = seen.get(id).cloned().unwrap_or_default();

@@ -150,7 +150,7 @@ async fn refused_authentication_pauses_the_edition_and_resuming_sends_each_once(
     // The operator fixes the password and resumes.
     f.config.smtp.password = Some(Secret::new("right horse battery"));
     f.store
-        .set_edition_status(id, "sending", None)
+        .set_edition_status(id, dispatch::store::EditionStatus::Sending, None)
         .await
         .unwrap();
     let report = f.run(Some(HashSet::from([id]))).await;

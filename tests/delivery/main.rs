@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use dispatch::config::{Config, Security, TransportKind};
+use dispatch::delivery::{Engine, Mode, Report};
 use dispatch::domain::{EmailAddress, ListSlug};
 use dispatch::edition;
-use dispatch::mail::sender::{Engine, Mode, Report};
 use dispatch::mail::transport::Transport;
 use dispatch::store::subscribers::NewSubscription;
 use dispatch::store::{Created, ListRow, ListSpec, NewArticle, Store};
@@ -54,7 +54,7 @@ struct Fixture {
 fn base_config(server: &SmtpServer, db: &Path) -> Config {
     let mut c = Config::default();
     c.database.path = db.to_owned();
-    c.web.public_url = "https://news.example.com".into();
+    c.web.public_url = dispatch::domain::WebUrl::parse("https://news.example.com").unwrap();
     c.delivery.transport = TransportKind::Smtp;
     c.smtp.host = "127.0.0.1".into();
     c.smtp.port = server.addr.port();
@@ -150,7 +150,7 @@ impl Fixture {
 
     async fn status(&self, edition: i64) -> (String, Option<String>) {
         let e = self.store.edition(edition).await.unwrap();
-        (e.status, e.status_reason)
+        (e.status.to_string(), e.status_reason)
     }
 }
 

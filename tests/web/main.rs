@@ -12,46 +12,33 @@ mod unsubscribe;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
 use dispatch::config::Config;
-use dispatch::domain::{CategorySet, EmailAddress, ListSlug, Token};
+use dispatch::delivery::{Engine, Mode, Scope};
+use dispatch::domain::{CategorySet, EmailAddress, ListSlug, Token, WebUrl};
+use dispatch::mail::transport::{StubOutbox, Transport};
 use dispatch::store::subscribers::NewSubscription;
-use dispatch::store::{Created, EditionKind, ListSpec, NewEdition, Store};
-use dispatch::web::{self, AppState, ConfirmationSender, RateLimits};
-use futures_util::future::BoxFuture;
+use dispatch::store::{
+    Created, EditionKind, ListSpec, NewEdition, SenderId, SenderIdentity, Store,
+};
+use dispatch::web::{self, AppState, RateLimits};
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use support::db::TempDb;
-
-/// Records confirmation emails instead of sending them.
-#[derive(Default)]
-struct Recorder {
-    sent: Mutex<Vec<(String, String, String)>>,
-}
-
-impl ConfirmationSender for Recorder {
-    fn send(
-        &self,
-        to: &EmailAddress,
-        list_name: &str,
-        confirm_url: &str,
-    ) -> BoxFuture<'_, anyhow::Result<()>> {
-        let item = (to.to_string(), list_name.to_owned(), confirm_url.to_owned());
-        Box::pin(async move {
-            self.sent.lock().unwrap().push(item);
-            Ok(())
-        })
-    }
-}
 
 struct App {
     base: String,
     store: Store,
-    recorder: Arc<Recorder>,
+    /// Confirmation mail, as the real sender delivered it (transactional mail only: the
+    /// tests claim edition deliveries themselves).
+    outbox: StubOutbox,
+    /// Claims deliveries in the tests' own claims.
+    claimer: SenderId,
     http: reqwest::Client,
     _shutdown: tokio::sync::oneshot::Sender<()>,
+    _stop_sender: tokio::sync::watch::Sender<bool>,
     _db: TempDb,
 }
 
@@ -65,11 +52,30 @@ async fn spawn_app_with(limits: RateLimits) -> App {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let mut config = Config::default();
-    config.web.public_url = format!("http://{addr}");
+    config.web.public_url = WebUrl::parse(&format!("http://{addr}")).unwrap();
     config.digest.category_order = vec!["Politics".into(), "Business".into(), "Sport".into()];
-    let recorder = Arc::new(Recorder::default());
-    let mut state = AppState::new(store.clone(), Arc::new(config), recorder.clone());
+    let config = Arc::new(config);
+    let mut state = AppState::new(store.clone(), Arc::clone(&config));
     state.limits = Arc::new(limits);
+    // The real sender delivers the confirmations the sign-up page queues.
+    let outbox = StubOutbox::new();
+    let engine = Engine::new(
+        store.clone(),
+        Arc::clone(&config),
+        Transport::Stub(outbox.clone()),
+    )
+    .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move { engine.run(Scope::Mail, Mode::Forever, stop_rx).await });
+    let claimer = store
+        .register_sender(&SenderIdentity {
+            host: "web-tests".into(),
+            pid: 1,
+            started: "unknown".into(),
+            node: "web-tests".into(),
+        })
+        .await
+        .unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(web::serve(listener, state, async move {
         let _ = rx.await;
@@ -81,9 +87,11 @@ async fn spawn_app_with(limits: RateLimits) -> App {
     App {
         base: format!("http://{addr}"),
         store,
-        recorder,
+        outbox,
+        claimer,
         http,
         _shutdown: tx,
+        _stop_sender: stop_tx,
         _db: db,
     }
 }
@@ -150,12 +158,15 @@ impl App {
     async fn claim(&self, edition: i64, list_id: i64) -> (HashMap<String, Token>, u64) {
         let (claimed, skipped) = self
             .store
-            .claim_deliveries(edition, list_id, 1000, Duration::minutes(5))
+            .claim_deliveries(edition, list_id, 1000, Duration::minutes(5), self.claimer)
             .await
             .unwrap();
         (
-            claimed.into_iter().map(|c| (c.email, c.token)).collect(),
-            skipped,
+            claimed
+                .into_iter()
+                .map(|c| (c.email.to_string(), c.token))
+                .collect(),
+            skipped.unwanted,
         )
     }
 
@@ -217,17 +228,23 @@ impl App {
 
     /// Waits for the background confirmation mail to `to`, returning its URL.
     async fn confirmation_url(&self, to: &str) -> String {
-        for _ in 0..200 {
-            if let Some((_, _, url)) = self
-                .recorder
-                .sent
-                .lock()
-                .unwrap()
-                .iter()
+        for _ in 0..500 {
+            let found = self
+                .outbox
+                .messages()
+                .into_iter()
                 .rev()
-                .find(|(t, _, _)| t == to)
-            {
-                return url.clone();
+                .find(|m| m.to.as_str() == to);
+            if let Some(m) = found {
+                // Undo quoted-printable soft breaks; the link itself is plain ASCII.
+                let text = String::from_utf8_lossy(&m.bytes).replace("=\r\n", "");
+                let start = text
+                    .find(&format!("{}/confirm/", self.base))
+                    .expect("the confirmation mail carries the link");
+                return text[start..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '<' && *c != '"')
+                    .collect();
             }
             tokio::time::sleep(StdDuration::from_millis(10)).await;
         }
@@ -235,13 +252,20 @@ impl App {
     }
 
     fn mails_to(&self, to: &str) -> usize {
-        self.recorder
-            .sent
-            .lock()
-            .unwrap()
+        self.outbox
+            .messages()
             .iter()
-            .filter(|(t, _, _)| t == to)
+            .filter(|m| m.to.as_str() == to)
             .count()
+    }
+
+    /// Opens a confirmation link as a reader does: the page, then its button.
+    async fn confirm(&self, url: &str) -> reqwest::Response {
+        let path = url.strip_prefix(&self.base).unwrap().to_owned();
+        let page = self.get(&path).await;
+        assert_eq!(page.status(), reqwest::StatusCode::OK);
+        assert!(page.text().await.unwrap().contains("<form method=\"post\""));
+        self.post_form(&path, "").await
     }
 }
 

@@ -43,9 +43,18 @@ async fn signup_confirm_and_no_enumeration() {
     assert_eq!(claimed.keys().collect::<Vec<_>>(), ["known@example.com"]);
     assert_eq!(skipped, 0);
 
+    // Opening the link (a mail scanner does) confirms nobody: only the button does.
     let path = url.strip_prefix(&app.base).unwrap().to_owned();
     for _ in 0..2 {
-        let r = app.get(&path).await;
+        assert_eq!(app.get(&path).await.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        app.status("unknown@example.com", "daily").await.as_deref(),
+        Some("pending"),
+        "a GET on the confirmation link changes nothing"
+    );
+    for _ in 0..2 {
+        let r = app.confirm(&url).await;
         assert_eq!(r.status(), StatusCode::OK);
         assert!(r.text().await.unwrap().contains("You are subscribed"));
         assert_eq!(
@@ -95,7 +104,7 @@ async fn unsubscribed_reader_must_confirm_again_even_on_single_opt_in() {
     );
     assert_eq!(app.mails_to("fresh@example.com"), 0);
     let url = app.confirmation_url("gone@example.com").await;
-    let r = app.get(url.strip_prefix(&app.base).unwrap()).await;
+    let r = app.confirm(&url).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         app.status("gone@example.com", "daily").await.as_deref(),

@@ -232,7 +232,7 @@ pub(crate) async fn template_of(
         .variant(config, None)
         .context("the edition has nothing to send")?;
     let list = renderer.list().clone();
-    let headers = common_headers(config, &list, EditionKind::Digest, &rendered.subject)?;
+    let headers = common_headers(config, &list, EditionKind::Digest, &rendered.subject);
     Ok(MessageTemplate::new(
         &headers,
         &rendered.text,

@@ -21,8 +21,8 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use dispatch::delivery::{Engine, Mode};
 use dispatch::domain::{EmailAddress, Token};
-use dispatch::mail::sender::{Engine, Mode};
 use dispatch::mail::{Recipient, SmtpConnector, Transport, message_id};
 use dispatch::store::Store;
 
@@ -122,14 +122,14 @@ impl Step for SendStep {
         let recorded = store
             .delivery_counts(self.edition)
             .await?
-            .get("sent")
+            .get(&dispatch::store::DeliveryStatus::Sent)
             .copied()
             .unwrap_or(0);
         let status = store.edition(self.edition).await?.status;
         store.close().await;
         let n = self.n;
         anyhow::ensure!(
-            u64::try_from(recorded) == Ok(n) && status == "sent",
+            u64::try_from(recorded) == Ok(n) && status == dispatch::store::EditionStatus::Sent,
             "the database records {recorded} of {n} deliveries sent and the edition {status}"
         );
         let reference = match (&self.reference, before) {

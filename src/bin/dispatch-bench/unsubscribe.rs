@@ -21,9 +21,8 @@ use chrono::Duration as ChronoDuration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use dispatch::domain::EmailAddress;
+use dispatch::delivery::Engine;
 use dispatch::mail::Transport;
-use dispatch::mail::sender::Engine;
 use dispatch::store::Store;
 
 use crate::Ctx;
@@ -131,20 +130,6 @@ impl Wrk {
     }
 }
 
-/// Confirmation mail is not part of this benchmark.
-struct NoConfirmations;
-
-impl dispatch::web::ConfirmationSender for NoConfirmations {
-    fn send(
-        &self,
-        _to: &EmailAddress,
-        _list_name: &str,
-        _confirm_url: &str,
-    ) -> futures_util::future::BoxFuture<'_, anyhow::Result<()>> {
-        Box::pin(async { Ok(()) })
-    }
-}
-
 impl Step for UnsubscribeStep {
     const NAME: &'static str = "unsubscribe";
     type Output = UnsubscribeOutput;
@@ -172,11 +157,7 @@ impl Step for UnsubscribeStep {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let web_addr = listener.local_addr()?;
         let (stop_tx, mut stop_rx) = watch::channel(false);
-        let state = dispatch::web::AppState::new(
-            store.clone(),
-            Arc::clone(&config),
-            Arc::new(NoConfirmations),
-        );
+        let state = dispatch::web::AppState::new(store.clone(), Arc::clone(&config));
         let web = tokio::spawn(dispatch::web::serve(listener, state, async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         }));
@@ -363,6 +344,9 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
     let store = Store::open(&db).await?;
     let tokens_list = store.list_by_slug("tokens").await?;
     let per_run = i64::try_from(TOKENS.min(n / 2))?;
+    let claimer = store
+        .register_sender(&dispatch::delivery::owner::current(Some("bench")))
+        .await?;
     let mut claimed = Vec::new();
     for _ in 0..2 {
         // One claim per run: a claim's token INSERT has four SQL variables per row.
@@ -372,12 +356,17 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
                 tokens_list.id,
                 per_run,
                 ChronoDuration::seconds(300),
+                claimer,
             )
             .await?;
         claimed.append(&mut c);
     }
     store
-        .set_edition_status(tokens_edition, "cancelled", Some("benchmark: tokens only"))
+        .set_edition_status(
+            tokens_edition,
+            dispatch::store::EditionStatus::Cancelled,
+            Some("benchmark: tokens only"),
+        )
         .await?;
     store.close().await;
     let tokens: Vec<String> = claimed
