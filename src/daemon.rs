@@ -15,10 +15,13 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::delivery::{Engine, Mode};
 use crate::edition;
-use crate::mail::sender::{Engine, Mode};
 use crate::mail::transport::Transport;
 use crate::store::{Created, ListRow, Store};
+
+/// How often the daemon compacts editions older than `[retention] days`.
+const COMPACT_EVERY: StdDuration = StdDuration::from_secs(3600);
 
 /// How often the scheduler re-reads the lists, so CLI changes apply without a restart.
 const SCHEDULE_TICK: StdDuration = StdDuration::from_secs(15);
@@ -66,7 +69,7 @@ pub async fn schedule_tick(
     now: DateTime<Utc>,
     reported_late: &mut HashSet<(i64, DateTime<Utc>)>,
 ) -> Result<Vec<i64>> {
-    let max_lateness = config.max_lateness().map_err(anyhow::Error::msg)?;
+    let max_lateness = config.schedule.max_lateness.to_chrono();
     let mut created = Vec::new();
     for list in store.all_lists().await? {
         match due_slot(&list, now, max_lateness) {
@@ -108,7 +111,7 @@ pub async fn schedule_tick(
 /// One breaking-news pass: every breaking article stored within `max_lateness` that a
 /// breaking list has not had yet becomes an edition.
 pub async fn breaking_tick(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<Vec<i64>> {
-    let max_lateness = config.max_lateness().map_err(anyhow::Error::msg)?;
+    let max_lateness = config.schedule.max_lateness.to_chrono();
     let mut created = Vec::new();
     for article in store.unsent_breaking(now - max_lateness).await? {
         for (list, c) in edition::create_breaking(store, config, article, None).await? {
@@ -164,15 +167,11 @@ pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bo
     let transport = Transport::from_config(&config).context("setting up the mail transport")?;
     let engine = Engine::new(store.clone(), Arc::clone(&config), transport)?;
 
-    let listener = tokio::net::TcpListener::bind(&config.web.bind)
+    let listener = tokio::net::TcpListener::bind(config.web.bind)
         .await
         .with_context(|| format!("[web] bind: cannot listen on {}", config.web.bind))?;
     tracing::info!(bind = %config.web.bind, public_url = %config.web.public_url, "web pages up");
-    let web_state = crate::web::AppState::new(
-        store.clone(),
-        Arc::clone(&config),
-        Arc::new(TransportConfirmations::new(Arc::clone(&config))?),
-    );
+    let web_state = crate::web::AppState::new(store.clone(), Arc::clone(&config));
     let mut web_shutdown = shutdown.clone();
     let web = tokio::spawn(crate::web::serve(listener, web_state, async move {
         let _ = web_shutdown.wait_for(|s| *s).await;
@@ -210,7 +209,32 @@ pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bo
         })
     };
 
+    let retention = {
+        let (store, days, mut shutdown) = (store.clone(), config.retention.days, shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let before = Utc::now() - chrono::Duration::days(i64::from(days));
+                match store.compact_editions(before).await {
+                    Ok(c) if c.editions > 0 => {
+                        tracing::info!(
+                            editions = c.editions,
+                            deliveries = c.deliveries,
+                            "compacted old editions"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "compacting old editions failed"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(COMPACT_EVERY) => {}
+                    _ = shutdown.wait_for(|s| *s) => break,
+                }
+            }
+        })
+    };
+
     let result = engine.run(None, Mode::Forever, shutdown).await;
+    let _ = retention.await;
     let _ = sched.await;
     match web.await {
         Ok(Err(e)) => {
@@ -237,90 +261,4 @@ async fn until_next_slot(store: &Store, now: DateTime<Utc>) -> StdDuration {
         .and_then(|t| (t - now).to_std().ok())
         .map(|d| d + StdDuration::from_millis(50))
         .unwrap_or(SCHEDULE_TICK)
-}
-
-/// Mails double-opt-in confirmation links through the configured transport.
-pub struct TransportConfirmations {
-    config: Arc<Config>,
-    transport: Transport,
-}
-
-impl TransportConfirmations {
-    /// Uses the transport `config` names.
-    pub fn new(config: Arc<Config>) -> Result<Self> {
-        let transport = Transport::from_config(&config)?;
-        Ok(Self { config, transport })
-    }
-
-    fn message(
-        &self,
-        to: &crate::domain::EmailAddress,
-        list_name: &str,
-        confirm_url: &str,
-    ) -> Result<Vec<u8>> {
-        use lettre::message::{Mailbox, MultiPart, header::ContentType};
-        let from = self.config.from_mailbox().map_err(anyhow::Error::msg)?;
-        let publication = &self.config.publication.name;
-        let text = format!(
-            "Please confirm that you want to receive {list_name} from {publication}.\n\n\
-             Open this link to confirm:\n{confirm_url}\n\n\
-             If you did not ask for this, ignore this message: you will not be subscribed.\n\n\
-             {}\n",
-            self.config.publication.postal_address
-        );
-        let html = maud::html! {
-            p { "Please confirm that you want to receive " strong { (list_name) } " from " (publication) "." }
-            p { a href=(confirm_url) { "Yes, subscribe me" } }
-            p { "If you did not ask for this, ignore this message: you will not be subscribed." }
-            p style="color:#666;font-size:12px" { (self.config.publication.postal_address) }
-        };
-        let domain = from.email.domain().to_owned();
-        let msg = lettre::Message::builder()
-            .from(from)
-            .to(Mailbox::new(None, to.as_str().parse()?))
-            .subject(format!("Confirm your subscription to {list_name}"))
-            .message_id(Some(crate::mail::mime::message_id(0, 0, &domain)))
-            .multipart(
-                MultiPart::alternative()
-                    .singlepart(
-                        lettre::message::SinglePart::builder()
-                            .header(ContentType::TEXT_PLAIN)
-                            .body(text),
-                    )
-                    .singlepart(
-                        lettre::message::SinglePart::builder()
-                            .header(ContentType::TEXT_HTML)
-                            .body(html.into_string()),
-                    ),
-            )?;
-        Ok(msg.formatted())
-    }
-}
-
-impl crate::web::ConfirmationSender for TransportConfirmations {
-    fn send(
-        &self,
-        to: &crate::domain::EmailAddress,
-        list_name: &str,
-        confirm_url: &str,
-    ) -> futures_util::future::BoxFuture<'_, Result<()>> {
-        let bytes = self.message(to, list_name, confirm_url);
-        let to = to.clone();
-        Box::pin(async move {
-            let bytes = bytes?;
-            let from = crate::domain::EmailAddress::parse(
-                self.config
-                    .from_mailbox()
-                    .map_err(anyhow::Error::msg)?
-                    .email
-                    .as_ref(),
-            )?;
-            let mut session = self.transport.session().await?;
-            let r = session.send(&from, &to, &bytes).await;
-            session.close().await;
-            r?;
-            tracing::info!(recipient_domain = %to.domain(), "confirmation link sent");
-            Ok(())
-        })
-    }
 }

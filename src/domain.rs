@@ -6,11 +6,16 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
+mod status;
 mod text;
 
+pub use status::{
+    DbTime, DeliveryStatus, EditionKind, EditionStatus, SubscriberStatus, SubscriptionStatus,
+    TokenPurpose,
+};
 pub use text::{
     MAX_AUTHOR_CHARS, MAX_NAME_CHARS, MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, TextTooLong, clean_text,
     clean_text_within, echo,
@@ -386,6 +391,13 @@ impl fmt::Display for WebUrl {
     }
 }
 
+impl<'de> Deserialize<'de> for WebUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Parses an RFC 3339 timestamp (any offset) into UTC; it must be storable ([`storable_time`]).
 pub fn parse_timestamp(raw: &str) -> Result<DateTime<Utc>, DomainError> {
     let t = DateTime::parse_from_rfc3339(raw.trim())
@@ -410,7 +422,7 @@ pub fn storable_time(t: DateTime<Utc>) -> Result<DateTime<Utc>, DomainError> {
 /// Fixed width and always UTC, so SQL string comparison orders it correctly and a CMS writing
 /// rows by hand has one unambiguous format to follow.
 pub fn db_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+    DbTime::from(t).to_text()
 }
 
 #[cfg(test)]
@@ -539,6 +551,57 @@ impl Token {
     }
 }
 
+impl Token {
+    /// The reader token of one subscription: HMAC-SHA256 under the installation's key of the
+    /// subscription id and the token's generation, cut to 128 bits.
+    ///
+    /// Derived rather than drawn so that every message of a subscription can carry the same
+    /// link while the database keeps only the token's hash: without the key the output is
+    /// as unpredictable as 128 random bits; rotating moves to the next generation.
+    pub fn derive(key: &TokenKey, subscription_id: i64, generation: i64) -> Self {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        // Invariant: HMAC accepts keys of any length.
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(b"dispatch reader token v1\0");
+        mac.update(&subscription_id.to_be_bytes());
+        mac.update(&generation.to_be_bytes());
+        let tag = mac.finalize().into_bytes();
+        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag[..16]))
+    }
+}
+
+/// The installation's secret for deriving reader tokens: 256 random bits made once.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenKey([u8; 32]);
+
+impl TokenKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        use rand::Rng as _;
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(bytes)
+    }
+
+    /// A stored key; `None` unless it is exactly 32 bytes.
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        b.try_into().ok().map(Self)
+    }
+
+    /// The key's bytes, for storing.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenKey([redacted])")
+    }
+}
+
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Token([redacted])")
@@ -560,5 +623,17 @@ mod token_tests {
         assert!(Token::parse("short").is_none());
         assert!(Token::parse("../../../../etc/passwd!").is_none());
         assert!(!format!("{a:?}").contains(a.as_str()));
+    }
+
+    #[test]
+    fn derived_tokens_are_stable_per_generation_and_differ_across_keys() {
+        let k = TokenKey::generate();
+        let t = Token::derive(&k, 7, 1);
+        assert_eq!(t, Token::derive(&k, 7, 1));
+        assert_ne!(t, Token::derive(&k, 7, 2));
+        assert_ne!(t, Token::derive(&k, 8, 1));
+        assert_ne!(t, Token::derive(&TokenKey::generate(), 7, 1));
+        assert_eq!(Token::parse(t.as_str()), Some(t.clone()));
+        assert!(!format!("{k:?}").contains("0"));
     }
 }

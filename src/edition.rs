@@ -12,10 +12,10 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::config::Config;
 use crate::digest::{self, ArticleView, Section};
-use crate::domain::{Category, CategorySet, WebUrl};
+use crate::domain::{Category, CategorySet};
 use crate::render::{self, EditionContext, Rendered};
 use crate::store::{
-    ArticleRow, Created, EditionKind, EditionRow, ListRow, NewEdition, Store, StoreError,
+    ArticleRow, Created, DbTime, EditionKind, EditionRow, ListRow, NewEdition, Store, StoreError,
 };
 
 /// The stories a digest of `list` would carry now, and its window.
@@ -63,23 +63,23 @@ fn category_order(config: &Config) -> Vec<Category> {
         .collect()
 }
 
-fn site_url(config: &Config) -> WebUrl {
-    // Invariant: validated when the config was loaded.
-    WebUrl::parse(&config.publication.url).unwrap_or_else(|_| unreachable!("validated at load"))
-}
-
 /// Groups stories into sections with the configured order and cap.
 pub fn sections_of(config: &Config, articles: Vec<ArticleView>) -> Vec<Section> {
     digest::group(
         articles,
         &category_order(config),
         config.digest.max_per_category as usize,
-        &site_url(config),
+        &config.publication.url,
     )
 }
 
 /// Plans the next digest of `list` as of `now`: the window starts where the list's last
 /// digest ended (or `first_window_hours` ago for a new list) and ends at `now`.
+///
+/// Stored times have whole seconds, and a story stored in the second a digest is built may
+/// commit after the digest read the articles. So consecutive windows share their boundary
+/// second (both include it), and a story the previous digest already carried is left out:
+/// every story is in exactly one digest, none falls between two.
 pub async fn plan_digest(
     store: &Store,
     config: &Config,
@@ -93,9 +93,15 @@ pub async fn plan_digest(
     let window_end = now.max(window_start);
     // Late arrivals are welcome for as long as a new list looks back.
     let grace = Duration::hours(i64::from(config.digest.first_window_hours));
-    let rows = store
+    let carried: std::collections::HashSet<i64> = store
+        .digest_articles_ending_at(list.id, window_start)
+        .await?
+        .into_iter()
+        .collect();
+    let mut rows = store
         .articles_in_window(window_start, window_end, grace)
         .await?;
+    rows.retain(|a| !carried.contains(&a.id));
     let breaking: std::collections::HashSet<i64> =
         store.sent_as_breaking(list.id).await?.into_iter().collect();
     let views: Vec<ArticleView> = rows
@@ -129,22 +135,17 @@ pub async fn plan_digest(
 /// The rendering context of an edition of `list`, dated `date`.
 fn context<'a>(
     config: &'a Config,
-    public: &'a WebUrl,
-    site: &'a WebUrl,
     list: &'a ListRow,
     kind: EditionKind,
     date: DateTime<Utc>,
 ) -> EditionContext<'a> {
     EditionContext {
         publication: &config.publication,
-        public_url: public,
-        site_url: site,
+        public_url: &config.web.public_url,
+        site_url: &config.publication.url,
         list_name: &list.name,
         list_description: &list.description,
-        kind: match kind {
-            EditionKind::Digest => render::EditionKind::Digest,
-            EditionKind::Breaking => render::EditionKind::Breaking,
-        },
+        kind,
         date: date.with_timezone(&list.tz().0),
         web_view_url: None,
     }
@@ -165,18 +166,9 @@ pub async fn create_digest(
     // A concurrent builder can move the window between planning and recording; plan again.
     for _ in 0..3 {
         let plan = plan_digest(store, config, list, now).await?;
-        let public = config.public_url();
-        let site = site_url(config);
         let refs: Vec<&Section> = plan.sections.iter().collect();
         let rendered = render::render_digest(
-            &context(
-                config,
-                &public,
-                &site,
-                list,
-                EditionKind::Digest,
-                slot.unwrap_or(now),
-            ),
+            &context(config, list, EditionKind::Digest, slot.unwrap_or(now)),
             &refs,
         );
         let skip_reason = (plan.story_count() == 0 && !list.send_empty)
@@ -237,8 +229,6 @@ pub async fn create_breaking(
             .collect(),
     };
     let now = Utc::now();
-    let public = config.public_url();
-    let site = site_url(config);
     let mut out = Vec::new();
     for list in lists {
         let view = article_view(&article, false);
@@ -247,10 +237,8 @@ pub async fn create_breaking(
         {
             continue;
         }
-        let rendered = render::render_breaking(
-            &context(config, &public, &site, &list, EditionKind::Breaking, now),
-            &view,
-        );
+        let rendered =
+            render::render_breaking(&context(config, &list, EditionKind::Breaking, now), &view);
         let e = NewEdition {
             list_id: list.id,
             kind: EditionKind::Breaking,
@@ -329,20 +317,17 @@ impl EditionRenderer {
         if let Some(hit) = self.cache.get(&key) {
             return hit.clone();
         }
-        let public = config.public_url();
-        let site = site_url(config);
         let date = self
             .edition
             .slot
-            .as_deref()
-            .and_then(crate::store::parse_db_time)
+            .map(DbTime::utc)
             .unwrap_or_else(|| self.edition.created());
         let kind = if self.edition.is_breaking() {
             EditionKind::Breaking
         } else {
             EditionKind::Digest
         };
-        let ctx = context(config, &public, &site, &self.list, kind, date);
+        let ctx = context(config, &self.list, kind, date);
         let chosen = categories.map(CategorySet::from_stored);
         let rendered = match &self.breaking {
             Some(a) => {
@@ -362,36 +347,31 @@ impl EditionRenderer {
     }
 }
 
-/// The headers every reader of an edition variant shares.
+/// The headers every reader of an edition variant shares: the one place they are built.
+///
+/// Everything comes from the typed config, so nothing here can fail.
 pub fn common_headers(
     config: &Config,
     list: &ListRow,
     kind: EditionKind,
     subject: &str,
-) -> Result<crate::mail::mime::CommonHeaders> {
-    let from = config.from_mailbox().map_err(anyhow::Error::msg)?;
-    let domain = from.email.domain().to_owned();
-    let reply_to = match &config.publication.reply_to {
-        Some(r) => Some(
-            r.parse()
-                .map_err(|e| anyhow::anyhow!("[publication] reply_to: {e}"))?,
-        ),
-        None => None,
-    };
-    Ok(crate::mail::mime::CommonHeaders {
-        from,
-        reply_to,
+) -> crate::mail::mime::CommonHeaders {
+    let from = &config.publication.from;
+    let domain = from.domain().to_owned();
+    crate::mail::mime::CommonHeaders {
+        from: from.mailbox().clone(),
+        reply_to: config.publication.reply_to.clone(),
         subject: subject.to_owned(),
         date: Utc::now(),
         // RFC 2919 §2: "list-label.namespace", one id per list, stable for the list's life;
         // digest and breaking editions of one list share it, different lists never do.
         list_id: format!("{} <{}.{}>", list.name, list.slug, domain),
-        public_url: config.public_url(),
+        public_url: config.web.public_url.clone(),
         unsubscribe_mailbox: format!("unsubscribe@{domain}"),
         message_id_domain: domain,
         // Gmail's feedback loop aggregates per stream: list and kind, never per reader.
         feedback_id: Some(format!("{}:{}:dispatch", list.slug, kind.as_str())),
-    })
+    }
 }
 
 /// Renders a digest plan (not recorded) for readers who chose `categories` (`None` = all):
@@ -403,14 +383,12 @@ pub fn render_plan(
     categories: Option<&CategorySet>,
     now: DateTime<Utc>,
 ) -> Option<Rendered> {
-    let public = config.public_url();
-    let site = site_url(config);
     let sections = digest::variant(&plan.sections, categories);
     if sections.is_empty() && !plan.sections.is_empty() {
         return None;
     }
     Some(render::render_digest(
-        &context(config, &public, &site, list, EditionKind::Digest, now),
+        &context(config, list, EditionKind::Digest, now),
         &sections,
     ))
 }

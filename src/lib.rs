@@ -24,6 +24,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod delivery;
 pub mod digest;
 pub mod domain;
 pub mod edition;
@@ -33,3 +34,6 @@ pub mod render;
 pub mod schedule;
 pub mod store;
 pub mod web;
+
+#[cfg(test)]
+mod test_tools;

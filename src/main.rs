@@ -1,5 +1,6 @@
 //! The `dispatch` binary: parse the command line, load the config, run the command.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -9,9 +10,13 @@ use dispatch::config::{Config, LogFormat};
 fn init_tracing(config: &Config) {
     // RUST_LOG wins over the config so an operator can turn up one module without editing files.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+        .unwrap_or_else(|_| config.log.level.filter());
+    // Colour only on a terminal (escape codes in a file or the journal are noise), and never
+    // when NO_COLOR is set (https://no-color.org), which `with_ansi` would otherwise override.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
         .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),

@@ -7,22 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use dispatch::config::Config;
-use dispatch::domain::{EmailAddress, ListSlug};
+use dispatch::domain::{ListSlug, WebUrl};
 use dispatch::store::{ListSpec, Store};
-use dispatch::web::{self, AppState, ConfirmationSender};
-use futures_util::future::BoxFuture;
+use dispatch::web::{self, AppState};
 use reqwest::header::CONTENT_TYPE;
 use serde_json::Value;
 use support::cli::Cli;
-
-/// Drops confirmation emails: the list in this test needs none.
-struct NoMail;
-
-impl ConfirmationSender for NoMail {
-    fn send(&self, _: &EmailAddress, _: &str, _: &str) -> BoxFuture<'_, anyhow::Result<()>> {
-        Box::pin(async { Ok(()) })
-    }
-}
 
 #[tokio::test]
 async fn a_formula_address_from_the_sign_up_form_is_neutralised_on_export_and_restored_on_import() {
@@ -43,8 +33,9 @@ async fn a_formula_address_from_the_sign_up_form_is_neutralised_on_export_and_re
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let mut config = Config::default();
-    config.web.public_url = format!("http://{addr}");
-    let state = AppState::new(store.clone(), Arc::new(config), Arc::new(NoMail));
+    config.web.public_url = WebUrl::parse(&format!("http://{addr}")).unwrap();
+    // Single opt-in: the sign-up is active at once and no confirmation mail is queued.
+    let state = AppState::new(store.clone(), Arc::new(config));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(web::serve(listener, state, async move {
         let _ = stopped.await;

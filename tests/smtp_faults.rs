@@ -1,8 +1,7 @@
 //! SMTP fault handling against a scripted server: transient and permanent replies, broken
 //! connections, silence, refused authentication, and throughput over one connection.
 
-#[path = "support/smtp_server.rs"]
-mod smtp_server;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use dispatch::config::{self, Secret, Security};
 use dispatch::domain::EmailAddress;
 use dispatch::mail::{SendError, SmtpConnector};
-use smtp_server::{Action, Event, ServerConfig, SmtpServer};
+use support::smtp_server::{Action, Event, ServerConfig, SmtpServer};
 
 fn addr(s: &str) -> EmailAddress {
     EmailAddress::parse(s).unwrap()

@@ -1,6 +1,8 @@
 //! Interoperability with an independent SMTP server: Python's aiosmtpd with STARTTLS (and
-//! implicit TLS) and AUTH, a throwaway CA made by openssl. Skips with a notice when
-//! /usr/bin/python3 cannot import aiosmtpd or openssl is missing.
+//! implicit TLS) and AUTH, a throwaway CA made by openssl. Without aiosmtpd or openssl the
+//! tests skip with a notice, or fail under `DISPATCH_REQUIRE_TOOLS=1` (see `support::tools`).
+
+mod support;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -14,8 +16,7 @@ use dispatch::mail::{
     CommonHeaders, MessageTemplate, Recipient, SendError, SmtpConnector, message_id,
 };
 use dispatch::render::{Hole, Template};
-
-const PY: &str = "/usr/bin/python3";
+use support::tools;
 
 const SERVER: &str = r#"
 import sys, os, ssl
@@ -55,25 +56,6 @@ print('READY', flush=True)
 sys.stdin.read()
 c.stop()
 "#;
-
-fn available() -> bool {
-    let py = Command::new(PY)
-        .args(["-c", "import aiosmtpd"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    let ossl = Command::new("openssl")
-        .arg("version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !(py && ossl) {
-        eprintln!(
-            "SKIP smtp_interop: needs /usr/bin/python3 with aiosmtpd (python3-aiosmtpd) and openssl"
-        );
-    }
-    py && ossl
-}
 
 fn openssl(dir: &Path, args: &[&str]) {
     let o = Command::new("openssl")
@@ -180,15 +162,12 @@ impl Drop for PyServer {
 
 impl PyServer {
     fn start(dir: &Path, mode: &str, cert: &Path, key: &Path) -> Self {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = support::free_port();
         let outdir = dir.join(format!("received-{mode}"));
         std::fs::create_dir_all(&outdir).unwrap();
         let script = dir.join("server.py");
         std::fs::write(&script, SERVER).unwrap();
-        let mut child = Command::new(PY)
+        let mut child = Command::new(tools::PYTHON)
             .arg(&script)
             .args([mode, &port.to_string()])
             .args([cert, key, &outdir])
@@ -293,9 +272,9 @@ fn message() -> Vec<u8> {
 }
 
 async fn interop(mode: &str, security: Security) {
-    if !available() {
+    let Some(_) = tools::require_all(&[tools::AIOSMTPD, tools::OPENSSL]) else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = make_certs(dir.path());
     let server = PyServer::start(dir.path(), mode, &cert, &key);

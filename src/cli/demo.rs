@@ -15,6 +15,7 @@ use super::{Ctx, Outcome};
 use crate::domain::{CategorySet, ListSlug, Timezone};
 use crate::import::subscribers_csv::CsvReader;
 use crate::schedule::Schedule;
+use crate::store::EditionStatus;
 use crate::store::subscribers::NewSubscription;
 use crate::store::{Created, ListSpec, NewArticle, Store};
 
@@ -118,14 +119,15 @@ pub(super) async fn run(args: DemoArgs, ctx: &Ctx) -> Result<Outcome> {
     let store = ctx.store().await?;
     seed(&store).await?;
     let list = store.list_by_slug("daily").await?;
+    let engine = super::send::engine(&store, ctx)?;
     match crate::edition::create_digest(&store, &ctx.config, &list, Utc::now(), None).await? {
         Created::New { id, queued, .. } => {
             let e = store.edition(id).await?;
-            if e.status == "skipped" {
+            if e.status == EditionStatus::Skipped {
                 println!("no new stories since the last demo digest; nothing to send this time");
             } else {
                 println!("edition #{id}: \"{}\" to {queued} readers", e.subject);
-                let report = super::send::deliver(&store, ctx, HashSet::from([id])).await?;
+                let report = super::send::deliver(&store, &engine, HashSet::from([id])).await?;
                 println!("sent {} message(s)", report.sent);
             }
         }

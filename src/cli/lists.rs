@@ -222,6 +222,16 @@ fn next_slots(l: &ListRow) -> Vec<chrono::DateTime<chrono_tz::Tz>> {
 
 /// Admins see the next sends at once, which catches a wrong crontab line before it matters.
 fn print_next_slots(l: &ListRow) {
+    // New lines are checked when given, but one stored before a check existed (say
+    // `0 7 31 2 *`, which never fires) would otherwise just quietly never send.
+    if let Some(line) = &l.schedule
+        && let Err(e) = Schedule::parse(line)
+    {
+        eprintln!(
+            "warning: list {} gets no scheduled digests: {e}; set a new one with `dispatch lists update {} --schedule \"0 7 * * *\"`",
+            l.slug, l.slug
+        );
+    }
     let slots = next_slots(l);
     if !slots.is_empty() {
         println!("next sends:");

@@ -6,11 +6,12 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 
 use super::{Ctx, Outcome};
+use crate::domain::EditionKind;
 use crate::domain::{CategorySet, EmailAddress};
 use crate::edition::{self, DigestPlan};
 use crate::mail::mime::{MessageTemplate, Recipient};
 use crate::render::{Hole, TOKEN_LEN};
-use crate::store::{EditionKind, ListRow};
+use crate::store::ListRow;
 
 /// Stands in for a reader's token in previews: right length, obviously not real.
 pub(crate) const PREVIEW_TOKEN: &str = "PREVIEW-NOT-A-REAL-TOK";
@@ -89,7 +90,7 @@ pub(super) async fn run(args: PreviewArgs, ctx: &Ctx) -> Result<Outcome> {
         rendered.text.fill(|h| fill(h, false)).as_bytes(),
     )?;
     let headers =
-        edition::common_headers(&ctx.config, &list, EditionKind::Digest, &rendered.subject)?;
+        edition::common_headers(&ctx.config, &list, EditionKind::Digest, &rendered.subject);
     let template = MessageTemplate::new(&headers, &rendered.text, &rendered.html);
     let mut eml = Vec::with_capacity(template.size_hint());
     let message_id = crate::mail::mime::message_id(0, 0, template.message_id_domain());

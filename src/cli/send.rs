@@ -9,15 +9,14 @@ use std::time::Duration as StdDuration;
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use clap::Subcommand;
-use tokio::sync::watch;
 
 use super::{Ctx, JsonFlag, Outcome, Table};
+use crate::delivery::{Engine, Mode, Report};
 use crate::domain::EmailAddress;
 use crate::edition;
 use crate::mail::mime::{MessageTemplate, Recipient};
-use crate::mail::sender::{Engine, Mode, Report};
 use crate::mail::transport::Transport;
-use crate::store::{Created, EditionKind, Store};
+use crate::store::{Created, DeliveryStatus, EditionKind, EditionStatus, Store};
 
 /// Send commands.
 #[derive(Debug, Subcommand)]
@@ -63,28 +62,30 @@ pub enum EditionsCmd {
     Resume { id: i64 },
     /// Stop an edition: its unsent messages are not sent.
     Cancel { id: i64 },
+    /// Compact finished editions older than `[retention] days` now (the daemon does it every
+    /// hour): their counts and failures stay, their other delivery rows go.
+    Compact {
+        /// Instead of `[retention] days`.
+        #[arg(long)]
+        older_than_days: Option<u32>,
+    },
 }
 
-/// A shutdown signal for the CLI: the first Ctrl-C stops claiming and lets in-flight sends
-/// finish; a second one exits at once.
-fn ctrl_c_watch() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nstopping: finishing messages in flight (Ctrl-C again to quit at once)");
-            let _ = tx.send(true);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
-    rx
-}
-
-/// Runs the engine over `editions` with a progress bar on a terminal, log lines otherwise.
-pub(crate) async fn deliver(store: &Store, ctx: &Ctx, editions: HashSet<i64>) -> Result<Report> {
+/// The sending engine for `ctx`: built before anything is recorded, so that a transport or
+/// DKIM key that cannot work fails the command with nothing changed.
+pub(crate) fn engine(store: &Store, ctx: &Ctx) -> Result<Engine> {
     let transport = Transport::from_config(&ctx.config).context("setting up the mail transport")?;
-    let engine = Engine::new(store.clone(), Arc::new(ctx.config.clone()), transport)?;
+    Engine::new(store.clone(), Arc::new(ctx.config.clone()), transport)
+}
+
+/// Runs `engine` over `editions` with a progress bar on a terminal, log lines otherwise.
+/// SIGTERM or Ctrl-C stops it as it stops the daemon: no new claims, transactions in flight
+/// finish, every outcome is committed; a second signal exits at once.
+pub(crate) async fn deliver(
+    store: &Store,
+    engine: &Engine,
+    editions: HashSet<i64>,
+) -> Result<Report> {
     let mut total = 0;
     for id in &editions {
         total += store.pending_deliveries(Some(*id)).await?;
@@ -126,7 +127,7 @@ pub(crate) async fn deliver(store: &Store, ctx: &Ctx, editions: HashSet<i64>) ->
             Mode::UntilIdle {
                 wait_for_retries: StdDuration::from_secs(30),
             },
-            ctrl_c_watch(),
+            crate::daemon::shutdown_on_signals(),
         )
         .await;
     ticker.abort();
@@ -154,6 +155,7 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
     match cmd {
         SendCmd::Digest { list } => {
             let list = store.list_by_slug(&list).await?;
+            let engine = engine(&store, ctx)?;
             let created =
                 edition::create_digest(&store, &ctx.config, &list, Utc::now(), None).await?;
             let Created::New {
@@ -165,7 +167,7 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
                 bail!("an edition for this slot exists already");
             };
             let e = store.edition(id).await?;
-            if e.status == "skipped" {
+            if e.status == EditionStatus::Skipped {
                 println!(
                     "edition #{id}: {}; nothing sent (the next digest starts after this window)",
                     e.status_reason.unwrap_or_default()
@@ -181,7 +183,7 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
                     String::new()
                 }
             );
-            let report = deliver(&store, ctx, HashSet::from([id])).await?;
+            let report = deliver(&store, &engine, HashSet::from([id])).await?;
             print_report(store.pending_deliveries(Some(id)).await?, &report);
             Ok(if report.paused.is_empty() {
                 Outcome::Ok
@@ -194,6 +196,7 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
                 Some(slug) => Some(store.list_by_slug(&slug).await?),
                 None => None,
             };
+            let engine = engine(&store, ctx)?;
             let created =
                 edition::create_breaking(&store, &ctx.config, article_id, only.as_ref()).await?;
             if created.is_empty() {
@@ -219,7 +222,7 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
             if ids.is_empty() {
                 return Ok(Outcome::Ok);
             }
-            let report = deliver(&store, ctx, ids).await?;
+            let report = deliver(&store, &engine, ids).await?;
             print_report(store.pending_deliveries(None).await?, &report);
             Ok(if report.paused.is_empty() {
                 Outcome::Ok
@@ -248,7 +251,7 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
                 &list,
                 EditionKind::Digest,
                 &format!("[test] {}", rendered.subject),
-            )?;
+            );
             let template = MessageTemplate::new(&headers, &rendered.text, &rendered.html);
             let mut bytes = Vec::with_capacity(template.size_hint());
             let message_id = crate::mail::mime::message_id(0, 0, template.message_id_domain());
@@ -261,17 +264,18 @@ pub(super) async fn run_send(cmd: SendCmd, ctx: &Ctx) -> Result<Outcome> {
                 },
                 &mut bytes,
             );
-            let from = EmailAddress::parse(
-                ctx.config
-                    .from_mailbox()
-                    .map_err(anyhow::Error::msg)?
-                    .email
-                    .as_ref(),
-            )?;
+            let from = ctx.config.publication.from.address();
+            // Signed like every real message, so a test shows what DKIM verifiers will see.
+            if let Some(d) = &ctx.config.dkim {
+                let signer =
+                    crate::mail::DkimSigner::from_config(d).context("loading the DKIM key")?;
+                let header = signer.sign(&bytes)?;
+                bytes.splice(0..0, header.into_bytes());
+            }
             let transport = Transport::from_config(&ctx.config)?;
             let mut session = transport.session().await?;
             session
-                .send(&from, &to, &bytes)
+                .send(from, &to, &bytes)
                 .await
                 .with_context(|| format!("sending the test message to @{}", to.domain()))?;
             session.close().await;
@@ -308,12 +312,16 @@ pub(super) async fn run_editions(cmd: EditionsCmd, ctx: &Ctx) -> Result<Outcome>
                 t.row([
                     e.id.to_string(),
                     slugs.get(&e.list_id).cloned().unwrap_or_default(),
-                    e.kind,
-                    e.status,
+                    e.kind.to_string(),
+                    e.status.to_string(),
                     e.article_count.to_string(),
                     e.recipient_count.to_string(),
-                    counts.get("sent").copied().unwrap_or(0).to_string(),
-                    e.created_at,
+                    counts
+                        .get(&DeliveryStatus::Sent)
+                        .copied()
+                        .unwrap_or(0)
+                        .to_string(),
+                    e.created_at.to_string(),
                     e.subject,
                 ]);
             }
@@ -355,18 +363,21 @@ pub(super) async fn run_editions(cmd: EditionsCmd, ctx: &Ctx) -> Result<Outcome>
         }
         EditionsCmd::Resume { id } => {
             let e = store.edition(id).await?;
-            if e.status != "paused" && e.status != "sending" {
+            if e.status != EditionStatus::Paused && e.status != EditionStatus::Sending {
                 bail!(
                     "edition #{id} is {}; only a paused (or still sending) edition can be resumed",
                     e.status
                 );
             }
-            store.set_edition_status(id, "sending", None).await?;
+            let engine = engine(&store, ctx)?;
+            store
+                .set_edition_status(id, EditionStatus::Sending, None)
+                .await?;
             println!(
                 "resuming edition #{id}: {} message(s) to send",
                 store.pending_deliveries(Some(id)).await?
             );
-            let report = deliver(&store, ctx, HashSet::from([id])).await?;
+            let report = deliver(&store, &engine, HashSet::from([id])).await?;
             print_report(store.pending_deliveries(Some(id)).await?, &report);
             return Ok(if report.paused.is_empty() {
                 Outcome::Ok
@@ -378,15 +389,25 @@ pub(super) async fn run_editions(cmd: EditionsCmd, ctx: &Ctx) -> Result<Outcome>
             store
                 .set_edition_status(
                     id,
-                    "cancelled",
+                    EditionStatus::Cancelled,
                     Some("cancelled with `dispatch editions cancel`"),
                 )
                 .await?;
             let counts = store.delivery_counts(id).await?;
             println!(
                 "cancelled edition #{id}: {} sent before, {} will not be sent",
-                counts.get("sent").copied().unwrap_or(0),
-                counts.get("skipped").copied().unwrap_or(0)
+                counts.get(&DeliveryStatus::Sent).copied().unwrap_or(0),
+                counts.get(&DeliveryStatus::Skipped).copied().unwrap_or(0)
+            );
+        }
+        EditionsCmd::Compact { older_than_days } => {
+            let days = older_than_days.unwrap_or(ctx.config.retention.days);
+            let done = store
+                .compact_editions(Utc::now() - chrono::Duration::days(i64::from(days)))
+                .await?;
+            println!(
+                "compacted {} edition(s) finished more than {days} day(s) ago: {} delivery row(s) removed",
+                done.editions, done.deliveries
             );
         }
     }

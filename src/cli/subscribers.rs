@@ -42,6 +42,12 @@ pub enum SubscribersCmd {
         #[arg(value_parser = EmailArg)]
         email: EmailAddress,
     },
+    /// Issue new unsubscribe/preferences links for an address (e.g. a forwarded digest put
+    /// theirs in other hands): every link in messages sent so far stops working.
+    RotateToken {
+        #[arg(value_parser = EmailArg)]
+        email: EmailAddress,
+    },
     /// List subscribers.
     List {
         #[arg(long)]
@@ -190,6 +196,12 @@ pub(super) async fn run(cmd: SubscribersCmd, ctx: &Ctx) -> Result<Outcome> {
             } else {
                 println!("erased {email}; nothing of them is kept");
             }
+        }
+        SubscribersCmd::RotateToken { email } => {
+            let n = store.rotate_tokens(&email).await?;
+            println!(
+                "new links for {email} on {n} list(s); the links in earlier messages no longer work"
+            );
         }
         SubscribersCmd::List { list, status, json } => {
             let list_id = match &list {

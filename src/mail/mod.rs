@@ -11,7 +11,6 @@
 
 pub mod dkim;
 pub mod mime;
-pub mod sender;
 pub mod transport;
 
 pub use dkim::{DkimError, DkimSigner};

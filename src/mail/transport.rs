@@ -852,12 +852,11 @@ impl Transport {
         match cfg.delivery.transport {
             config::TransportKind::File => Ok(Self::File(cfg.delivery.outbox.clone())),
             config::TransportKind::Smtp => {
-                let public = cfg.public_url();
                 let helo = cfg
                     .smtp
                     .helo_name
                     .clone()
-                    .unwrap_or_else(|| public.host().to_owned());
+                    .unwrap_or_else(|| cfg.web.public_url.host().to_owned());
                 SmtpConnector::new(&cfg.smtp, &helo).map(Self::Smtp)
             }
         }

@@ -32,14 +32,7 @@ const SUBJECT_MAX: usize = 200;
 /// Longest preheader, in characters (inbox previews show about 90–140).
 const PREHEADER_MAX: usize = 140;
 
-/// Which kind of message an edition is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EditionKind {
-    /// A scheduled digest of the window's articles, grouped by category.
-    Digest,
-    /// A single article sent at once.
-    Breaking,
-}
+pub use crate::domain::EditionKind;
 
 /// Everything about an edition that is not its articles.
 #[derive(Debug, Clone)]

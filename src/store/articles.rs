@@ -130,7 +130,7 @@ impl Store {
         Ok(sqlx::query_as::<_, ArticleRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {ARTICLE_COLUMNS} FROM articles
              WHERE published_at > $3 AND published_at <= $2
-               AND (CASE WHEN created_at > published_at THEN created_at ELSE published_at END) > $1
+               AND (CASE WHEN created_at > published_at THEN created_at ELSE published_at END) >= $1
                AND (CASE WHEN created_at > published_at THEN created_at ELSE published_at END) <= $2
              ORDER BY published_at, id"
         )))

@@ -1,15 +1,20 @@
-//! The outbox: claiming deliveries with a lease and recording what happened to them.
+//! The outbox: claiming deliveries with an owned lease and recording what happened to them.
 //!
 //! A delivery moves `queued → sending → sent | failed | skipped`, or back to `queued` for a
-//! retry. `sending` rows carry a lease: if their sender dies, the lease runs out and another
-//! sender claims them again. That is the only way a reader can get a message twice: it was
-//! in flight (claimed, perhaps handed to the relay, not yet recorded) when the sender died.
+//! retry. A `sending` row carries a lease and names its holder (a row of `senders`): if the
+//! holder dies, its leases are taken over (at once on the same host, see
+//! [`Store::take_over`]; elsewhere when the lease runs out) and the row is claimed again. That
+//! is the only way a reader can get a message twice: it was handed to the relay and its
+//! outcome was not yet committed when the holder died.
 
 use chrono::{DateTime, Duration, Utc};
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 
+use super::senders::SenderId;
 use super::{Result, Store, now_text};
-use crate::domain::{Token, db_time};
+use crate::domain::{
+    DbTime, DeliveryStatus, EmailAddress, SubscriberStatus, SubscriptionStatus, Token, TokenPurpose,
+};
 
 /// A delivery claimed for sending, with what the sender needs to personalise it.
 #[derive(Debug, Clone)]
@@ -17,41 +22,58 @@ pub struct Claimed {
     pub delivery_id: i64,
     pub edition_id: i64,
     pub subscriber_id: i64,
-    pub email: String,
+    pub email: EmailAddress,
     pub name: Option<String>,
     /// The reader's category choice when the edition was made (`None` = all).
     pub categories: Option<String>,
     /// Attempts including this one.
     pub attempt: i64,
-    /// A fresh unsubscribe/preferences token for this message; only its hash is stored.
+    /// The subscription's reader token (unsubscribe and preferences), the same in every
+    /// message of the subscription; only its hash is stored.
     pub token: Token,
 }
 
-/// What happened to one claimed delivery.
-#[derive(Debug, Clone)]
-pub enum Outcome {
+/// What a claim produced besides the rows to send.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ClaimSkips {
+    /// Readers who unsubscribed, bounced or were erased since the edition was made.
+    pub unwanted: u64,
+    /// Stored addresses that no longer parse (written by hand?): failed, not retried.
+    pub invalid: u64,
+}
+
+/// Which queued row an outcome is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Item {
+    /// One reader's message of an edition.
+    Delivery { id: i64, subscriber_id: i64 },
+    /// A transactional message (`mail_queue`).
+    Mail { id: i64 },
+}
+
+/// What happened to one claimed item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
     /// The relay accepted the message.
-    Sent {
-        delivery_id: i64,
-        message_id: String,
-        reply: String,
-    },
-    /// A temporary failure: try again at `next_attempt_at`, or give up (`None`).
-    Retry {
-        delivery_id: i64,
-        reply: String,
-        next_attempt_at: Option<DateTime<Utc>>,
-    },
-    /// A permanent failure for this recipient (hard bounce).
-    Bounced {
-        delivery_id: i64,
-        subscriber_id: i64,
-        reply: String,
-    },
-    /// Not attempted after all (shutdown, paused edition): back to the queue, attempt not counted.
-    Released { delivery_id: i64 },
-    /// Nothing to send this reader (e.g. no story in their categories).
-    Skipped { delivery_id: i64, reason: String },
+    Sent,
+    /// A temporary failure: try again at this time.
+    Retry { reply: String, at: DateTime<Utc> },
+    /// Given up: the last attempt failed, or a permanent failure not about the mailbox.
+    Failed { reply: String },
+    /// A permanent failure for this recipient (hard bounce): counts against the subscriber.
+    Bounced { reply: String },
+    /// Not attempted after all (shutdown, paused edition, the re-check could not read the
+    /// database): back to the queue, the attempt not counted.
+    Released,
+    /// Nothing to send this reader, or no longer wanted.
+    Skipped { reason: String },
+}
+
+/// An item's outcome, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub item: Item,
+    pub verdict: Verdict,
 }
 
 #[derive(FromRow)]
@@ -62,31 +84,36 @@ struct Candidate {
     attempts: i64,
     email: Option<String>,
     name: Option<String>,
-    subscriber_status: String,
+    subscriber_status: SubscriberStatus,
     subscription_id: Option<i64>,
-    subscription_status: Option<String>,
+    subscription_status: Option<SubscriptionStatus>,
+    token_gen: Option<i64>,
 }
 
+/// Most rows one statement updates: far below SQLite's bind limit (32,766).
+const ROWS_PER_STATEMENT: usize = 300;
+
 impl Store {
-    /// Claims up to `limit` deliveries of an edition that are due, leasing them for `lease`.
+    /// Claims up to `limit` deliveries of an edition that are due, leasing them to `owner`
+    /// for `lease`.
     ///
     /// The reader's subscription is checked here, under the write lock: a reader who
     /// unsubscribed (or bounced, or was erased) after the edition was made, but before this
-    /// claim, is marked skipped and never sent to. Returns the claimed rows and how many were
-    /// skipped.
+    /// claim, is marked skipped and never sent to. A subscription's first message creates its
+    /// reader token.
     pub async fn claim_deliveries(
         &self,
         edition_id: i64,
         list_id: i64,
         limit: i64,
         lease: Duration,
-    ) -> Result<(Vec<Claimed>, u64)> {
-        let now = Utc::now();
-        let now_s = db_time(now);
+        owner: SenderId,
+    ) -> Result<(Vec<Claimed>, ClaimSkips)> {
+        let now = DbTime::now();
         let mut tx = self.write_tx().await?;
         let cands: Vec<Candidate> = sqlx::query_as(
             "SELECT d.id, d.subscriber_id, d.categories, d.attempts, p.email, p.name, p.status AS subscriber_status,
-                    s.id AS subscription_id, s.status AS subscription_status
+                    s.id AS subscription_id, s.status AS subscription_status, s.token_gen
              FROM deliveries d
              JOIN subscribers p ON p.id = d.subscriber_id
              LEFT JOIN subscriptions s ON s.subscriber_id = d.subscriber_id AND s.list_id = $2
@@ -100,84 +127,114 @@ impl Store {
         )
         .bind(edition_id)
         .bind(list_id)
-        .bind(&now_s)
+        .bind(now)
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
 
         let mut claimed = Vec::with_capacity(cands.len());
         let mut skipped: Vec<(i64, &'static str)> = Vec::new();
+        let mut new_tokens: Vec<(i64, Vec<u8>)> = Vec::new();
+        let mut skips = ClaimSkips::default();
         for c in cands {
-            let reason = match (
-                c.subscription_status.as_deref(),
-                c.subscriber_status.as_str(),
-                &c.email,
-            ) {
+            let reason = match (c.subscription_status, c.subscriber_status, &c.email) {
                 (_, _, None) => Some("subscriber erased before sending"),
-                (_, "bounced", _) => Some("address bounced before sending"),
-                (Some("active"), "active", Some(_)) => None,
+                (_, SubscriberStatus::Bounced, _) => Some("address bounced before sending"),
+                (Some(SubscriptionStatus::Active), SubscriberStatus::Active, Some(_)) => None,
                 _ => Some("unsubscribed before sending"),
             };
             if let Some(r) = reason {
                 skipped.push((c.id, r));
+                skips.unwanted += 1;
                 continue;
             }
             // Invariant: the match above only lets rows with an email and a subscription through.
-            let (Some(email), Some(subscription_id)) = (c.email, c.subscription_id) else {
+            let (Some(raw), Some(subscription_id)) = (c.email, c.subscription_id) else {
                 continue;
             };
-            claimed.push((
-                subscription_id,
-                Claimed {
-                    delivery_id: c.id,
-                    edition_id,
-                    subscriber_id: c.subscriber_id,
-                    email,
-                    name: c.name,
-                    categories: c.categories,
-                    attempt: c.attempts + 1,
-                    token: Token::generate(),
-                },
-            ));
+            let Ok(email) = EmailAddress::parse(&raw) else {
+                skipped.push((c.id, "the stored address is not a valid address"));
+                skips.invalid += 1;
+                continue;
+            };
+            let generation = match c.token_gen {
+                Some(g) => g,
+                None => {
+                    let t = Token::derive(self.token_key(), subscription_id, 1);
+                    new_tokens.push((subscription_id, t.hash()));
+                    1
+                }
+            };
+            claimed.push(Claimed {
+                delivery_id: c.id,
+                edition_id,
+                subscriber_id: c.subscriber_id,
+                email,
+                name: c.name,
+                categories: c.categories,
+                attempt: c.attempts + 1,
+                token: Token::derive(self.token_key(), subscription_id, generation),
+            });
         }
 
         for (id, reason) in &skipped {
-            sqlx::query("UPDATE deliveries SET status = 'skipped', last_reply = $1, lease_until = NULL WHERE id = $2")
-                .bind(*reason)
-                .bind(*id)
-                .execute(&mut *tx)
-                .await?;
+            // An invalid stored address can never be sent to: failed, so it is not retried.
+            let status = if reason.starts_with("the stored address") {
+                DeliveryStatus::Failed
+            } else {
+                DeliveryStatus::Skipped
+            };
+            sqlx::query(
+                "UPDATE deliveries SET status = $1, last_reply = $2, lease_until = NULL, lease_owner = NULL WHERE id = $3",
+            )
+            .bind(status)
+            .bind(*reason)
+            .bind(*id)
+            .execute(&mut *tx)
+            .await?;
         }
         if !claimed.is_empty() {
-            let lease_until = db_time(now + lease);
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, lease_until = ",
-            );
-            qb.push_bind(lease_until);
-            qb.push(" WHERE id IN (");
-            let mut sep = qb.separated(", ");
-            for (_, c) in &claimed {
-                sep.push_bind(c.delivery_id);
+            let lease_until = DbTime::from(now.utc() + lease);
+            for chunk in claimed.chunks(ROWS_PER_STATEMENT) {
+                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                    "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, lease_until = ",
+                );
+                qb.push_bind(lease_until);
+                qb.push(", lease_owner = ");
+                qb.push_bind(owner.0);
+                qb.push(" WHERE id IN (");
+                let mut sep = qb.separated(", ");
+                for c in chunk {
+                    sep.push_bind(c.delivery_id);
+                }
+                qb.push(")");
+                qb.build().execute(&mut *tx).await?;
             }
-            qb.push(")");
+        }
+        // A subscription's first message makes its reader token (generation 1).
+        for chunk in new_tokens.chunks(ROWS_PER_STATEMENT) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("UPDATE subscriptions SET token_gen = 1 WHERE id IN (");
+            let mut sep = qb.separated(", ");
+            for (sub, _) in chunk {
+                sep.push_bind(*sub);
+            }
+            qb.push(") AND token_gen IS NULL");
             qb.build().execute(&mut *tx).await?;
-
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO tokens (hash, purpose, subscription_id, created_at) ",
             );
-            qb.push_values(&claimed, |mut b, (sub_id, c)| {
-                b.push_bind(c.token.hash())
-                    .push_bind("unsubscribe")
-                    .push_bind(*sub_id)
-                    .push_bind(now_s.clone());
+            qb.push_values(chunk, |mut b, (sub, hash)| {
+                b.push_bind(hash.as_slice())
+                    .push_bind(TokenPurpose::Unsubscribe)
+                    .push_bind(*sub)
+                    .push_bind(now);
             });
+            qb.push(" ON CONFLICT (hash) DO NOTHING");
             qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok((
-            claimed.into_iter().map(|(_, c)| c).collect(),
-            skipped.len() as u64,
-        ))
+        Ok((claimed, skips))
     }
 
     /// Records a batch of outcomes in one transaction. A hard bounce counts against the
@@ -186,67 +243,52 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let now = now_text();
+        let now = DbTime::now();
         let mut tx = self.writer().begin().await?;
-        // Sent messages, nearly every outcome, are recorded a few hundred per statement: one
-        // statement per message cost a round trip to SQLite's thread for each message sent.
-        let sent: Vec<(&i64, &String, &String)> = outcomes
+        // Sent messages, nearly every outcome, are recorded many per statement: one statement
+        // per message cost a round trip to SQLite's thread for each message sent.
+        let sent: Vec<i64> = outcomes
             .iter()
-            .filter_map(|o| match o {
-                Outcome::Sent {
-                    delivery_id,
-                    message_id,
-                    reply,
-                } => Some((delivery_id, message_id, reply)),
+            .filter_map(|o| match (o.item, &o.verdict) {
+                (Item::Delivery { id, .. }, Verdict::Sent) => Some(id),
                 _ => None,
             })
             .collect();
-        for chunk in sent.chunks(300) {
+        for chunk in sent.chunks(ROWS_PER_STATEMENT) {
             let mut qb: QueryBuilder<Sqlite> =
                 QueryBuilder::new("UPDATE deliveries SET status = 'sent', sent_at = ");
-            qb.push_bind(&now);
-            qb.push(", message_id = v.column2, last_reply = v.column3, lease_until = NULL FROM (");
-            qb.push_values(chunk, |mut b, (id, message_id, reply)| {
-                b.push_bind(**id)
-                    .push_bind(message_id.as_str())
-                    .push_bind(reply.as_str());
-            });
-            qb.push(") AS v WHERE deliveries.id = v.column1");
+            qb.push_bind(now);
+            // The Message-ID is derived from (edition, subscriber) and the reply is always
+            // "250": neither is stored, which keeps a sent row small.
+            qb.push(", last_reply = NULL, lease_until = NULL, lease_owner = NULL WHERE id IN (");
+            let mut sep = qb.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            qb.push(")");
             qb.build().execute(&mut *tx).await?;
         }
         for o in outcomes {
-            match o {
-                Outcome::Sent { .. } => {}
-                Outcome::Retry {
-                    delivery_id,
-                    reply,
-                    next_attempt_at,
-                } => {
-                    let status = if next_attempt_at.is_some() {
-                        "queued"
-                    } else {
-                        "failed"
-                    };
+            match (o.item, &o.verdict) {
+                (Item::Delivery { .. }, Verdict::Sent) => {}
+                (Item::Delivery { id, .. }, Verdict::Retry { reply, at }) => {
                     sqlx::query(
-                        "UPDATE deliveries SET status = $1, next_attempt_at = $2, last_reply = $3, lease_until = NULL WHERE id = $4",
+                        "UPDATE deliveries SET status = 'queued', next_attempt_at = $1, last_reply = $2, lease_until = NULL, lease_owner = NULL WHERE id = $3",
                     )
-                    .bind(status)
-                    .bind(next_attempt_at.map(db_time))
+                    .bind(DbTime::from(*at))
                     .bind(reply)
-                    .bind(delivery_id)
+                    .bind(id)
                     .execute(&mut *tx)
                     .await?;
                 }
-                Outcome::Bounced {
-                    delivery_id,
-                    subscriber_id,
-                    reply,
-                } => {
-                    sqlx::query("UPDATE deliveries SET status = 'failed', last_reply = $1, lease_until = NULL WHERE id = $2")
-                        .bind(reply)
-                        .bind(delivery_id)
-                        .execute(&mut *tx)
-                        .await?;
+                (Item::Delivery { id, .. }, Verdict::Failed { reply }) => {
+                    set_delivery(&mut tx, id, DeliveryStatus::Failed, reply).await?;
+                }
+                (Item::Delivery { id, .. }, Verdict::Skipped { reason }) => {
+                    set_delivery(&mut tx, id, DeliveryStatus::Skipped, reason).await?;
+                }
+                (Item::Delivery { id, subscriber_id }, Verdict::Bounced { reply }) => {
+                    set_delivery(&mut tx, id, DeliveryStatus::Failed, reply).await?;
                     sqlx::query(
                         "UPDATE subscribers SET hard_bounces = hard_bounces + 1,
                              status = CASE WHEN hard_bounces + 1 >= $1 AND status = 'active' THEN 'bounced' ELSE status END,
@@ -254,30 +296,21 @@ impl Store {
                          WHERE id = $3",
                     )
                     .bind(i64::from(bounce_threshold))
-                    .bind(&now)
+                    .bind(now)
                     .bind(subscriber_id)
                     .execute(&mut *tx)
                     .await?;
                 }
-                Outcome::Skipped {
-                    delivery_id,
-                    reason,
-                } => {
-                    sqlx::query("UPDATE deliveries SET status = 'skipped', last_reply = $1, lease_until = NULL WHERE id = $2")
-                        .bind(reason)
-                        .bind(delivery_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                Outcome::Released { delivery_id } => {
+                (Item::Delivery { id, .. }, Verdict::Released) => {
                     sqlx::query(
-                        "UPDATE deliveries SET status = 'queued', attempts = MAX(attempts - 1, 0), lease_until = NULL
+                        "UPDATE deliveries SET status = 'queued', attempts = MAX(attempts - 1, 0), lease_until = NULL, lease_owner = NULL
                          WHERE id = $1 AND status = 'sending'",
                     )
-                    .bind(delivery_id)
+                    .bind(id)
                     .execute(&mut *tx)
                     .await?;
                 }
+                (Item::Mail { id }, v) => super::mail_queue::record(&mut tx, id, v, now).await?,
             }
         }
         tx.commit().await?;
@@ -296,7 +329,7 @@ impl Store {
 
     /// The earliest time a queued delivery of the edition becomes due, if any is waiting.
     pub async fn next_due(&self, edition_id: i64) -> Result<Option<DateTime<Utc>>> {
-        let t: Option<String> = sqlx::query_scalar(
+        let t: Option<DbTime> = sqlx::query_scalar(
             "SELECT MIN(COALESCE(CASE WHEN status = 'sending' THEN lease_until ELSE next_attempt_at END, $2))
              FROM deliveries WHERE edition_id = $1 AND status IN ('queued', 'sending')",
         )
@@ -304,15 +337,14 @@ impl Store {
         .bind(now_text())
         .fetch_one(self.pool())
         .await?;
-        Ok(t.as_deref().and_then(super::parse_db_time))
+        Ok(t.map(DbTime::utc))
     }
-}
 
-impl Store {
     /// Whether a claimed delivery should still go out: its reader is still subscribed and
-    /// active. Checked by the sender immediately before the SMTP transaction, so an
-    /// unsubscribe that lands between the claim and the send (a rate-limited sender may hold
-    /// claims for seconds) still stops the message.
+    /// active. Checked by the sender immediately before the
+    /// SMTP transaction, so an unsubscribe that lands between the claim and the send (a
+    /// rate-limited sender may hold claims for seconds) still stops the message. An error
+    /// means "unknown": the caller must not send.
     pub async fn still_wanted(&self, delivery_id: i64) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM deliveries d
@@ -326,4 +358,21 @@ impl Store {
         .await?;
         Ok(n > 0)
     }
+}
+
+async fn set_delivery(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    id: i64,
+    status: DeliveryStatus,
+    reply: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE deliveries SET status = $1, last_reply = $2, lease_until = NULL, lease_owner = NULL WHERE id = $3",
+    )
+    .bind(status)
+    .bind(reply)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -9,53 +9,35 @@ use sqlx::{FromRow, QueryBuilder, Sqlite};
 
 use super::articles::{ARTICLE_COLUMNS, ArticleRow};
 use super::{Result, Store, StoreError, now_text, parse_db_time};
-use crate::domain::db_time;
-
-/// Digest or breaking news.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EditionKind {
-    Digest,
-    Breaking,
-}
-
-impl EditionKind {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Digest => "digest",
-            Self::Breaking => "breaking",
-        }
-    }
-}
+use crate::domain::{DbTime, DeliveryStatus, EditionKind, EditionStatus, db_time};
 
 /// An edition as stored.
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct EditionRow {
     pub id: i64,
     pub list_id: i64,
-    pub kind: String,
-    pub slot: Option<String>,
+    pub kind: EditionKind,
+    pub slot: Option<DbTime>,
     pub breaking_article_id: Option<i64>,
-    pub window_start: String,
-    pub window_end: String,
+    pub window_start: DbTime,
+    pub window_end: DbTime,
     pub subject: String,
-    pub status: String,
+    pub status: EditionStatus,
     pub status_reason: Option<String>,
     pub article_count: i64,
     pub recipient_count: i64,
-    pub created_at: String,
-    pub finished_at: Option<String>,
+    pub created_at: DbTime,
+    pub finished_at: Option<DbTime>,
 }
 
 impl EditionRow {
     /// Whether this is a breaking-news edition.
     pub fn is_breaking(&self) -> bool {
-        self.kind == "breaking"
+        self.kind == EditionKind::Breaking
     }
     /// When the edition was made.
     pub fn created(&self) -> DateTime<Utc> {
-        parse_db_time(&self.created_at).unwrap_or_else(Utc::now)
+        self.created_at.utc()
     }
 }
 
@@ -63,12 +45,12 @@ impl EditionRow {
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct EditionSummary {
     pub id: i64,
-    pub kind: String,
-    pub status: String,
+    pub kind: EditionKind,
+    pub status: EditionStatus,
     pub subject: String,
     pub article_count: i64,
     pub recipient_count: i64,
-    pub created_at: String,
+    pub created_at: DbTime,
 }
 
 /// Everything needed to record an edition.
@@ -117,6 +99,24 @@ impl Store {
         Ok(end.as_deref().and_then(parse_db_time))
     }
 
+    /// The stories of the list's digest whose window ended at `end` (the one before a window
+    /// starting there). Windows share their boundary second, so a story stored in that
+    /// second may fall in both; this is how the second one leaves it out.
+    pub async fn digest_articles_ending_at(
+        &self,
+        list_id: i64,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT ea.article_id FROM edition_articles ea JOIN editions e ON e.id = ea.edition_id
+             WHERE e.list_id = $1 AND e.kind = 'digest' AND e.status <> 'cancelled' AND e.window_end = $2",
+        )
+        .bind(list_id)
+        .bind(DbTime::from(end))
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     /// Of `article_ids`, those already sent (or being sent) to the list as breaking news.
     pub async fn sent_as_breaking(&self, list_id: i64) -> Result<Vec<i64>> {
         Ok(sqlx::query_scalar(
@@ -160,9 +160,9 @@ impl Store {
         }
         let now = now_text();
         let status = if e.skip_reason.is_some() {
-            "skipped"
+            EditionStatus::Skipped
         } else {
-            "sending"
+            EditionStatus::Sending
         };
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO editions (list_id, kind, slot, breaking_article_id, window_start, window_end, subject, status, status_reason, article_count, created_at, finished_at)
@@ -171,7 +171,7 @@ impl Store {
              RETURNING id",
         )
         .bind(e.list_id)
-        .bind(e.kind.as_str())
+        .bind(e.kind)
         .bind(e.slot.map(db_time))
         .bind(e.breaking_article_id)
         .bind(db_time(e.window_start))
@@ -311,7 +311,7 @@ impl Store {
     pub async fn set_edition_status(
         &self,
         id: i64,
-        status: &str,
+        status: EditionStatus,
         reason: Option<&str>,
     ) -> Result<()> {
         let mut tx = self.write_tx().await?;
@@ -323,7 +323,7 @@ impl Store {
             .await?
             .rows_affected();
         if n == 0 {
-            let cur: Option<String> =
+            let cur: Option<EditionStatus> =
                 sqlx::query_scalar("SELECT status FROM editions WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&mut *tx)
@@ -335,7 +335,7 @@ impl Store {
                 ))),
             };
         }
-        if status == "cancelled" {
+        if status == EditionStatus::Cancelled {
             sqlx::query(
                 "UPDATE deliveries SET status = 'skipped', last_reply = 'edition cancelled', lease_until = NULL
                  WHERE edition_id = $1 AND status IN ('queued', 'sending')",
@@ -369,9 +369,14 @@ impl Store {
     }
 
     /// Delivery counts of an edition by status.
-    pub async fn delivery_counts(&self, edition_id: i64) -> Result<BTreeMap<String, i64>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT status, COUNT(*) FROM deliveries WHERE edition_id = $1 GROUP BY status",
+    pub async fn delivery_counts(&self, edition_id: i64) -> Result<BTreeMap<DeliveryStatus, i64>> {
+        // Rows still stored, plus the counts of rows compacted away (see `retention`).
+        let rows: Vec<(DeliveryStatus, i64)> = sqlx::query_as(
+            "SELECT status, SUM(n) FROM (
+                 SELECT status, COUNT(*) AS n FROM deliveries WHERE edition_id = $1 GROUP BY status
+                 UNION ALL
+                 SELECT status, count AS n FROM edition_counts WHERE edition_id = $1
+             ) GROUP BY status",
         )
         .bind(edition_id)
         .fetch_all(self.pool())

@@ -5,7 +5,7 @@
 //! compile-time macros so that a clean checkout builds without a database, and `$n`
 //! placeholders so the SQL carries over to PostgreSQL.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -13,23 +13,34 @@ use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use crate::domain::TokenKey;
+
 pub mod articles;
 pub mod deliveries;
 pub mod editions;
 pub mod lists;
+pub mod mail_queue;
 pub mod metrics;
+pub mod retention;
+pub mod senders;
 pub mod subscribers;
 pub mod tokens;
 
+pub use crate::domain::{
+    DbTime, DeliveryStatus, EditionKind, EditionStatus, SubscriberStatus, SubscriptionStatus,
+    TokenPurpose,
+};
 pub use articles::{ArticleRow, NewArticle};
-pub use deliveries::{Claimed, Outcome};
-pub use editions::{Created, EditionKind, EditionRow, NewEdition};
+pub use deliveries::{ClaimSkips, Claimed, Item, Outcome, Verdict};
+pub use editions::{Created, EditionRow, NewEdition};
 pub use lists::{ListRow, ListSpec};
+pub use mail_queue::{ClaimedMail, MailKind};
 pub use metrics::MetricsSnapshot;
+pub use senders::{SenderId, SenderIdentity, SenderRow, TakenOver};
 pub use subscribers::{ImportOutcome, ImportSummary, SubscriberRow, SubscriptionInfo};
 pub use tokens::{
-    Confirmed, PreferenceChange, PreferenceRow, Preferences, SignupOutcome, TokenPurpose,
-    TokenTarget, Unsubscribed, WebSignup,
+    Confirmed, PreferenceChange, PreferenceRow, Preferences, SignupOutcome, TokenTarget,
+    Unsubscribed, WebSignup,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -49,6 +60,9 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database path names a directory, which SQLite cannot open as a file.
+    #[error("[database] path {} is a directory; give a file path such as data/dispatch.db", .0.display())]
+    IsADirectory(PathBuf),
 }
 
 /// Shorthand for store results.
@@ -67,11 +81,17 @@ pub struct Store {
     writer: SqlitePool,
     /// One-click unsubscribes, committed in batches by [`tokens::unsubscribe_writer`].
     unsubscribes: tokio::sync::mpsc::Sender<tokens::UnsubscribeRequest>,
+    /// The key reader tokens are derived with (see [`crate::domain::Token::derive`]).
+    token_key: std::sync::Arc<TokenKey>,
 }
 
 impl Store {
     /// Opens (creating the file and its folder if needed) and migrates the database.
     pub async fn open(path: &Path) -> Result<Self> {
+        // SQLite would say only "unable to open database file", once per connection attempt.
+        if path.is_dir() {
+            return Err(StoreError::IsADirectory(path.to_path_buf()));
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Conflict(format!(
@@ -103,13 +123,20 @@ impl Store {
             .acquire_timeout(Duration::from_secs(120))
             .connect_with(opts)
             .await?;
+        let token_key = std::sync::Arc::new(load_token_key(&writer).await?);
         let (unsubscribes, requests) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(tokens::unsubscribe_writer(writer.clone(), requests));
         Ok(Self {
             pool,
             writer,
             unsubscribes,
+            token_key,
         })
+    }
+
+    /// The key reader tokens are derived with.
+    pub(crate) fn token_key(&self) -> &TokenKey {
+        &self.token_key
     }
 
     /// The reading pool, for the store's own modules.
@@ -142,6 +169,25 @@ impl Store {
     }
 }
 
+/// Reads the installation's token key, making it on first open. The insert is a no-op when
+/// another process made it first, so every process reads the same key.
+async fn load_token_key(writer: &SqlitePool) -> Result<TokenKey> {
+    sqlx::query(
+        "INSERT INTO settings (key, value) VALUES ('token_key', $1) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(TokenKey::generate().as_bytes().to_vec())
+    .execute(writer)
+    .await?;
+    let raw: Vec<u8> = sqlx::query_scalar("SELECT value FROM settings WHERE key = 'token_key'")
+        .fetch_one(writer)
+        .await?;
+    TokenKey::from_bytes(&raw).ok_or_else(|| {
+        StoreError::Conflict(
+            "the stored token key (settings.token_key) is not 32 bytes; was the database edited by hand?".into(),
+        )
+    })
+}
+
 /// The current time in the database's text form.
 pub(crate) fn now_text() -> String {
     crate::domain::db_time(Utc::now())
@@ -166,6 +212,31 @@ pub(crate) mod testutil {
             .await
             .unwrap();
         (store, dir)
+    }
+
+    /// A registered sender that never dies (its start is unknown), for claiming in tests.
+    pub(crate) async fn sender(store: &Store) -> super::SenderId {
+        store
+            .register_sender(&super::SenderIdentity {
+                host: "test".into(),
+                pid: 1,
+                started: "unknown".into(),
+                node: "test".into(),
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Claims the one queued confirmation as a sender would, returning the token its
+    /// message carries.
+    pub(crate) async fn claim_confirmation(store: &Store) -> crate::domain::Token {
+        let me = sender(store).await;
+        let mut claimed = store
+            .claim_mail(10, chrono::Duration::minutes(5), me)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "one confirmation queued");
+        claimed.remove(0).token
     }
 }
 

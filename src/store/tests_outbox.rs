@@ -4,7 +4,7 @@
 use chrono::{Duration, Utc};
 
 use super::subscribers::NewSubscription;
-use super::testutil::temp_store;
+use super::testutil::{sender, temp_store};
 use super::*;
 use crate::domain::{CategorySet, EmailAddress, ListSlug, db_time, parse_timestamp};
 
@@ -40,6 +40,16 @@ fn edition(list_id: i64, start: &str, end: &str, slot: Option<&str>) -> NewEditi
         articles: vec![],
         skip_reason: None,
         empty_variants: vec![],
+    }
+}
+
+fn outcome(c: &Claimed, verdict: Verdict) -> Outcome {
+    Outcome {
+        item: Item::Delivery {
+            id: c.delivery_id,
+            subscriber_id: c.subscriber_id,
+        },
+        verdict,
     }
 }
 
@@ -125,7 +135,11 @@ async fn empty_variants_are_skipped_and_skipped_editions_keep_the_window() {
     };
     assert_eq!((queued, skipped), (2, 2));
     assert_eq!(
-        store.delivery_counts(id).await.unwrap().get("skipped"),
+        store
+            .delivery_counts(id)
+            .await
+            .unwrap()
+            .get(&DeliveryStatus::Skipped),
         Some(&2)
     );
     let mut empty = edition(list, "2026-11-28T02:00:00Z", "2026-11-29T02:00:00Z", None);
@@ -137,7 +151,10 @@ async fn empty_variants_are_skipped_and_skipped_editions_keep_the_window() {
         panic!()
     };
     assert_eq!(queued, 0);
-    assert_eq!(store.edition(sid).await.unwrap().status, "skipped");
+    assert_eq!(
+        store.edition(sid).await.unwrap().status,
+        EditionStatus::Skipped
+    );
     assert_eq!(
         store.last_digest_end(list).await.unwrap(),
         Some(parse_timestamp("2026-11-29T02:00:00Z").unwrap())
@@ -148,6 +165,7 @@ async fn empty_variants_are_skipped_and_skipped_editions_keep_the_window() {
 async fn unsubscribe_after_snapshot_stops_the_delivery() {
     let (store, _d, list) = setup(3).await;
     let id = first_edition(&store, list).await;
+    let me = sender(&store).await;
     store
         .unsubscribe_email(
             &EmailAddress::parse("reader1@example.com").unwrap(),
@@ -156,13 +174,13 @@ async fn unsubscribe_after_snapshot_stops_the_delivery() {
         .await
         .unwrap();
     let (claimed, skipped) = store
-        .claim_deliveries(id, list, 10, Duration::minutes(5))
+        .claim_deliveries(id, list, 10, Duration::minutes(5), me)
         .await
         .unwrap();
-    assert_eq!(skipped, 1);
+    assert_eq!(skipped.unwanted, 1);
     let emails: Vec<&str> = claimed.iter().map(|c| c.email.as_str()).collect();
     assert_eq!(emails, ["reader0@example.com", "reader2@example.com"]);
-    // Each claim stores only the token's hash.
+    // A subscription's first message makes its token; only the hash is stored.
     let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM tokens")
         .fetch_all(store.pool())
         .await
@@ -171,7 +189,7 @@ async fn unsubscribe_after_snapshot_stops_the_delivery() {
     assert!(stored.contains(&claimed[0].token.hash()));
     // Claimed rows are leased: a second claim finds nothing.
     let (again, _) = store
-        .claim_deliveries(id, list, 10, Duration::minutes(5))
+        .claim_deliveries(id, list, 10, Duration::minutes(5), me)
         .await
         .unwrap();
     assert!(again.is_empty());
@@ -181,14 +199,15 @@ async fn unsubscribe_after_snapshot_stops_the_delivery() {
 async fn expired_leases_are_reclaimed_and_outcomes_recorded() {
     let (store, _d, list) = setup(3).await;
     let id = first_edition(&store, list).await;
+    let me = sender(&store).await;
     let (claimed, _) = store
-        .claim_deliveries(id, list, 10, Duration::seconds(-1))
+        .claim_deliveries(id, list, 10, Duration::seconds(-1), me)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 3);
     // The lease is already over (a crashed sender): the rows come back, attempt 2.
     let (again, _) = store
-        .claim_deliveries(id, list, 10, Duration::minutes(5))
+        .claim_deliveries(id, list, 10, Duration::minutes(5), me)
         .await
         .unwrap();
     assert_eq!(again.len(), 3);
@@ -196,21 +215,20 @@ async fn expired_leases_are_reclaimed_and_outcomes_recorded() {
     store
         .record_outcomes(
             &[
-                Outcome::Sent {
-                    delivery_id: again[0].delivery_id,
-                    message_id: "<a@x>".into(),
-                    reply: "250 ok".into(),
-                },
-                Outcome::Retry {
-                    delivery_id: again[1].delivery_id,
-                    reply: "451 later".into(),
-                    next_attempt_at: Some(Utc::now() + Duration::hours(1)),
-                },
-                Outcome::Bounced {
-                    delivery_id: again[2].delivery_id,
-                    subscriber_id: again[2].subscriber_id,
-                    reply: "550 5.1.1 no such user".into(),
-                },
+                outcome(&again[0], Verdict::Sent),
+                outcome(
+                    &again[1],
+                    Verdict::Retry {
+                        reply: "451 later".into(),
+                        at: Utc::now() + Duration::hours(1),
+                    },
+                ),
+                outcome(
+                    &again[2],
+                    Verdict::Bounced {
+                        reply: "550 5.1.1 no such user".into(),
+                    },
+                ),
             ],
             1,
         )
@@ -218,19 +236,20 @@ async fn expired_leases_are_reclaimed_and_outcomes_recorded() {
         .unwrap();
     let counts = store.delivery_counts(id).await.unwrap();
     assert_eq!(
-        (counts["sent"], counts["queued"], counts["failed"]),
+        (
+            counts[&DeliveryStatus::Sent],
+            counts[&DeliveryStatus::Queued],
+            counts[&DeliveryStatus::Failed]
+        ),
         (1, 1, 1)
     );
-    let (mid, reply, sent_at, lease): (String, String, Option<String>, Option<String>) =
-        sqlx::query_as(
-            "SELECT message_id, last_reply, sent_at, lease_until FROM deliveries WHERE id = $1",
-        )
-        .bind(again[0].delivery_id)
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!((mid.as_str(), reply.as_str()), ("<a@x>", "250 ok"));
-    assert!(sent_at.is_some() && lease.is_none());
+    let (sent_at, lease, owner): (Option<String>, Option<String>, Option<i64>) =
+        sqlx::query_as("SELECT sent_at, lease_until, lease_owner FROM deliveries WHERE id = $1")
+            .bind(again[0].delivery_id)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(sent_at.is_some() && lease.is_none() && owner.is_none());
     let status: String = sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1")
         .bind(again[2].subscriber_id)
         .fetch_one(store.pool())
@@ -246,23 +265,18 @@ async fn expired_leases_are_reclaimed_and_outcomes_recorded() {
         .await
         .unwrap();
     let (last, _) = store
-        .claim_deliveries(id, list, 10, Duration::minutes(5))
+        .claim_deliveries(id, list, 10, Duration::minutes(5), me)
         .await
         .unwrap();
     assert_eq!(last.len(), 1);
     let attempt = last[0].attempt;
     store
-        .record_outcomes(
-            &[Outcome::Released {
-                delivery_id: last[0].delivery_id,
-            }],
-            3,
-        )
+        .record_outcomes(&[outcome(&last[0], Verdict::Released)], 3)
         .await
         .unwrap();
     assert_eq!(store.pending_deliveries(Some(id)).await.unwrap(), 1);
     let (last, _) = store
-        .claim_deliveries(id, list, 10, Duration::minutes(5))
+        .claim_deliveries(id, list, 10, Duration::minutes(5), me)
         .await
         .unwrap();
     assert_eq!(
@@ -270,14 +284,7 @@ async fn expired_leases_are_reclaimed_and_outcomes_recorded() {
         "a released claim does not count as an attempt"
     );
     store
-        .record_outcomes(
-            &[Outcome::Sent {
-                delivery_id: last[0].delivery_id,
-                message_id: "<b@x>".into(),
-                reply: "250".into(),
-            }],
-            3,
-        )
+        .record_outcomes(&[outcome(&last[0], Verdict::Sent)], 3)
         .await
         .unwrap();
     assert_eq!(
@@ -287,7 +294,7 @@ async fn expired_leases_are_reclaimed_and_outcomes_recorded() {
         store.delivery_counts(id).await.unwrap()
     );
     assert!(store.finish_edition_if_done(id).await.unwrap());
-    assert_eq!(store.edition(id).await.unwrap().status, "sent");
+    assert_eq!(store.edition(id).await.unwrap().status, EditionStatus::Sent);
 }
 
 #[tokio::test]
@@ -295,12 +302,15 @@ async fn cancel_skips_the_rest() {
     let (store, _d, list) = setup(2).await;
     let id = first_edition(&store, list).await;
     store
-        .set_edition_status(id, "cancelled", Some("by editor"))
+        .set_edition_status(id, EditionStatus::Cancelled, Some("by editor"))
         .await
         .unwrap();
-    assert_eq!(store.delivery_counts(id).await.unwrap()["skipped"], 2);
+    assert_eq!(
+        store.delivery_counts(id).await.unwrap()[&DeliveryStatus::Skipped],
+        2
+    );
     store
-        .set_edition_status(id, "sending", None)
+        .set_edition_status(id, EditionStatus::Sending, None)
         .await
         .unwrap_err();
 }
@@ -309,8 +319,9 @@ async fn cancel_skips_the_rest() {
 async fn concurrent_one_click_unsubscribes_are_batched_and_each_answered() {
     let (store, _d, list) = setup(60).await;
     let id = first_edition(&store, list).await;
+    let me = sender(&store).await;
     let (claimed, _) = store
-        .claim_deliveries(id, list, 100, Duration::minutes(5))
+        .claim_deliveries(id, list, 100, Duration::minutes(5), me)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 60);
@@ -344,4 +355,332 @@ async fn concurrent_one_click_unsubscribes_are_batched_and_each_answered() {
         "each subscription changes once"
     );
     assert_eq!(store.subscription_counts(list).await.unwrap(), (0, 0, 60));
+}
+
+/// Marks every pending delivery of `id` sent, as a sender would after a successful run.
+async fn send_all(store: &Store, id: i64, list: i64, me: SenderId) -> Vec<Claimed> {
+    let (claimed, _) = store
+        .claim_deliveries(id, list, 1000, Duration::minutes(5), me)
+        .await
+        .unwrap();
+    let outcomes: Vec<Outcome> = claimed.iter().map(|c| outcome(c, Verdict::Sent)).collect();
+    store.record_outcomes(&outcomes, 3).await.unwrap();
+    assert!(store.finish_edition_if_done(id).await.unwrap());
+    claimed
+}
+
+async fn next_edition(store: &Store, list: i64, day: u32) -> i64 {
+    let day0 = parse_timestamp("2026-11-28T02:00:00Z").unwrap();
+    let start = db_time(day0 + Duration::days(i64::from(day) - 1));
+    let end = db_time(day0 + Duration::days(i64::from(day)));
+    match store
+        .create_edition(&edition(list, &start, &end, None))
+        .await
+        .unwrap()
+    {
+        Created::New { id, .. } => id,
+        other => panic!("expected a new edition, got {other:?}"),
+    }
+}
+
+async fn count(store: &Store, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn one_reader_token_per_subscription_reused_by_every_edition() {
+    let (store, _d, list) = setup(5).await;
+    let me = sender(&store).await;
+    let first = first_edition(&store, list).await;
+    let a = send_all(&store, first, list, me).await;
+    for day in 1..30 {
+        let id = next_edition(&store, list, day).await;
+        let b = send_all(&store, id, list, me).await;
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.subscriber_id, y.subscriber_id);
+            assert_eq!(x.token, y.token, "the same link in every message");
+        }
+    }
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM tokens").await,
+        5,
+        "after 30 editions, token rows equal subscriptions"
+    );
+    // The token opens the reader's pages.
+    let t = store
+        .token_target(&a[0].token, tokens::READER_PURPOSES)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.subscriber_id, a[0].subscriber_id);
+
+    // Rotating gives a new token and invalidates the old one.
+    let email = a[0].email.clone();
+    assert_eq!(store.rotate_tokens(&email).await.unwrap(), 1);
+    assert!(
+        store
+            .token_target(&a[0].token, tokens::READER_PURPOSES)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let id = next_edition(&store, list, 30).await;
+    let c = send_all(&store, id, list, me).await;
+    let rotated = c
+        .iter()
+        .find(|c| c.subscriber_id == a[0].subscriber_id)
+        .unwrap();
+    assert_ne!(rotated.token, a[0].token);
+    assert!(
+        store
+            .token_target(&rotated.token, tokens::READER_PURPOSES)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM tokens").await, 5);
+}
+
+#[tokio::test]
+async fn a_dead_senders_leases_are_taken_over_and_a_live_ones_kept() {
+    let (store, _d, list) = setup(4).await;
+    let id = first_edition(&store, list).await;
+    let dead = sender(&store).await;
+    let live = sender(&store).await;
+    let (d, _) = store
+        .claim_deliveries(id, list, 2, Duration::minutes(5), dead)
+        .await
+        .unwrap();
+    let (l, _) = store
+        .claim_deliveries(id, list, 2, Duration::minutes(5), live)
+        .await
+        .unwrap();
+    assert_eq!((d.len(), l.len()), (2, 2));
+    let me = sender(&store).await;
+    let (none, _) = store
+        .claim_deliveries(id, list, 10, Duration::minutes(5), me)
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "every row is leased");
+
+    let freed = store.take_over(dead).await.unwrap();
+    assert_eq!(freed.deliveries, 2);
+    let (taken, _) = store
+        .claim_deliveries(id, list, 10, Duration::minutes(5), me)
+        .await
+        .unwrap();
+    let mut ids: Vec<i64> = taken.iter().map(|c| c.delivery_id).collect();
+    ids.sort();
+    let mut expected: Vec<i64> = d.iter().map(|c| c.delivery_id).collect();
+    expected.sort();
+    assert_eq!(
+        ids, expected,
+        "exactly the dead sender's rows, not the live one's"
+    );
+    assert!(taken.iter().all(|c| c.attempt == 2));
+    assert_eq!(
+        store.senders().await.unwrap().len(),
+        2,
+        "the dead sender's registration is gone"
+    );
+
+    // A heartbeat renews a live sender's leases; deregistering gives them back.
+    sqlx::query(
+        "UPDATE deliveries SET lease_until = '2000-01-01T00:00:00Z' WHERE lease_owner = $1",
+    )
+    .bind(live.0)
+    .execute(store.writer())
+    .await
+    .unwrap();
+    assert!(store.heartbeat(live, Duration::minutes(5)).await.unwrap());
+    let (none, _) = store
+        .claim_deliveries(id, list, 10, Duration::minutes(5), me)
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "renewed leases hold");
+    let back = store.deregister_sender(live).await.unwrap();
+    assert_eq!(back.deliveries, 2);
+    assert_eq!(
+        store.pending_deliveries(Some(id)).await.unwrap(),
+        4,
+        "the given-back rows still wait"
+    );
+}
+
+#[tokio::test]
+async fn compaction_keeps_counts_and_failures_and_frees_the_rows() {
+    let (store, _d, list) = setup(6).await;
+    let me = sender(&store).await;
+    let id = first_edition(&store, list).await;
+    let (claimed, _) = store
+        .claim_deliveries(id, list, 10, Duration::minutes(5), me)
+        .await
+        .unwrap();
+    let mut outcomes: Vec<Outcome> = claimed[..4]
+        .iter()
+        .map(|c| outcome(c, Verdict::Sent))
+        .collect();
+    outcomes.push(outcome(
+        &claimed[4],
+        Verdict::Failed {
+            reply: "554 5.7.1 rejected".into(),
+        },
+    ));
+    outcomes.push(outcome(
+        &claimed[5],
+        Verdict::Skipped {
+            reason: "test".into(),
+        },
+    ));
+    store.record_outcomes(&outcomes, 3).await.unwrap();
+    assert!(store.finish_edition_if_done(id).await.unwrap());
+    let before = store.delivery_counts(id).await.unwrap();
+
+    // Not old enough: nothing happens.
+    let none = store
+        .compact_editions(Utc::now() - Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(none.editions, 0);
+    let done = store
+        .compact_editions(Utc::now() + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!((done.editions, done.deliveries), (1, 5));
+    assert_eq!(store.delivery_counts(id).await.unwrap(), before);
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM deliveries").await,
+        1,
+        "only the failure is kept"
+    );
+    let again = store
+        .compact_editions(Utc::now() + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(again.editions, 0, "compaction is done once");
+    assert_eq!(store.delivery_counts(id).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_confirmation_is_queued_once_claimed_with_a_fresh_token_and_skipped_when_moot() {
+    let (store, _d) = temp_store().await;
+    let list = store
+        .create_list(
+            &ListSlug::parse("daily").unwrap(),
+            &ListSpec {
+                double_opt_in: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let email = EmailAddress::parse("new@example.com").unwrap();
+    let signup = WebSignup {
+        email: &email,
+        list_id: list.id,
+        categories: None,
+        ip: "192.0.2.9",
+    };
+    assert_eq!(
+        store.web_subscribe(&signup).await.unwrap(),
+        SignupOutcome::ConfirmationQueued
+    );
+    assert!(store.mail_due().await.unwrap());
+    let me = sender(&store).await;
+    let claimed = store
+        .claim_mail(10, Duration::minutes(5), me)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].to, email);
+    assert!(!store.mail_due().await.unwrap(), "leased");
+    // The token it carries confirms.
+    let c = store
+        .confirm_by_token(&claimed[0].token, "192.0.2.9")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(c.activated);
+    // A retry of that message after confirming is skipped, not sent.
+    store
+        .record_outcomes(
+            &[Outcome {
+                item: Item::Mail { id: claimed[0].id },
+                verdict: Verdict::Retry {
+                    reply: "451 later".into(),
+                    at: Utc::now() - Duration::seconds(1),
+                },
+            }],
+            3,
+        )
+        .await
+        .unwrap();
+    assert!(store.mail_due().await.unwrap());
+    assert!(
+        store
+            .claim_mail(10, Duration::minutes(5), me)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.mail_counts().await.unwrap(),
+        vec![("skipped".to_owned(), 1)]
+    );
+}
+
+#[tokio::test]
+async fn a_story_stored_in_the_second_a_digest_is_built_is_in_exactly_one_digest() {
+    let (store, _d, list_id) = setup(1).await;
+    let config = crate::config::Config::default();
+    let list = store.list_by_id(list_id).await.unwrap();
+    let story = |id: &str| NewArticle {
+        external_id: id.into(),
+        url: format!("https://news.example.com/{id}"),
+        title: id.into(),
+        summary: String::new(),
+        author: None,
+        category: "Politics".into(),
+        language: None,
+        image_url: None,
+        published_at: Utc::now() - Duration::minutes(5),
+        breaking: false,
+    };
+    let (a, _) = store.insert_article(&story("a")).await.unwrap();
+    // Built in the same second as `a` and `b` are stored: `b` arrives after the build.
+    let at = DbTime::now().utc();
+    let first = crate::edition::create_digest(&store, &config, &list, at, None)
+        .await
+        .unwrap();
+    let (b, _) = store.insert_article(&story("b")).await.unwrap();
+    sqlx::query("UPDATE articles SET created_at = $1")
+        .bind(DbTime::from(at))
+        .execute(store.writer())
+        .await
+        .unwrap();
+    let second =
+        crate::edition::create_digest(&store, &config, &list, at + Duration::hours(1), None)
+            .await
+            .unwrap();
+    let ids = |c: &Created| match c {
+        Created::New { id, .. } => *id,
+        other => panic!("a new edition, got {other:?}"),
+    };
+    let carried = |id: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .edition_articles(id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(a, _)| a.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(carried(ids(&first)).await, [a]);
+    assert_eq!(carried(ids(&second)).await, [b], "not lost, not repeated");
 }

@@ -9,34 +9,12 @@
 //! preferences page (the email links both), so both purposes are accepted there. `confirm`
 //! tokens are only good for confirming, and expire.
 
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use sqlx::FromRow;
 
 use super::subscribers::erased_key;
 use super::{Result, Store, StoreError, now_text, parse_db_time};
-use crate::domain::{CategorySet, EmailAddress, Token, db_time};
-
-/// What a token may be used for (the `tokens.purpose` column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenPurpose {
-    /// Issued per message: one-click unsubscribe, and the preferences page.
-    Unsubscribe,
-    /// Double opt-in confirmation; expires.
-    Confirm,
-    /// The preferences page only.
-    Preferences,
-}
-
-impl TokenPurpose {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unsubscribe => "unsubscribe",
-            Self::Confirm => "confirm",
-            Self::Preferences => "preferences",
-        }
-    }
-}
+use crate::domain::{CategorySet, DbTime, EmailAddress, Token, TokenPurpose, db_time};
 
 /// The tokens that open the unsubscribe and preferences pages.
 pub const READER_PURPOSES: &[TokenPurpose] =
@@ -87,8 +65,6 @@ pub struct WebSignup<'a> {
     pub categories: Option<CategorySet>,
     /// The client's IP as text, recorded as consent evidence.
     pub ip: &'a str,
-    /// How long the confirmation link works.
-    pub confirm_ttl: Duration,
 }
 
 /// What [`Store::web_subscribe`] did. The web page must not tell these apart (no enumeration).
@@ -96,8 +72,9 @@ pub struct WebSignup<'a> {
 pub enum SignupOutcome {
     /// A new, active subscription (single opt-in list, first sign-up); consent recorded.
     Activated,
-    /// Mail this confirmation token; nothing is active until it is used.
-    ConfirmationNeeded(Token),
+    /// A confirmation message is queued (the sender delivers it); nothing is active until
+    /// its link is used.
+    ConfirmationQueued,
     /// Already subscribed: nothing changed.
     AlreadyActive,
 }
@@ -347,18 +324,9 @@ impl Store {
             .await?,
         };
 
-        let token = Token::generate();
-        sqlx::query(
-            "INSERT INTO tokens (hash, purpose, subscription_id, created_at, expires_at) VALUES ($1, 'confirm', $2, $3, $4)",
-        )
-        .bind(token.hash())
-        .bind(subscription_id)
-        .bind(&now_s)
-        .bind(db_time(now + s.confirm_ttl))
-        .execute(&mut *tx)
-        .await?;
+        super::mail_queue::queue_confirmation(&mut tx, subscription_id, DbTime::from(now)).await?;
         tx.commit().await?;
-        Ok(SignupOutcome::ConfirmationNeeded(token))
+        Ok(SignupOutcome::ConfirmationQueued)
     }
 
     /// Confirms a sign-up: activates the subscription and records the consent (confirmation
@@ -507,6 +475,67 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Issues a new reader token for every subscription of `email` and deletes the old ones
+    /// (also those issued per message before tokens were per subscription): every earlier
+    /// unsubscribe and preferences link of that reader stops working. Returns how many
+    /// subscriptions got a new token.
+    pub async fn rotate_tokens(&self, email: &EmailAddress) -> Result<u64> {
+        let mut tx = self.write_tx().await?;
+        let subs: Vec<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT s.id, s.token_gen FROM subscriptions s JOIN subscribers p ON p.id = s.subscriber_id
+             WHERE p.email_key = $1 AND p.email IS NOT NULL",
+        )
+        .bind(email.canonical())
+        .fetch_all(&mut *tx)
+        .await?;
+        if subs.is_empty() {
+            return Err(StoreError::NotFound(format!(
+                "subscriber with domain @{}",
+                email.domain()
+            )));
+        }
+        let now = DbTime::now();
+        for (id, generation) in &subs {
+            let next = generation.unwrap_or(0) + 1;
+            sqlx::query(
+                "DELETE FROM tokens WHERE subscription_id = $1 AND purpose IN ('unsubscribe', 'preferences')",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE subscriptions SET token_gen = $1 WHERE id = $2")
+                .bind(next)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO tokens (hash, purpose, subscription_id, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(Token::derive(self.token_key(), *id, next).hash())
+            .bind(TokenPurpose::Unsubscribe)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(subs.len() as u64)
+    }
+
+    /// The current reader token of a subscription, if it has one (tests and the preview).
+    pub async fn reader_token(&self, subscription_id: i64) -> Result<Option<Token>> {
+        let generation: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT token_gen FROM subscriptions WHERE id = $1")
+                .bind(subscription_id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(generation
+            .flatten()
+            .map(|g| Token::derive(self.token_key(), subscription_id, g)))
+    }
+}
+
 /// One one-click unsubscribe waiting for the batch writer.
 pub(crate) struct UnsubscribeRequest {
     hash: Vec<u8>,
@@ -608,12 +637,13 @@ mod tests {
             list_id: list.id,
             categories: None,
             ip: "192.0.2.1",
-            confirm_ttl: Duration::days(7),
         };
-        let SignupOutcome::ConfirmationNeeded(t1) = store.web_subscribe(&signup).await.unwrap()
-        else {
-            panic!("double opt-in needs confirmation")
-        };
+        assert_eq!(
+            store.web_subscribe(&signup).await.unwrap(),
+            SignupOutcome::ConfirmationQueued,
+            "double opt-in needs confirmation"
+        );
+        let t1 = crate::store::testutil::claim_confirmation(&store).await;
         let c = store
             .confirm_by_token(&t1, "192.0.2.1")
             .await

@@ -3,7 +3,8 @@
 //! - `GET|POST /unsubscribe/{token}`: one-click unsubscribe (RFC 8058). GET only asks (link
 //!   scanners prefetch URLs); POST unsubscribes at once, answers 200, never redirects.
 //! - `GET|POST /preferences/{token}`: lists and topics.
-//! - `GET|POST /subscribe`, `GET /confirm/{token}`: sign-up with double opt-in.
+//! - `GET|POST /subscribe`, `GET|POST /confirm/{token}`: sign-up with double opt-in (the GET
+//!   shows a button; only the POST confirms).
 //! - `GET /healthz`, `GET /metrics` (Prometheus text format).
 //!
 //! Every bad, unknown or expired token gets the same plain 404 page as an unknown path. No
@@ -23,11 +24,10 @@ use axum::http::header::{self, HeaderValue};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures_util::future::BoxFuture;
 use maud::Markup;
 
 use crate::config::Config;
-use crate::domain::{EmailAddress, Token};
+use crate::domain::Token;
 use crate::store::Store;
 
 pub mod form;
@@ -35,48 +35,32 @@ mod ops;
 mod pages;
 mod ratelimit;
 mod readers;
+mod server;
 mod signup;
 
 pub use ops::render_metrics;
 pub use ratelimit::RateLimits;
+pub use server::ServeLimits;
 
 /// The largest request body we read. Our forms are a few hundred bytes; RFC 8058 bodies are
 /// one field.
 const BODY_LIMIT: usize = 64 * 1024;
-
-/// Sends double-opt-in confirmation emails; implemented elsewhere with the real transport,
-/// and by a recorder in tests.
-pub trait ConfirmationSender: Send + Sync {
-    /// Mails `to` a message asking them to open `confirm_url` to start receiving `list_name`.
-    fn send(
-        &self,
-        to: &EmailAddress,
-        list_name: &str,
-        confirm_url: &str,
-    ) -> BoxFuture<'_, anyhow::Result<()>>;
-}
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     pub config: Arc<Config>,
-    pub confirmations: Arc<dyn ConfirmationSender>,
     /// Sign-up rate limits (per client IP and per address).
     pub limits: Arc<RateLimits>,
 }
 
 impl AppState {
     /// State with the default rate limits (5 sign-ups a minute per IP, 3 an hour per address).
-    pub fn new(
-        store: Store,
-        config: Arc<Config>,
-        confirmations: Arc<dyn ConfirmationSender>,
-    ) -> Self {
+    pub fn new(store: Store, config: Arc<Config>) -> Self {
         Self {
             store,
             config,
-            confirmations,
             limits: Arc::new(RateLimits::default()),
         }
     }
@@ -86,7 +70,7 @@ impl AppState {
         let lang = p.language.as_str();
         pages::Chrome {
             publication: &p.name,
-            site_url: &p.url,
+            site_url: p.url.as_str(),
             lang,
             rtl: crate::render::clean::is_rtl(lang),
             base: self.base(),
@@ -95,7 +79,7 @@ impl AppState {
 
     /// `[web] public_url` without a trailing `/`.
     fn base(&self) -> &str {
-        self.config.web.public_url.trim_end_matches('/')
+        self.config.web.public_url.base()
     }
 
     fn page(&self, status: StatusCode, markup: Markup) -> Response {
@@ -139,7 +123,10 @@ pub fn router(state: AppState) -> Router {
             get(readers::preferences_page).post(readers::save_preferences),
         )
         .route("/subscribe", get(signup::form).post(signup::subscribe))
-        .route("/confirm/{token}", get(signup::confirm))
+        .route(
+            "/confirm/{token}",
+            get(signup::confirm_page).post(signup::confirm),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .fallback(fallback)
@@ -148,24 +135,35 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves [`router`] on `listener` until `shutdown` completes, then finishes the requests in
-/// flight. Handlers see the peer address through `ConnectInfo<SocketAddr>`.
+/// Serves [`router`] on `listener` with the default [`ServeLimits`] until `shutdown`
+/// completes, then finishes the requests in flight. Handlers see the peer address through
+/// `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with(listener, state, ServeLimits::default(), shutdown).await
+}
+
+/// [`serve`] with the given connection cap and timeouts.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("reading the web listener's address")?;
-    tracing::info!(%addr, "web server listening");
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("web server failed")
+    tracing::info!(
+        %addr,
+        max_connections = limits.max_connections,
+        header_timeout_ms = limits.header_timeout.as_millis() as u64,
+        "web server listening"
+    );
+    server::run(listener, router(state), limits, shutdown).await;
+    Ok(())
 }
 
 async fn fallback(State(st): State<AppState>) -> Response {

@@ -300,7 +300,24 @@ pub(super) fn signup_done(c: &Chrome<'_>, list: &str, double_opt_in: bool) -> Ma
     )
 }
 
-/// `GET /confirm/{token}`.
+/// `GET /confirm/{token}`: asks, with a button. A GET never confirms: mail security scanners
+/// open every link in a message, and would otherwise confirm addresses nobody confirmed.
+pub(super) fn confirm_ask(c: &Chrome<'_>, list: &str) -> Markup {
+    layout(
+        c,
+        "Confirm your subscription",
+        html! {
+            h1 { "Confirm your subscription to " (list) }
+            p { "Press the button to start receiving " (list) "." }
+            form method="post" {
+                button type="submit" { "Yes, subscribe me" }
+            }
+            p.muted { "If you did not ask for this, close this page: you will not be subscribed." }
+        },
+    )
+}
+
+/// `POST /confirm/{token}`.
 pub(super) fn confirmed(c: &Chrome<'_>, list: &str) -> Markup {
     layout(
         c,

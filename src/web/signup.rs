@@ -1,8 +1,9 @@
 //! Sign-up from the web (`/subscribe`) and double opt-in confirmation (`/confirm/{token}`).
 //!
 //! The answer to a sign-up never depends on whether the address was known: same status,
-//! same page, and the confirmation mail goes out in the background so that not even the
-//! response time tells (an active address gets no mail).
+//! same page, and the confirmation mail is queued for the sender (signed, retried, kept across
+//! restarts) so that not even the response time tells (an active address gets no mail).
+//! Confirming takes a POST: `GET /confirm/{token}` only shows the button.
 
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
@@ -10,15 +11,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use chrono::Duration;
 use serde::Deserialize;
 
 use super::{AppState, ClientIp, form, pages, token_of};
+use crate::domain::TokenPurpose;
 use crate::domain::{CategorySet, EmailAddress};
 use crate::store::{SignupOutcome, StoreError, WebSignup};
-
-/// How long a confirmation link works.
-const CONFIRM_TTL_DAYS: i64 = 7;
 
 /// `GET /subscribe?list=slug`.
 #[derive(Debug, Deserialize)]
@@ -107,20 +105,10 @@ pub(super) async fn subscribe(
             list_id: list.id,
             categories,
             ip: &ip_text,
-            confirm_ttl: Duration::days(CONFIRM_TTL_DAYS),
         })
         .await;
     match outcome {
-        Ok(SignupOutcome::ConfirmationNeeded(token)) => {
-            let url = format!("{}/confirm/{}", st.base(), token.as_str());
-            let sender = st.confirmations.clone();
-            let list_name = list.name.clone();
-            let to = email.clone();
-            tokio::spawn(async move {
-                if let Err(e) = sender.send(&to, &list_name, &url).await {
-                    tracing::warn!(domain = %to.domain(), error = %e, "sending a confirmation email failed");
-                }
-            });
+        Ok(SignupOutcome::ConfirmationQueued) => {
             tracing::info!(list = %list.slug, domain = %email.domain(), "web sign-up awaiting confirmation");
         }
         Ok(o) => {
@@ -145,7 +133,30 @@ fn too_many(st: &AppState) -> Response {
     )
 }
 
-/// `GET /confirm/{token}`: activates the pending subscription and records the consent.
+/// `GET /confirm/{token}`: the page with the button; changes nothing. Unknown or expired
+/// tokens get the 404 page.
+pub(super) async fn confirm_page(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Some(token) = token_of(path) else {
+        return st.not_found();
+    };
+    match st
+        .store
+        .token_target(&token, &[TokenPurpose::Confirm])
+        .await
+    {
+        Ok(Some(t)) => st.page(
+            StatusCode::OK,
+            pages::confirm_ask(&st.chrome(), &t.list_name),
+        ),
+        Ok(None) => st.not_found(),
+        Err(e) => st.server_error("looking up a confirmation token failed", e),
+    }
+}
+
+/// `POST /confirm/{token}`: activates the pending subscription and records the consent.
 /// Idempotent; unknown or expired tokens get the 404 page.
 pub(super) async fn confirm(
     State(st): State<AppState>,

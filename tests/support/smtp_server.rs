@@ -5,12 +5,7 @@
 //! A [`Policy`] closure sees each event and can override the reply, stall (never answer) or
 //! drop the connection, which is how tests script faults.
 //!
-//! Use it from a test file with:
-//! ```ignore
-//! #[path = "support/smtp_server.rs"]
-//! mod smtp_server;
-//! ```
-#![allow(dead_code)]
+//! Part of [`crate::support`]: `use support::smtp_server::{SmtpServer, ServerConfig};`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

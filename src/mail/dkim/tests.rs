@@ -5,22 +5,7 @@ use std::process::Command;
 
 use super::*;
 use crate::mail::mime::tests::personalised;
-
-const PY: &str = "/usr/bin/python3";
-
-/// Whether /usr/bin/python3 can import `dkim` (and `nacl`, for Ed25519).
-fn dkimpy(with_nacl: bool) -> bool {
-    let module = if with_nacl {
-        "import dkim, nacl"
-    } else {
-        "import dkim"
-    };
-    Command::new(PY)
-        .args(["-c", module])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
+use crate::test_tools;
 
 fn openssl(args: &[&str]) -> Vec<u8> {
     let o = Command::new("openssl")
@@ -33,14 +18,6 @@ fn openssl(args: &[&str]) -> Vec<u8> {
         String::from_utf8_lossy(&o.stderr)
     );
     o.stdout
-}
-
-fn have_openssl() -> bool {
-    Command::new("openssl")
-        .arg("version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }
 
 /// Makes a key with openssl and returns (path, DNS TXT record derived by openssl, not by us).
@@ -97,7 +74,7 @@ fn verify(dir: &Path, msg: &[u8], record: &str) -> bool {
     let (m, r) = (dir.join("signed.eml"), dir.join("record.txt"));
     std::fs::write(&m, msg).unwrap();
     std::fs::write(&r, record).unwrap();
-    let o = Command::new(PY)
+    let o = Command::new(test_tools::PYTHON)
         .arg("-c")
         .arg(VERIFY)
         .arg(&m)
@@ -122,12 +99,14 @@ fn h_tag(sig: &str) -> Vec<String> {
 }
 
 fn sign_and_verify(kind: &str) {
-    if !have_openssl() || !dkimpy(kind == "ed25519") {
-        eprintln!(
-            "SKIP dkim {kind}: needs openssl and /usr/bin/python3 with the dkim module (python3-dkim, python3-nacl)"
-        );
+    let dkimpy = if kind == "ed25519" {
+        test_tools::DKIMPY_ED25519
+    } else {
+        test_tools::DKIMPY
+    };
+    let Some(_) = test_tools::require_all(&[test_tools::OPENSSL, dkimpy]) else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let (key, record) = make_key(dir.path(), kind);
     let s = signer(&key);

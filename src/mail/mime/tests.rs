@@ -515,15 +515,12 @@ fn qp_encoder_handles_edges() {
     assert!(out.ends_with(b"space=20"));
 }
 
-/// Python's `email` package is an independent MIME reader. Skips when /usr/bin/python3 is not
-/// there.
+/// Python's `email` package is an independent MIME reader.
 #[test]
 fn python_email_package_reads_the_message() {
-    let py = std::path::Path::new("/usr/bin/python3");
-    if !py.exists() {
-        eprintln!("SKIP python_email_package_reads_the_message: /usr/bin/python3 missing");
+    let Some(py) = crate::test_tools::require(crate::test_tools::PYTHON_EMAIL) else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let name = "عائشہ \"Ayesha\" خان";
     let (msg, text, html, _) = personalised(Some(name));
@@ -544,7 +541,7 @@ print(json.dumps({
   "parts": [[p.get_content_type(), p.get_content_charset(), p["content-transfer-encoding"], p.get_content()] for p in parts],
 }))
 "#;
-    let o = std::process::Command::new(py)
+    let o = std::process::Command::new(&py)
         .arg("-c")
         .arg(script)
         .arg(dir.path().join("m.eml"))

@@ -1,0 +1,108 @@
+//! The `DISPATCH_<SECTION>_<KEY>` overlay: environment variables written into the parsed
+//! file before it is turned into a [`Config`](super::Config).
+//!
+//! A variable's text becomes the TOML type the key has in the serialised defaults (a number,
+//! a boolean, a comma-separated list, or a string), so `DISPATCH_SMTP_PORT=25` is the integer
+//! 25. Range and type checks then happen once, on the merged table, for file and environment
+//! alike.
+
+use std::collections::BTreeMap;
+
+use super::{ConfigError, bounds};
+
+/// Keys that exist but have no value in the defaults (so their type cannot be read from there).
+pub(super) const OPTIONAL_STRING_KEYS: &[&str] = &[
+    "publication.reply_to",
+    "web.client_ip_header",
+    "smtp.username",
+    "smtp.password",
+    "smtp.ca_file",
+    "smtp.helo_name",
+    "dkim.domain",
+    "dkim.selector",
+    "dkim.private_key_path",
+];
+
+/// Variables that are not settings.
+const NOT_SETTINGS: &[&str] = &["DISPATCH_CONFIG", "DISPATCH_LOG", "DISPATCH_REQUIRE_TOOLS"];
+
+/// Writes every `DISPATCH_*` setting in `env` into `table`, typed like `defaults`. Returns
+/// which variable set each dotted key (`smtp.port` → `DISPATCH_SMTP_PORT`), so later errors
+/// can name the variable rather than the file.
+pub(super) fn apply(
+    table: &mut toml::Table,
+    defaults: &toml::Table,
+    env: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut set_by = BTreeMap::new();
+    for (var, value) in env {
+        if NOT_SETTINGS.contains(&var.as_str()) {
+            continue;
+        }
+        let Some(rest) = var.strip_prefix("DISPATCH_") else {
+            continue;
+        };
+        let env_err = |message: String| ConfigError::Invalid {
+            origin: format!("environment variable {var}"),
+            message,
+        };
+        let Some((section, key)) = rest.split_once('_') else {
+            return Err(env_err(
+                "expected DISPATCH_<SECTION>_<KEY>, e.g. DISPATCH_SMTP_PASSWORD".into(),
+            ));
+        };
+        let (section, key) = (section.to_lowercase(), key.to_lowercase());
+        let dotted = format!("{section}.{key}");
+        let template = defaults
+            .get(&section)
+            .and_then(|s| s.as_table())
+            .and_then(|s| s.get(&key));
+        let parsed = match template {
+            Some(toml::Value::Integer(_)) => value
+                .trim()
+                .parse::<i64>()
+                .map(toml::Value::Integer)
+                .map_err(|_| {
+                    let range = bounds::of(&section, &key)
+                        .map(|b| format!(" in {}", b.range()))
+                        .unwrap_or_default();
+                    env_err(format!(
+                        "[{section}] {key} expects a whole number{range}, got {value:?}"
+                    ))
+                })?,
+            Some(toml::Value::Boolean(_)) => match value.trim() {
+                "true" | "1" | "yes" => toml::Value::Boolean(true),
+                "false" | "0" | "no" => toml::Value::Boolean(false),
+                _ => {
+                    return Err(env_err(format!(
+                        "[{section}] {key} expects true or false, got {value:?}"
+                    )));
+                }
+            },
+            Some(toml::Value::Array(_)) => toml::Value::Array(
+                value
+                    .split(',')
+                    .map(|s| toml::Value::String(s.trim().to_owned()))
+                    .filter(|v| v.as_str() != Some(""))
+                    .collect(),
+            ),
+            Some(_) => toml::Value::String(value.clone()),
+            None if OPTIONAL_STRING_KEYS.contains(&dotted.as_str()) => {
+                toml::Value::String(value.clone())
+            }
+            None => {
+                return Err(env_err(format!(
+                    "there is no setting [{section}] {key}; see config/dispatch.toml for the names"
+                )));
+            }
+        };
+        table
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| env_err("that section is not a table in the file".into()))?
+            .insert(key, parsed);
+        set_by.insert(dotted, var.clone());
+    }
+    Ok(set_by)
+}

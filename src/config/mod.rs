@@ -1,0 +1,549 @@
+//! Typed configuration: `config/dispatch.toml`, overridden by `DISPATCH_<SECTION>_<KEY>`.
+//!
+//! Where the file is found: `--config PATH`, else `DISPATCH_CONFIG`, else
+//! `config/dispatch.toml` when present, else the built-in defaults (which equal the documented
+//! file shipped in the repository, a test keeps them in step).
+//!
+//! Values are parsed into their types once, here: URLs into [`WebUrl`], `[publication] from`
+//! into a [`Sender`], `[web] bind` into a `SocketAddr`, durations into [`HumanDuration`], and
+//! every number is checked against its range (`bounds.rs`). The rest of the code receives
+//! types, never strings to parse again.
+//!
+//! Every error names where the bad value came from (the file and key, with the line when the
+//! file is at fault, or the environment variable) and what was expected.
+
+mod bounds;
+mod duration;
+mod env;
+mod values;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use lettre::message::Mailbox;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Category, WebUrl};
+
+pub use duration::{HumanDuration, parse_duration};
+pub use values::{LogLevel, Secret, Sender};
+
+/// The documented starter config, written by `dispatch init`.
+pub const STARTER_CONFIG: &str = include_str!("../../config/dispatch.toml");
+
+/// A configuration problem, with the place it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub publication: Publication,
+    pub database: Database,
+    pub web: Web,
+    pub delivery: Delivery,
+    pub smtp: Smtp,
+    pub sending: Sending,
+    pub dkim: Option<Dkim>,
+    pub digest: Digest,
+    pub schedule: ScheduleCfg,
+    pub retention: Retention,
+    pub log: Log,
+}
+
+/// `[publication]`: who sends, shown in every message.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Publication {
+    pub name: String,
+    /// The site's home page.
+    pub url: WebUrl,
+    /// The `From:` mailbox, also the envelope sender.
+    pub from: Sender,
+    /// Where replies go, when not to `from`.
+    #[serde(with = "values::opt_mailbox")]
+    pub reply_to: Option<Mailbox>,
+    pub postal_address: String,
+    pub language: String,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Database {
+    pub path: PathBuf,
+}
+
+/// `[web]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Web {
+    /// Where `dispatch run` listens.
+    #[serde(with = "values::socket_addr")]
+    pub bind: SocketAddr,
+    /// The base URL readers reach our pages at; every link in an email starts with it.
+    pub public_url: WebUrl,
+    /// A header set by a reverse proxy in front of us that carries the client's address
+    /// (e.g. `X-Forwarded-For`, whose rightmost entry is used). Unset: the peer address of
+    /// the connection is the client, which behind a proxy is the proxy itself.
+    pub client_ip_header: Option<String>,
+}
+
+/// Which transport delivers messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// One `.eml` file per message in `[delivery] outbox`.
+    File,
+    /// A real SMTP relay (`[smtp]`).
+    Smtp,
+}
+
+/// `[delivery]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Delivery {
+    pub transport: TransportKind,
+    pub outbox: PathBuf,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Plain connection upgraded with STARTTLS, which must be offered (RFC 3207).
+    Starttls,
+    /// TLS from the first byte (RFC 8314 §3.3).
+    Tls,
+    /// No TLS at all: only for a relay on the same machine.
+    None,
+}
+
+/// `[smtp]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub connections: u32,
+    pub timeout_secs: u64,
+    /// Extra trusted root certificate (PEM), for a relay with a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// The name we give in EHLO; defaults to the host of `[web] public_url`.
+    pub helo_name: Option<String>,
+}
+
+/// `[sending]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sending {
+    pub rate_per_second: u32,
+    pub max_attempts: u32,
+    pub bounce_threshold: u32,
+    pub retry_base_secs: u64,
+    pub lease_secs: u64,
+    pub pause_after_secs: u64,
+}
+
+/// `[dkim]`: sign messages when present.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dkim {
+    pub domain: String,
+    pub selector: String,
+    pub private_key_path: PathBuf,
+}
+
+/// `[digest]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Digest {
+    pub category_order: Vec<String>,
+    pub max_per_category: u32,
+    pub repeat_breaking: bool,
+    pub first_window_hours: u32,
+}
+
+/// `[schedule]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleCfg {
+    pub max_lateness: HumanDuration,
+    pub breaking_poll_secs: u64,
+}
+
+/// `[retention]`: how long finished editions keep their delivery rows.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// Finished editions older than this many days are compacted to counts and failures.
+    pub days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { days: 90 }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    pub format: LogFormat,
+    pub level: LogLevel,
+}
+
+impl Default for Publication {
+    fn default() -> Self {
+        Self {
+            name: "The Daily Ledger".into(),
+            url: constant_url("https://news.example.com"),
+            // Invariant: a literal, and the shipped file's identical text is parsed in a test.
+            from: Sender::parse("The Daily Ledger <digest@news.example.com>")
+                .unwrap_or_else(|e| unreachable!("the default sender is valid: {e}")),
+            reply_to: None,
+            postal_address: "The Daily Ledger, 12 Mall Road, Lahore 54000, Pakistan".into(),
+            language: "en".into(),
+        }
+    }
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("data/dispatch.db"),
+        }
+    }
+}
+
+impl Default for Web {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: constant_url("http://127.0.0.1:8080"),
+            client_ip_header: None,
+        }
+    }
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self {
+            transport: TransportKind::File,
+            outbox: PathBuf::from("outbox"),
+        }
+    }
+}
+
+impl Default for Smtp {
+    fn default() -> Self {
+        Self {
+            host: "localhost".into(),
+            port: 587,
+            security: Security::Starttls,
+            username: None,
+            password: None,
+            connections: 8,
+            timeout_secs: 30,
+            ca_file: None,
+            helo_name: None,
+        }
+    }
+}
+
+impl Default for Sending {
+    fn default() -> Self {
+        Self {
+            rate_per_second: 0,
+            max_attempts: 5,
+            bounce_threshold: 3,
+            retry_base_secs: 60,
+            lease_secs: 300,
+            pause_after_secs: 300,
+        }
+    }
+}
+
+impl Default for Digest {
+    fn default() -> Self {
+        Self {
+            category_order: vec![
+                "General News".into(),
+                "Politics".into(),
+                "Business".into(),
+                "Sport".into(),
+            ],
+            max_per_category: 8,
+            repeat_breaking: true,
+            first_window_hours: 24,
+        }
+    }
+}
+
+impl Default for ScheduleCfg {
+    fn default() -> Self {
+        Self {
+            max_lateness: HumanDuration::from_hours(6),
+            breaking_poll_secs: 5,
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            // Invariant: a literal, and the shipped file's identical text is parsed in a test.
+            level: LogLevel::parse("info")
+                .unwrap_or_else(|e| unreachable!("the default log level is valid: {e}")),
+        }
+    }
+}
+
+/// A URL spelled out in this file's defaults.
+fn constant_url(s: &str) -> WebUrl {
+    // Invariant: the defaults' URLs are literals above; `shipped_file_equals_builtin_defaults`
+    // parses the same text from the shipped file.
+    WebUrl::parse(s).unwrap_or_else(|e| unreachable!("the default URL {s} is valid: {e}"))
+}
+
+/// Which setting a problem is about: a section, or a key in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Key {
+    section: Option<String>,
+    key: Option<String>,
+}
+
+impl Key {
+    /// The key a deserialisation error happened at (`smtp.port`, or just `smtp` when the
+    /// section itself is wrong).
+    fn of_path(path: &serde_path_to_error::Path) -> Self {
+        let mut names = path.iter().filter_map(|s| match s {
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+            _ => None,
+        });
+        Self {
+            section: names.next(),
+            key: names.next(),
+        }
+    }
+
+    /// `smtp.port`, as the overlay records which variable set what.
+    fn dotted(&self) -> Option<String> {
+        Some(format!("{}.{}", self.section.as_ref()?, self.key.as_ref()?))
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.section, &self.key) {
+            (Some(s), Some(k)) => write!(f, "[{s}] {k}"),
+            (Some(s), None) => write!(f, "[{s}]"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One bad value: where, optionally the line and column in the file, and what was expected.
+#[derive(Debug)]
+struct Problem {
+    key: Key,
+    line: Option<(usize, usize)>,
+    message: String,
+}
+
+impl Problem {
+    /// A problem with `[section] key`.
+    fn at(section: &str, key: &str, message: String) -> Self {
+        Self {
+            key: Key {
+                section: Some(section.to_owned()),
+                key: Some(key.to_owned()),
+            },
+            line: None,
+            message,
+        }
+    }
+
+    /// A TOML error at `key`; `text` is the document its span points into, if any.
+    fn toml(key: Key, e: &toml::de::Error, text: Option<&str>) -> Self {
+        let line = text
+            .zip(e.span())
+            .map(|(text, span)| line_and_column(text, span.start));
+        let mut message = e.message().trim().to_owned();
+        // A number that does not even fit its type still gets told the allowed range.
+        if let (Some(s), Some(k)) = (&key.section, &key.key)
+            && let Some(b) = bounds::of(s, k)
+        {
+            message.push_str(&format!(" (allowed: {})", b.range()));
+        }
+        Self { key, line, message }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = self.key.to_string();
+        match (key.is_empty(), self.line) {
+            (false, Some((l, c))) => write!(f, "{key} (line {l}, column {c}): ")?,
+            (false, None) => write!(f, "{key}: ")?,
+            (true, Some((l, c))) => write!(f, "line {l}, column {c}: ")?,
+            (true, None) => {}
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
+impl Config {
+    /// Finds and loads the configuration as the binary does: `explicit`, else
+    /// `DISPATCH_CONFIG`, else `config/dispatch.toml` if it exists, else the defaults; then
+    /// applies `DISPATCH_*` environment overrides and validates.
+    pub fn load(explicit: Option<&Path>) -> Result<(Self, Option<PathBuf>), ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("DISPATCH_"))
+            .collect();
+        let path = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| env.get("DISPATCH_CONFIG").map(PathBuf::from))
+            .or_else(|| {
+                let p = PathBuf::from("config/dispatch.toml");
+                p.exists().then_some(p)
+            });
+        let text = match &path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.clone(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        let origin = path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "built-in defaults".into());
+        let cfg = Self::from_parts(&origin, &text, &env)?;
+        Ok((cfg, path))
+    }
+
+    /// Parses `text` (from `origin`, used in messages), applies the `DISPATCH_*` variables in
+    /// `env` and validates the result. Never panics, whatever the input.
+    pub fn from_parts(
+        origin: &str,
+        text: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let in_file = |p: Problem| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            message: p.to_string(),
+        };
+        // Parse the file on its own first, so its errors carry line and column.
+        let syntax = |e: toml::de::Error| in_file(Problem::toml(Key::default(), &e, Some(text)));
+        let _: Config =
+            serde_path_to_error::deserialize(toml::Deserializer::parse(text).map_err(syntax)?)
+                .map_err(|e| {
+                    in_file(Problem::toml(Key::of_path(e.path()), e.inner(), Some(text)))
+                })?;
+        let mut table: toml::Table = toml::from_str(text).map_err(syntax)?;
+        let defaults =
+            toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Invalid {
+                origin: origin.to_owned(),
+                message: format!("internal error serialising defaults: {e}"),
+            })?;
+        let set_by = env::apply(&mut table, &defaults, env)?;
+
+        // A value the environment set is reported against its variable; the rest, the file.
+        let report = |p: Problem| ConfigError::Invalid {
+            origin: p
+                .key
+                .dotted()
+                .and_then(|k| set_by.get(&k))
+                .map(|var| format!("environment variable {var}"))
+                .unwrap_or_else(|| origin.to_owned()),
+            message: p.to_string(),
+        };
+        let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| report(Problem::toml(Key::of_path(e.path()), e.inner(), None)))?;
+        cfg.validate().map_err(report)?;
+        Ok(cfg)
+    }
+
+    /// Checks what types alone cannot: ranges, and values that depend on each other.
+    fn validate(&self) -> Result<(), Problem> {
+        if self.publication.name.trim().is_empty() {
+            return Err(Problem::at(
+                "publication",
+                "name",
+                "must not be empty".into(),
+            ));
+        }
+        if self.publication.postal_address.trim().is_empty() {
+            return Err(Problem::at(
+                "publication",
+                "postal_address",
+                "must not be empty (CAN-SPAM and CASL require a postal address in every message)"
+                    .into(),
+            ));
+        }
+        bounds::check(self)?;
+        if self.smtp.username.is_some() != self.smtp.password.is_some() {
+            return Err(Problem {
+                key: Key {
+                    section: Some("smtp".into()),
+                    key: Some("username and password".into()),
+                },
+                line: None,
+                message: "set both or neither".into(),
+            });
+        }
+        for c in &self.digest.category_order {
+            Category::parse(c)
+                .map_err(|e| Problem::at("digest", "category_order", e.to_string()))?;
+        }
+        if let Some(d) = &self.dkim {
+            if d.domain.trim().is_empty() || !d.domain.contains('.') {
+                return Err(Problem::at(
+                    "dkim",
+                    "domain",
+                    format!("expected a domain name, got {:?}", d.domain),
+                ));
+            }
+            if d.selector.trim().is_empty() {
+                return Err(Problem::at("dkim", "selector", "must not be empty".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,408 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn err(text: &str, pairs: &[(&str, &str)]) -> String {
+    Config::from_parts("conf.toml", text, &vars(pairs))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn shipped_file_equals_builtin_defaults() {
+    let cfg = Config::from_parts("config/dispatch.toml", STARTER_CONFIG, &vars(&[])).unwrap();
+    assert_eq!(cfg, Config::default());
+}
+
+#[test]
+fn values_arrive_typed() {
+    let cfg = Config::from_parts(
+        "x.toml",
+        "[publication]\nurl = \"https://ledger.example.pk/\"\n\
+         from = \"Ledger <Digest@Ledger.Example.PK>\"\nreply_to = \"Letters <letters@ledger.example.pk>\"\n\
+         [web]\nbind = \"0.0.0.0:9000\"\npublic_url = \"https://lists.ledger.example.pk\"\n\
+         [schedule]\nmax_lateness = \"90m\"\n[log]\nlevel = \"warn,dispatch=debug\"\n",
+        &vars(&[]),
+    )
+    .unwrap();
+    assert_eq!(cfg.publication.url.base(), "https://ledger.example.pk");
+    assert_eq!(
+        cfg.publication.from.address().as_str(),
+        "Digest@ledger.example.pk"
+    );
+    assert_eq!(
+        cfg.publication.from.mailbox().name.as_deref(),
+        Some("Ledger")
+    );
+    let reply_to = cfg.publication.reply_to.as_ref().unwrap();
+    assert_eq!(reply_to.email.to_string(), "letters@ledger.example.pk");
+    assert_eq!(cfg.web.bind, SocketAddr::from(([0, 0, 0, 0], 9000)));
+    assert_eq!(cfg.web.public_url.host(), "lists.ledger.example.pk");
+    assert_eq!(
+        cfg.schedule.max_lateness.to_chrono(),
+        chrono::Duration::minutes(90)
+    );
+    assert_eq!(cfg.log.level.as_str(), "warn,dispatch=debug");
+    // A bare reply-to address is still a mailbox.
+    let cfg = Config::from_parts(
+        "x.toml",
+        "[publication]\nreply_to = \"letters@news.example.com\"\n",
+        &vars(&[]),
+    )
+    .unwrap();
+    assert_eq!(cfg.publication.reply_to.unwrap().name, None);
+}
+
+#[test]
+fn env_overrides_with_types() {
+    let cfg = Config::from_parts(
+        "x.toml",
+        "",
+        &vars(&[
+            ("DISPATCH_SMTP_PASSWORD", "hunter2"),
+            ("DISPATCH_SMTP_USERNAME", "mailer"),
+            ("DISPATCH_SMTP_TIMEOUT_SECS", "7"),
+            ("DISPATCH_DATABASE_PATH", "/tmp/x.db"),
+            ("DISPATCH_DIGEST_REPEAT_BREAKING", "false"),
+            ("DISPATCH_SCHEDULE_MAX_LATENESS", "2d"),
+            ("DISPATCH_WEB_BIND", "127.0.0.1:9999"),
+            ("DISPATCH_PUBLICATION_REPLY_TO", "letters@news.example.com"),
+            ("DISPATCH_REQUIRE_TOOLS", "1"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(cfg.smtp.timeout_secs, 7);
+    assert_eq!(cfg.database.path, PathBuf::from("/tmp/x.db"));
+    assert!(!cfg.digest.repeat_breaking);
+    assert_eq!(cfg.schedule.max_lateness.secs(), 2 * 86_400);
+    assert_eq!(cfg.web.bind.port(), 9999);
+    assert!(cfg.publication.reply_to.is_some());
+    assert_eq!(cfg.smtp.password.as_ref().unwrap().expose(), "hunter2");
+    let dbg = format!("{cfg:?}");
+    assert!(!dbg.contains("hunter2"), "secret leaked in Debug");
+}
+
+#[test]
+fn a_serialised_config_reads_back_the_same_without_its_password() {
+    let mut cfg = Config::default();
+    cfg.publication.reply_to = Some("Letters <letters@news.example.com>".parse().unwrap());
+    cfg.smtp.username = Some("mailer".into());
+    cfg.smtp.password = Some(Secret::new("hunter2"));
+    cfg.schedule.max_lateness = parse_duration("90m").unwrap();
+    let text = toml::to_string(&cfg).unwrap();
+    assert!(!text.contains("hunter2"), "secret serialised:\n{text}");
+    assert!(text.contains("max_lateness = \"90m\""), "{text}");
+    let back = Config::from_parts("serialised", &text, &vars(&[])).unwrap();
+    assert_eq!(back.smtp.password.as_ref().unwrap().expose(), "[redacted]");
+    let mut without_password = back;
+    without_password.smtp.password = cfg.smtp.password.clone();
+    assert_eq!(without_password, cfg);
+}
+
+#[test]
+fn errors_name_file_key_and_expectation() {
+    let e = err("[smtp]\nport = \"x\"\n", &[]);
+    assert!(
+        e.contains("conf.toml") && e.contains("[smtp] port") && e.contains("line 2"),
+        "{e}"
+    );
+    let e = err("[smtp]\nprot = 25\n", &[]);
+    assert!(e.contains("prot") && e.contains("line 2"), "{e}");
+    let e = err("[web]\npublic_url = \"ftp://x\"\n", &[]);
+    assert!(
+        e.contains("[web] public_url") && e.contains("ftp://x"),
+        "{e}"
+    );
+    let e = err("[web]\nbind = \"localhost\"\n", &[]);
+    assert!(
+        e.contains("[web] bind") && e.contains("ADDRESS:PORT"),
+        "{e}"
+    );
+    let e = err("[publication]\nfrom = \"Ledger\"\n", &[]);
+    assert!(
+        e.contains("[publication] from") && e.contains("mailbox"),
+        "{e}"
+    );
+    let e = err("[publication]\nreply_to = \"letters@localhost\"\n", &[]);
+    assert!(e.contains("[publication] reply_to"), "{e}");
+    let e = err("[schedule]\nmax_lateness = \"soon\"\n", &[]);
+    assert!(
+        e.contains("[schedule] max_lateness") && e.contains("90s"),
+        "{e}"
+    );
+    let e = err("[log]\nlevel = \"dispatch=loud\"\n", &[]);
+    assert!(e.contains("[log] level"), "{e}");
+    let e = err("[smtp\n", &[]);
+    assert!(e.contains("conf.toml") && e.contains("line 1"), "{e}");
+
+    let e = err("", &[("DISPATCH_SMTP_PORT", "many")]);
+    assert!(
+        e.contains("DISPATCH_SMTP_PORT") && e.contains("whole number") && e.contains("1-65535"),
+        "{e}"
+    );
+    let e = err("", &[("DISPATCH_SMTP_COLOUR", "red")]);
+    assert!(e.contains("DISPATCH_SMTP_COLOUR"), "{e}");
+    let e = err("", &[("DISPATCH_WEB_PUBLIC_URL", "news.example.pk")]);
+    assert!(
+        e.contains("environment variable DISPATCH_WEB_PUBLIC_URL")
+            && e.contains("[web] public_url")
+            && e.contains("news.example.pk"),
+        "{e}"
+    );
+    let e = err("", &[("DISPATCH_SMTP_USERNAME", "mailer")]);
+    assert!(e.contains("username and password"), "{e}");
+}
+
+/// Every integer or duration in the defaults has a bound, and every bound is a real key.
+#[test]
+fn every_numeric_setting_has_a_bound() {
+    let defaults = toml::Table::try_from(Config::default()).unwrap();
+    for (section, keys) in &defaults {
+        for (key, value) in keys.as_table().unwrap() {
+            let numeric = value.is_integer() || (section == "schedule" && key == "max_lateness");
+            assert_eq!(
+                numeric,
+                bounds::of(section, key).is_some(),
+                "[{section}] {key}: numeric settings need a bound, others none"
+            );
+        }
+    }
+    for b in bounds::BOUNDS {
+        assert!(defaults[b.section].get(b.key).is_some(), "{}", b.key);
+    }
+}
+
+/// The comments of `config/dispatch.toml` state each key's range as the loader checks it.
+#[test]
+fn the_shipped_file_documents_every_range() {
+    for b in bounds::BOUNDS {
+        let lines: Vec<&str> = STARTER_CONFIG.lines().collect();
+        let section = lines
+            .iter()
+            .position(|l| *l == format!("[{}]", b.section))
+            .unwrap_or_else(|| panic!("no [{}] in the shipped file", b.section));
+        let at = lines[section..]
+            .iter()
+            .position(|l| l.starts_with(&format!("{} = ", b.key)))
+            .map(|i| section + i)
+            .unwrap_or_else(|| panic!("no {} in [{}]", b.key, b.section));
+        let comment: String = lines[..at]
+            .iter()
+            .rev()
+            .take_while(|l| l.starts_with('#'))
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            comment.contains(&format!("Range: {}", b.range())),
+            "[{}] {}: the comment above it should say \"Range: {}\"; it says {comment:?}",
+            b.section,
+            b.key,
+            b.range()
+        );
+    }
+}
+
+/// The text of value `n` for bound `b`, as the file and the environment write it.
+fn text_of(b: &bounds::Bound, n: u128) -> String {
+    match b.unit {
+        bounds::Unit::Number => n.to_string(),
+        bounds::Unit::Duration => format!("{n}s"),
+    }
+}
+
+fn file_with(b: &bounds::Bound, value: &str) -> String {
+    let value = match b.unit {
+        bounds::Unit::Number => value.to_owned(),
+        bounds::Unit::Duration => format!("{value:?}"),
+    };
+    format!("[{}]\n{} = {value}\n", b.section, b.key)
+}
+
+fn var_of(b: &bounds::Bound) -> String {
+    format!("DISPATCH_{}_{}", b.section, b.key).to_uppercase()
+}
+
+#[test]
+fn each_bound_is_accepted_and_one_past_it_is_an_error_naming_the_key() {
+    for b in bounds::BOUNDS {
+        let name = format!("[{}] {}", b.section, b.key);
+        for ok in [b.min, b.max] {
+            let value = text_of(b, u128::from(ok));
+            Config::from_parts("conf.toml", &file_with(b, &value), &vars(&[]))
+                .unwrap_or_else(|e| panic!("{name} = {value} refused: {e}"));
+            Config::from_parts("conf.toml", "", &vars(&[(&var_of(b), &value)]))
+                .unwrap_or_else(|e| panic!("{} = {value} refused: {e}", var_of(b)));
+        }
+        let mut past = vec![u128::from(b.max) + 1];
+        if b.min > 0 {
+            past.push(u128::from(b.min) - 1);
+        }
+        for bad in past {
+            let value = text_of(b, bad);
+            let e = err(&file_with(b, &value), &[]);
+            assert!(
+                e.contains("conf.toml") && e.contains(&name) && e.contains(&b.range()),
+                "{name} = {value}: {e}"
+            );
+            let var = var_of(b);
+            let e = err("", &[(&var, &value)]);
+            assert!(
+                e.contains(&format!("environment variable {var}"))
+                    && e.contains(&name)
+                    && e.contains(&b.range()),
+                "{var} = {value}: {e}"
+            );
+        }
+    }
+}
+
+/// The three values of issue 11 that used to validate and then panic later.
+#[test]
+fn values_that_used_to_panic_later_are_refused_at_load() {
+    let cases = [
+        (
+            "schedule",
+            "max_lateness",
+            "\"99999999999999d\"",
+            "99999999999999d",
+        ),
+        ("digest", "first_window_hours", "4294967295", "4294967295"),
+        (
+            "sending",
+            "lease_secs",
+            "9223372036854775807",
+            "9223372036854775807",
+        ),
+        (
+            "sending",
+            "lease_secs",
+            "18446744073709551616",
+            "18446744073709551616",
+        ),
+    ];
+    for (section, key, in_file, in_env) in cases {
+        let name = format!("[{section}] {key}");
+        let e = err(&format!("[{section}]\n{key} = {in_file}\n"), &[]);
+        assert!(e.contains(&name), "{name}: {e}");
+        let var = format!("DISPATCH_{section}_{key}").to_uppercase();
+        let e = err("", &[(&var, in_env)]);
+        assert!(e.contains(&name) && e.contains(&var), "{var}: {e}");
+    }
+}
+
+/// Every key the file may hold, dotted.
+fn all_keys() -> Vec<(String, String)> {
+    let defaults = toml::Table::try_from(Config::default()).unwrap();
+    let mut keys: Vec<(String, String)> = defaults
+        .iter()
+        .flat_map(|(s, t)| {
+            t.as_table()
+                .unwrap()
+                .keys()
+                .map(move |k| (s.clone(), k.clone()))
+        })
+        .collect();
+    for k in env::OPTIONAL_STRING_KEYS {
+        let (s, k) = k.split_once('.').unwrap();
+        keys.push((s.into(), k.into()));
+    }
+    keys
+}
+
+fn any_value() -> impl Strategy<Value = toml::Value> {
+    let unit = prop_oneof![
+        Just(""),
+        Just("s"),
+        Just("m"),
+        Just("h"),
+        Just("d"),
+        Just("w")
+    ];
+    prop_oneof![
+        any::<i64>().prop_map(toml::Value::Integer),
+        prop_oneof![
+            Just(0i64),
+            Just(-1),
+            Just(i64::MAX),
+            Just(i64::MIN),
+            Just(i64::from(u32::MAX)),
+            Just(i64::from(u32::MAX) + 1),
+            Just(65_536),
+        ]
+        .prop_map(toml::Value::Integer),
+        any::<String>().prop_map(toml::Value::String),
+        (any::<u64>(), unit).prop_map(|(n, u)| toml::Value::String(format!("{n}{u}"))),
+        "[0-9]{0,30}[smhdw]?".prop_map(toml::Value::String),
+        "[a-z ]{0,10}<[a-z@.]{0,20}>".prop_map(toml::Value::String),
+        "(https?|ftp)://[a-z.:@/0-9]{0,20}".prop_map(toml::Value::String),
+        "[0-9.:\\[\\]a-f]{0,30}".prop_map(toml::Value::String),
+        "[a-z=,:]{0,20}".prop_map(toml::Value::String),
+        any::<bool>().prop_map(toml::Value::Boolean),
+        any::<f64>().prop_map(toml::Value::Float),
+        proptest::collection::vec(any::<String>(), 0..4)
+            .prop_map(|v| toml::Value::Array(v.into_iter().map(toml::Value::String).collect())),
+    ]
+}
+
+/// `value` as text in a `DISPATCH_*` variable.
+fn env_text(value: toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// A file setting `[section] key = value` for each pick.
+fn file_of(picks: &[(&(String, String), toml::Value)]) -> String {
+    let mut doc = toml::Table::new();
+    for ((section, key), value) in picks {
+        if let toml::Value::Table(t) = doc
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            t.insert(key.clone(), value.clone());
+        }
+    }
+    toml::to_string(&doc).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// No value of any key makes loading panic, from the file or from the environment: every
+    /// generated value is tried in every key.
+    #[test]
+    fn no_value_of_any_key_makes_loading_panic(value in any_value()) {
+        for key in &all_keys() {
+            let text = file_of(&[(key, value.clone())]);
+            let _ = Config::from_parts("fuzz.toml", &text, &BTreeMap::new());
+            let var = format!("DISPATCH_{}_{}", key.0, key.1).to_uppercase();
+            let env_vars = BTreeMap::from([(var, env_text(value.clone()))]);
+            let _ = Config::from_parts("fuzz.toml", "", &env_vars);
+        }
+    }
+
+    /// Nor does any mix of several keys in the file with one in the environment.
+    #[test]
+    fn no_mix_of_values_makes_loading_panic(
+        picks in proptest::collection::vec((any::<prop::sample::Index>(), any_value()), 1..6),
+        env_pick in proptest::option::of((any::<prop::sample::Index>(), any_value())),
+    ) {
+        let keys = all_keys();
+        let picks: Vec<_> = picks.into_iter().map(|(i, v)| (i.get(&keys), v)).collect();
+        let mut env_vars = BTreeMap::new();
+        if let Some((i, value)) = env_pick {
+            let (s, k) = i.get(&keys);
+            env_vars.insert(format!("DISPATCH_{s}_{k}").to_uppercase(), env_text(value));
+        }
+        let _ = Config::from_parts("fuzz.toml", &file_of(&picks), &env_vars);
+    }
+}

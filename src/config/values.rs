@@ -1,0 +1,234 @@
+//! The typed values of the config that are not plain numbers: each parses once, when the
+//! config is read, and serialises back to the text the file would hold.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use lettre::message::Mailbox;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::EmailAddress;
+
+/// What [`Secret`] shows instead of its value.
+const REDACTED: &str = "[redacted]";
+
+/// A string that must never be printed: `Debug`, `Display` and `Serialize` all give
+/// `[redacted]`.
+///
+/// Serialising redacts too, so a config written out (for a bug report, or by the
+/// `DISPATCH_*` overlay, which serialises to learn each key's type) never carries the value.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(REDACTED)
+    }
+}
+
+/// Parses a mailbox (`News <digest@news.example.com>` or a bare address) whose address is
+/// also a valid [`EmailAddress`] (lettre alone accepts a domain without a dot).
+fn parse_mailbox(raw: &str) -> Result<(Mailbox, EmailAddress), String> {
+    let mailbox: Mailbox = raw.parse().map_err(|e| {
+        format!("expected a mailbox like \"News <digest@news.example.com>\", got {raw:?} ({e})")
+    })?;
+    let address = EmailAddress::parse(mailbox.email.as_ref()).map_err(|e| e.to_string())?;
+    Ok((mailbox, address))
+}
+
+/// `[publication] from`: the `From:` mailbox and, as an address, the envelope sender
+/// (RFC 5321 `MAIL FROM`), parsed together once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender {
+    mailbox: Mailbox,
+    address: EmailAddress,
+}
+
+impl Sender {
+    /// Parses `The Daily Ledger <digest@news.example.com>` or a bare address.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        parse_mailbox(raw).map(|(mailbox, address)| Self { mailbox, address })
+    }
+
+    /// The mailbox for the `From:` header, display name and address as written.
+    pub fn mailbox(&self) -> &Mailbox {
+        &self.mailbox
+    }
+
+    /// The address alone (domain lower-cased), for the envelope.
+    pub fn address(&self) -> &EmailAddress {
+        &self.address
+    }
+
+    /// The domain of the mailbox as written: the namespace of `List-Id` and Message-IDs.
+    pub fn domain(&self) -> &str {
+        self.mailbox.email.domain()
+    }
+}
+
+impl fmt::Display for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.mailbox.fmt(f)
+    }
+}
+
+impl Serialize for Sender {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.mailbox)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sender {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[log] level`: a `tracing` filter such as `info,dispatch=debug`, checked at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLevel(String);
+
+impl LogLevel {
+    /// Checks `raw` with the same parser the subscriber uses.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        tracing_subscriber::EnvFilter::try_new(raw)
+            .map(|_| Self(raw.to_owned()))
+            .map_err(|e| format!("expected a filter such as \"info,dispatch=debug\" ({e})"))
+    }
+
+    /// The filter as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The filter, built fresh (an `EnvFilter` cannot be cloned, so the config keeps the text).
+    pub fn filter(&self) -> tracing_subscriber::EnvFilter {
+        // `new` ignores directives it cannot parse; `parse` already refused any.
+        tracing_subscriber::EnvFilter::new(&self.0)
+    }
+}
+
+impl Serialize for LogLevel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `#[serde(with)]` for an optional mailbox such as `[publication] reply_to`.
+pub(super) mod opt_mailbox {
+    use super::{Deserialize, Mailbox};
+
+    pub(crate) fn serialize<S: serde::Serializer>(
+        v: &Option<Mailbox>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(m) => s.serialize_some(&m.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Mailbox>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|raw| super::parse_mailbox(&raw).map(|(m, _)| m))
+            .transpose()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `#[serde(with)]` for `[web] bind`, with a message that shows the expected form.
+pub(super) mod socket_addr {
+    use super::{Deserialize, SocketAddr};
+
+    pub(crate) fn serialize<S: serde::Serializer>(v: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<SocketAddr, D::Error> {
+        let raw = String::deserialize(d)?;
+        raw.trim().parse().map_err(|_| {
+            serde::de::Error::custom(format!(
+                "expected ADDRESS:PORT such as 127.0.0.1:8080, got {raw:?}"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_is_redacted_in_debug_display_and_serialisation() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), REDACTED);
+        assert_eq!(s.to_string(), REDACTED);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, format!("\"{REDACTED}\""));
+        assert_eq!(s.expose(), "hunter2");
+        // Reading one in is transparent: the value is the string itself.
+        let back: Secret = serde_json::from_str("\"hunter2\"").unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn sender_offers_the_mailbox_and_the_address_from_one_parse() {
+        let s = Sender::parse("The Daily Ledger <Digest@News.Example.com>").unwrap();
+        assert_eq!(s.mailbox().name.as_deref(), Some("The Daily Ledger"));
+        assert_eq!(s.mailbox().email.to_string(), "Digest@News.Example.com");
+        assert_eq!(s.address().as_str(), "Digest@news.example.com");
+        assert_eq!(s.domain(), "News.Example.com");
+        // What it serialises to parses back to the same sender.
+        assert_eq!(Sender::parse(&s.to_string()).unwrap(), s);
+        let bare = Sender::parse("digest@news.example.com").unwrap();
+        assert_eq!(bare.mailbox().name, None);
+        for bad in ["", "News", "News <digest@localhost>", "<@x.com>"] {
+            assert!(Sender::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn log_level_refuses_what_the_subscriber_cannot_parse() {
+        assert_eq!(
+            LogLevel::parse("info,dispatch=debug").unwrap().as_str(),
+            "info,dispatch=debug"
+        );
+        assert!(LogLevel::parse("dispatch=loud").is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! Turning claimed rows into the bytes a worker sends.
+//!
+//! An edition is rendered once per category choice and encoded once into a
+//! [`MessageTemplate`]; each reader's message is a splice of that template with the reader's
+//! address, name, token and Message-ID. Transactional messages (confirmations) are built one
+//! by one: they are rare.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use sha2::Digest as _;
+
+use crate::config::Config;
+use crate::domain::EmailAddress;
+use crate::edition::{self, EditionRenderer};
+use crate::mail::mime::{MessageTemplate, Recipient};
+use crate::store::{Claimed, ClaimedMail, EditionRow, MailKind, Store};
+
+/// The renderings of the editions being sent, kept while they send.
+#[derive(Default)]
+pub(super) struct Renderings {
+    renderers: HashMap<i64, EditionRenderer>,
+    /// `None`: that category choice leaves the reader nothing to read.
+    templates: HashMap<(i64, Option<String>), Option<Arc<MessageTemplate>>>,
+}
+
+impl Renderings {
+    /// Forgets editions no longer sending: a daemon runs for months.
+    pub(super) fn retain(&mut self, sending: &[EditionRow]) {
+        self.renderers
+            .retain(|id, _| sending.iter().any(|e| e.id == *id));
+        self.templates
+            .retain(|(id, _), _| sending.iter().any(|e| e.id == *id));
+    }
+
+    /// The encoded message for readers of `e` who chose `categories`, or `None` when that
+    /// choice leaves nothing to send.
+    pub(super) async fn template(
+        &mut self,
+        store: &Store,
+        config: &Config,
+        e: &EditionRow,
+        categories: Option<&str>,
+    ) -> Result<Option<Arc<MessageTemplate>>> {
+        let key = (e.id, categories.map(str::to_owned));
+        if let Some(t) = self.templates.get(&key) {
+            return Ok(t.clone());
+        }
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.renderers.entry(e.id) {
+            slot.insert(EditionRenderer::load(store, config, e.clone()).await?);
+        }
+        let renderer = self
+            .renderers
+            .get_mut(&e.id)
+            .context("edition renderer missing")?;
+        let template = match renderer.variant(config, categories) {
+            Some(rendered) => {
+                let headers =
+                    edition::common_headers(config, renderer.list(), e.kind, &rendered.subject);
+                Some(Arc::new(MessageTemplate::new(
+                    &headers,
+                    &rendered.text,
+                    &rendered.html,
+                )))
+            }
+            None => None,
+        };
+        self.templates.insert(key, template.clone());
+        Ok(template)
+    }
+}
+
+/// One reader's message of an edition, personalised into `out`; returns its Message-ID.
+pub(super) fn personalise(
+    e: &EditionRow,
+    c: &Claimed,
+    template: &MessageTemplate,
+    out: &mut Vec<u8>,
+) -> String {
+    let message_id = message_id_for(e, c.subscriber_id, template.message_id_domain());
+    out.clear();
+    template.personalise(
+        &Recipient {
+            to: &c.email,
+            name: c.name.as_deref(),
+            token: c.token.as_str(),
+            message_id: &message_id,
+        },
+        out,
+    );
+    message_id
+}
+
+/// A Message-ID unique per (edition, subscriber) and stable across retries, so a copy sent
+/// twice after a crash carries the same id and mail clients can fold the copies together. It
+/// is derived, not stored: a bounce that quotes it names the edition and the reader.
+pub fn message_id_for(e: &EditionRow, subscriber_id: i64, domain: &str) -> String {
+    let mut h = sha2::Sha256::new();
+    h.update(e.id.to_be_bytes());
+    h.update(e.created_at.to_text().as_bytes());
+    h.update(subscriber_id.to_be_bytes());
+    let d = h.finalize();
+    let nonce: String = d[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("<e{}.s{}.{}@{}>", e.id, subscriber_id, nonce, domain)
+}
+
+/// A transactional message, ready to send, with its Message-ID.
+pub(super) fn transactional(config: &Config, m: &ClaimedMail) -> Result<(Vec<u8>, String)> {
+    match m.kind {
+        MailKind::Confirm => confirmation(config, m),
+    }
+}
+
+/// The double opt-in message: one link, to a page whose button confirms (a link scanner that
+/// opens the URL confirms nobody).
+fn confirmation(config: &Config, m: &ClaimedMail) -> Result<(Vec<u8>, String)> {
+    use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
+    let from = config.publication.from.mailbox().clone();
+    let domain = config.publication.from.address().domain().to_owned();
+    let confirm_url = format!(
+        "{}/confirm/{}",
+        config.web.public_url.base(),
+        m.token.as_str()
+    );
+    let list_name = &m.list_name;
+    let publication = &config.publication.name;
+    let text = format!(
+        "Please confirm that you want to receive {list_name} from {publication}.\n\n\
+         Open this link and press the button to confirm:\n{confirm_url}\n\n\
+         If you did not ask for this, ignore this message: you will not be subscribed.\n\n\
+         {}\n",
+        config.publication.postal_address
+    );
+    let html = maud::html! {
+        p { "Please confirm that you want to receive " strong { (list_name) } " from " (publication) "." }
+        p { a href=(confirm_url) { "Yes, subscribe me" } }
+        p { "If you did not ask for this, ignore this message: you will not be subscribed." }
+        p style="color:#666;font-size:12px" { (config.publication.postal_address) }
+    };
+    let message_id = crate::mail::mime::message_id(0, m.id, &domain);
+    let to: lettre::Address = m.to.as_str().parse().context("the reader's address")?;
+    let msg = lettre::Message::builder()
+        .from(from)
+        .to(Mailbox::new(m.name.clone(), to))
+        .subject(format!("Confirm your subscription to {list_name}"))
+        .message_id(Some(message_id.clone()))
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(text),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(html.into_string()),
+                ),
+        )
+        .context("building the confirmation message")?;
+    Ok((msg.formatted(), message_id))
+}
+
+/// The envelope sender of every message: `[publication] from`'s address.
+pub(super) fn envelope_from(config: &Config) -> EmailAddress {
+    config.publication.from.address().clone()
+}

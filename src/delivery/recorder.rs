@@ -1,0 +1,226 @@
+//! Committing outcomes: one task owns the writes, and commits whatever has arrived together.
+//!
+//! Every worker hands each message's outcome here and, before it starts the message after
+//! next, waits for the commit (see `worker`). That bounds what a crash can repeat to the
+//! messages whose outcome was not yet committed: at most two per connection (the one whose
+//! commit is in flight and the one being sent). Commits are grouped across connections: the
+//! recorder takes every outcome waiting when it starts a transaction (up to
+//! [`MAX_GROUP`]), so at full speed one transaction carries one outcome per connection or
+//! more, and no outcome waits for a timer.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+
+use super::{Progress, Report};
+use crate::domain::EditionStatus;
+use crate::store::{Item, Outcome, Store, StoreError, Verdict};
+
+/// Most outcomes one transaction commits.
+pub(super) const MAX_GROUP: usize = 512;
+/// How often editions touched by recent outcomes are checked for being finished.
+const FINISH_CHECK: StdDuration = StdDuration::from_millis(200);
+/// A commit that fails is tried again this many times (with a short pause) before the
+/// recorder gives up and the run stops with the error.
+const COMMIT_TRIES: u32 = 5;
+
+/// The recorder's answer to one outcome: committed, or why not.
+pub(super) type Ack = oneshot::Receiver<Result<(), String>>;
+
+/// One outcome waiting to be committed.
+pub(super) struct Record {
+    pub outcome: Outcome,
+    /// The edition a delivery belongs to (`None` for transactional mail).
+    pub edition_id: Option<i64>,
+    /// Pause this edition (with this reason) in the same pass.
+    pub pause: Option<(i64, String)>,
+    /// Released once committed, which tells the dispatcher the slot is free again.
+    pub permit: Option<OwnedSemaphorePermit>,
+    pub ack: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// A handle for submitting outcomes.
+#[derive(Clone)]
+pub(super) struct Recorder {
+    tx: mpsc::UnboundedSender<Record>,
+}
+
+impl Recorder {
+    /// Starts the recording task; it ends when every handle is dropped, returning the run's
+    /// report, or the error that stopped it.
+    pub(super) fn start(
+        store: Store,
+        bounce_threshold: u32,
+        paused: Arc<Mutex<HashSet<i64>>>,
+        progress: Arc<Progress>,
+    ) -> (Self, tokio::task::JoinHandle<Result<Report, String>>) {
+        // Unbounded is safe here: every record carries a permit or comes from a claim, so what
+        // can wait is bounded by the dispatcher's permits and one claim batch.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(store, bounce_threshold, paused, progress, rx));
+        (Self { tx }, task)
+    }
+
+    /// Queues a record; the returned ack resolves once it is committed.
+    pub(super) fn submit(&self, mut record: Record) -> Ack {
+        let (ack_tx, ack_rx) = oneshot::channel();
+        record.ack = Some(ack_tx);
+        if let Err(mpsc::error::SendError(r)) = self.tx.send(record)
+            && let Some(ack) = r.ack
+        {
+            let _ = ack.send(Err("the recorder has stopped".into()));
+        }
+        ack_rx
+    }
+
+    /// Queues an outcome nobody waits for (claim-time skips).
+    pub(super) fn submit_quiet(&self, outcome: Outcome, edition_id: Option<i64>) {
+        let _ = self.tx.send(Record {
+            outcome,
+            edition_id,
+            pause: None,
+            permit: None,
+            ack: None,
+        });
+    }
+}
+
+async fn run(
+    store: Store,
+    bounce_threshold: u32,
+    paused: Arc<Mutex<HashSet<i64>>>,
+    progress: Arc<Progress>,
+    mut rx: mpsc::UnboundedReceiver<Record>,
+) -> Result<Report, String> {
+    let mut report = Report::default();
+    let mut group: Vec<Record> = Vec::with_capacity(MAX_GROUP);
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(MAX_GROUP);
+    let mut touched: HashSet<i64> = HashSet::new();
+    let mut last_finish = tokio::time::Instant::now();
+    loop {
+        let first = if touched.is_empty() {
+            rx.recv().await
+        } else {
+            // Something may have finished: look again after FINISH_CHECK at the latest.
+            match tokio::time::timeout(FINISH_CHECK, rx.recv()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    finish_touched(&store, &mut touched).await?;
+                    last_finish = tokio::time::Instant::now();
+                    continue;
+                }
+            }
+        };
+        let Some(first) = first else { break };
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
+        }
+
+        // Pauses first: a pause that cannot be recorded must stop the run, not loop.
+        for r in &group {
+            if let Some((edition, reason)) = &r.pause {
+                let newly = paused
+                    .lock()
+                    .map(|mut p| p.insert(*edition))
+                    .unwrap_or(true);
+                if newly {
+                    pause(&store, *edition, reason).await?;
+                }
+            }
+        }
+
+        outcomes.clear();
+        outcomes.extend(group.iter().map(|r| r.outcome.clone()));
+        let mut tries = 0;
+        let committed = loop {
+            match store.record_outcomes(&outcomes, bounce_threshold).await {
+                Ok(()) => break Ok(()),
+                Err(e) if tries + 1 < COMMIT_TRIES => {
+                    tries += 1;
+                    tracing::warn!(error = %e, attempt = tries, "recording outcomes failed; trying again");
+                    tokio::time::sleep(StdDuration::from_millis(100 * u64::from(tries))).await;
+                }
+                Err(e) => break Err(format!("recording delivery outcomes failed: {e}")),
+            }
+        };
+        for r in group.drain(..) {
+            if committed.is_ok() {
+                count(&mut report, &progress, &r.outcome);
+                if let Some(e) = r.edition_id {
+                    touched.insert(e);
+                }
+            }
+            drop(r.permit);
+            if let Some(ack) = r.ack {
+                let _ = ack.send(committed.clone());
+            }
+        }
+        committed?;
+        if !touched.is_empty() && last_finish.elapsed() >= FINISH_CHECK {
+            finish_touched(&store, &mut touched).await?;
+            last_finish = tokio::time::Instant::now();
+        }
+    }
+    finish_touched(&store, &mut touched).await?;
+    Ok(report)
+}
+
+/// Records that an edition is paused. An edition that is already final (cancelled meanwhile)
+/// needs no pause; any other failure is an error.
+async fn pause(store: &Store, edition: i64, reason: &str) -> Result<(), String> {
+    // Stored as the status reason: `editions show` prints it after the status
+    // ("status   paused: {why}"), so it does not repeat "paused".
+    let why = format!("{reason}; fix the cause, then run `dispatch editions resume {edition}`");
+    tracing::error!(edition, %reason, "pausing the edition: every message would fail");
+    match store
+        .set_edition_status(edition, EditionStatus::Paused, Some(&why))
+        .await
+    {
+        Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
+        Err(e) => Err(format!(
+            "recording the pause of edition #{edition} failed: {e}"
+        )),
+    }
+}
+
+async fn finish_touched(store: &Store, touched: &mut HashSet<i64>) -> Result<(), String> {
+    for id in touched.drain() {
+        match store.finish_edition_if_done(id).await {
+            Ok(true) => tracing::info!(edition = id, "edition sent"),
+            Ok(false) => {}
+            Err(e) => return Err(format!("finishing edition #{id} failed: {e}")),
+        }
+    }
+    Ok(())
+}
+
+fn count(report: &mut Report, progress: &Progress, o: &Outcome) {
+    let mail = matches!(o.item, Item::Mail { .. });
+    match &o.verdict {
+        Verdict::Sent if mail => report.mail_sent += 1,
+        Verdict::Sent => {
+            report.sent += 1;
+            progress.sent.fetch_add(1, Relaxed);
+        }
+        Verdict::Retry { .. } => report.retry_later += 1,
+        Verdict::Failed { .. } if mail => report.mail_failed += 1,
+        Verdict::Failed { .. } => {
+            report.failed += 1;
+            progress.failed.fetch_add(1, Relaxed);
+        }
+        Verdict::Bounced { .. } => {
+            report.bounced += 1;
+            progress.failed.fetch_add(1, Relaxed);
+        }
+        Verdict::Skipped { .. } if mail => {}
+        Verdict::Skipped { .. } => report.skipped += 1,
+        Verdict::Released => {}
+    }
+}
