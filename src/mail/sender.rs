@@ -68,6 +68,13 @@ struct Job {
     bytes: Vec<u8>,
 }
 
+/// Why a worker did not send: the transport's error, or not attempted at all (the message
+/// goes back to the queue), which no transport produces.
+enum Failure {
+    Send(SendError),
+    Released,
+}
+
 /// What a worker reports back.
 struct Done {
     job_delivery: i64,
@@ -76,14 +83,14 @@ struct Done {
     attempt: i64,
     message_id: String,
     domain: String,
-    result: Result<(), SendError>,
+    result: Result<(), Failure>,
     /// The reader unsubscribed between the claim and the send: nothing was sent.
     unwanted: bool,
 }
 
 impl Done {
     /// The report on `job`.
-    fn of(job: Job, result: Result<(), SendError>, unwanted: bool) -> Self {
+    fn of(job: Job, result: Result<(), Failure>, unwanted: bool) -> Self {
         Self {
             job_delivery: job.delivery_id,
             edition_id: job.edition_id,
@@ -520,7 +527,14 @@ impl Engine {
                 d.edition_id,
             ));
         }
-        let outcome = match d.result {
+        let result = match d.result {
+            Ok(()) => Ok(()),
+            Err(Failure::Send(e)) => Err(e),
+            Err(Failure::Released) => {
+                return Ok((Outcome::Released { delivery_id: id }, d.edition_id));
+            }
+        };
+        let outcome = match result {
             Ok(()) => {
                 report.sent += 1;
                 self.progress.sent.fetch_add(1, Relaxed);
@@ -574,7 +588,6 @@ impl Engine {
                 }
                 Outcome::Released { delivery_id: id }
             }
-            Err(SendError::Released) => Outcome::Released { delivery_id: id },
             Err(err) => {
                 let reply = err.to_string();
                 let max = i64::from(self.config.sending.max_attempts);
@@ -655,7 +668,7 @@ async fn worker(
             .map(|p| p.contains(&job.edition_id))
             .unwrap_or(false)
         {
-            Err(SendError::Released)
+            Err(Failure::Released)
         } else {
             if let Some(l) = &limiter {
                 l.until_ready().await;
@@ -667,7 +680,7 @@ async fn worker(
             let waited = job.claimed_at.elapsed() > RECHECK_AFTER;
             if waited && !store.still_wanted(job.delivery_id).await.unwrap_or(true) {
                 if done
-                    .send(Done::of(job, Err(SendError::Released), true))
+                    .send(Done::of(job, Err(Failure::Released), true))
                     .await
                     .is_err()
                 {
@@ -715,6 +728,7 @@ async fn worker(
                 }
                 Err(e) => Err(e),
             }
+            .map_err(Failure::Send)
         };
         if done.send(Done::of(job, result, false)).await.is_err() {
             break;
