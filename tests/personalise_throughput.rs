@@ -9,9 +9,8 @@
 use std::time::Instant;
 
 use chrono::Utc;
-use dispatch::domain::{EmailAddress, WebUrl};
+use dispatch::domain::{EmailAddress, Hole, Template, Token, WebUrl};
 use dispatch::mail::{CommonHeaders, DkimSigner, MessageTemplate, Recipient};
-use dispatch::render::{Hole, TOKEN_LEN, Template};
 
 const READERS: usize = 100_000;
 
@@ -82,7 +81,7 @@ fn measure(urdu: bool) {
                 1 => Some(format!("Reader {i}")),
                 _ => Some(format!("عائشہ خان {i}")),
             };
-            let token = format!("{i:0>width$}", width = TOKEN_LEN);
+            let token = format!("{i:0>width$}", width = Token::LEN);
             (
                 EmailAddress::parse(&format!("reader{i}@example.org")).unwrap(),
                 name,
