@@ -137,7 +137,7 @@ impl Session {
 
 /// The value of the first header `name` (case-insensitive, not unfolded), for logs and
 /// file names.
-pub(super) fn header_value<'a>(msg: &'a [u8], name: &str) -> Option<&'a str> {
+fn header_value<'a>(msg: &'a [u8], name: &str) -> Option<&'a str> {
     let end = msg
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
