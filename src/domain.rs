@@ -6,12 +6,12 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
 pub mod template;
 
 pub use template::{Hole, Segment, Template};
-
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
 
 /// Why a value was rejected. The message is meant for a human and names the offending value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,8 +6,7 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 
 use super::{Ctx, Outcome};
-use crate::domain::{CategorySet, EmailAddress};
-use crate::domain::{Hole, Token};
+use crate::domain::{CategorySet, EmailAddress, Hole, Token};
 use crate::edition::{self, DigestPlan};
 use crate::mail::mime::{MessageTemplate, Recipient};
 use crate::store::{EditionKind, ListRow};

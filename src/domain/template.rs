@@ -10,9 +10,10 @@
 /// A per-recipient value spliced into a pre-rendered body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Hole {
-    /// The reader's token ([`Token::LEN`](super::Token::LEN) URL-safe characters). Unsubscribe and preference
-    /// URLs are `<public_url>/unsubscribe/<token>` and `<public_url>/preferences/<token>`, so
-    /// the template holds the URL prefix as static text and only the token is a hole.
+    /// The reader's token ([`Token::LEN`](super::Token::LEN) URL-safe characters).
+    /// Unsubscribe and preference URLs are `<public_url>/unsubscribe/<token>` and
+    /// `<public_url>/preferences/<token>`, so the template holds the URL prefix as static text
+    /// and only the token is a hole.
     Token,
     /// The greeting line's name: the reader's name, or nothing. Already escaped for the part
     /// it lands in when filled.

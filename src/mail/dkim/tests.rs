@@ -298,8 +298,8 @@ fn pem_text(label: &str, der: &[u8]) -> String {
     )
 }
 
-/// An Ed25519 key made by ring: PKCS#8 v2 (RFC 5958, with the public key), which OpenSSL
-/// 3.0 neither writes nor reads but other tools write. Also returns its DNS record.
+/// An Ed25519 key made by ring: PKCS#8 v2 (RFC 5958, with the public key), a form other tools
+/// write. Also returns its DNS record, from ring: the OpenSSL 3.0 here refuses to read the file.
 fn ring_ed25519_v2_pem() -> (String, String) {
     let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
     let public = Ed25519KeyPair::from_pkcs8(doc.as_ref())
