@@ -16,6 +16,9 @@ pub use status::{
     DbTime, DeliveryStatus, EditionKind, EditionStatus, SubscriberStatus, SubscriptionStatus,
     TokenPurpose,
 };
+pub mod template;
+
+pub use template::{Hole, Segment, Template};
 pub use text::{
     MAX_AUTHOR_CHARS, MAX_NAME_CHARS, MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, TextTooLong, clean_text,
     clean_text_within, echo,
@@ -520,6 +523,9 @@ mod tests {
 pub struct Token(String);
 
 impl Token {
+    /// Length of a token: 16 random bytes (128 bits) in unpadded base64url (RFC 4648 §5).
+    pub const LEN: usize = 22;
+
     /// A fresh random token.
     pub fn generate() -> Self {
         use base64::Engine as _;
@@ -532,7 +538,7 @@ impl Token {
     /// Accepts a token from a URL if it has the right shape; anything else is `None` (and
     /// gets the same 404 as a well-formed unknown token).
     pub fn parse(raw: &str) -> Option<Self> {
-        let ok = raw.len() == crate::render::TOKEN_LEN
+        let ok = raw.len() == Self::LEN
             && raw
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
@@ -617,7 +623,7 @@ mod token_tests {
         let a = Token::generate();
         let b = Token::generate();
         assert_ne!(a, b);
-        assert_eq!(a.as_str().len(), crate::render::TOKEN_LEN);
+        assert_eq!(a.as_str().len(), Token::LEN);
         assert_eq!(Token::parse(a.as_str()), Some(a.clone()));
         assert_eq!(a.hash().len(), 32);
         assert!(Token::parse("short").is_none());

@@ -392,3 +392,82 @@ pub fn render_plan(
         &sections,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DbTime, EmailAddress, ListSlug};
+    use crate::store::subscribers::NewSubscription;
+    use crate::store::testutil::temp_store;
+    use crate::store::{ListSpec, NewArticle};
+
+    #[tokio::test]
+    async fn a_story_stored_in_the_second_a_digest_is_built_is_in_exactly_one_digest() {
+        let (store, _d) = temp_store().await;
+        let list_id = store
+            .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
+            .await
+            .unwrap()
+            .id;
+        store
+            .subscribe_batch(
+                list_id,
+                &[NewSubscription {
+                    email: EmailAddress::parse("reader@example.com").unwrap(),
+                    name: None,
+                    categories: None,
+                }],
+                "test",
+                false,
+            )
+            .await
+            .unwrap();
+        let config = Config::default();
+        let list = store.list_by_id(list_id).await.unwrap();
+        let story = |id: &str| NewArticle {
+            external_id: id.into(),
+            url: format!("https://news.example.com/{id}"),
+            title: id.into(),
+            summary: String::new(),
+            author: None,
+            category: "Politics".into(),
+            language: None,
+            image_url: None,
+            published_at: Utc::now() - Duration::minutes(5),
+            breaking: false,
+        };
+        let (a, _) = store.insert_article(&story("a")).await.unwrap();
+        // Built in the same second as `a` and `b` are stored: `b` arrives after the build.
+        let at = DbTime::now().utc();
+        let first = create_digest(&store, &config, &list, at, None)
+            .await
+            .unwrap();
+        let (b, _) = store.insert_article(&story("b")).await.unwrap();
+        sqlx::query("UPDATE articles SET created_at = $1")
+            .bind(DbTime::from(at))
+            .execute(store.writer())
+            .await
+            .unwrap();
+        let second = create_digest(&store, &config, &list, at + Duration::hours(1), None)
+            .await
+            .unwrap();
+        let ids = |c: &Created| match c {
+            Created::New { id, .. } => *id,
+            other => panic!("a new edition, got {other:?}"),
+        };
+        let carried = |id: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .edition_articles(id)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|(a, _)| a.id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(carried(ids(&first)).await, [a]);
+        assert_eq!(carried(ids(&second)).await, [b], "not lost, not repeated");
+    }
+}

@@ -6,11 +6,9 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 
 use super::{Ctx, Outcome};
-use crate::domain::EditionKind;
-use crate::domain::{CategorySet, EmailAddress};
+use crate::domain::{CategorySet, EditionKind, EmailAddress, Hole, Token};
 use crate::edition::{self, DigestPlan};
 use crate::mail::mime::{MessageTemplate, Recipient};
-use crate::render::{Hole, TOKEN_LEN};
 use crate::store::ListRow;
 
 /// Stands in for a reader's token in previews: right length, obviously not real.
@@ -33,7 +31,7 @@ pub struct PreviewArgs {
 }
 
 pub(super) async fn run(args: PreviewArgs, ctx: &Ctx) -> Result<Outcome> {
-    const _: () = assert!(PREVIEW_TOKEN.len() == TOKEN_LEN);
+    const _: () = assert!(PREVIEW_TOKEN.len() == Token::LEN);
     let store = ctx.store().await?;
     let list = store.list_by_slug(&args.list).await?;
     let now = Utc::now();

@@ -13,11 +13,10 @@ use super::messages::{self, Renderings};
 use super::owner::{self, Liveness};
 use super::policy::Unreachable;
 use super::recorder::Recorder;
-use super::signing::Signer;
 use super::worker::{self, Job, Shared};
 use super::{Mode, Progress, Report, Scope};
 use crate::config::Config;
-use crate::mail::dkim::DkimSigner;
+use crate::mail::dkim::{DkimSigner, SigningPool};
 use crate::mail::transport::Transport;
 use crate::store::{Item, Outcome, SenderId, Store, Verdict};
 
@@ -43,7 +42,7 @@ pub struct Engine {
     store: Store,
     config: Arc<Config>,
     transport: Arc<Transport>,
-    signer: Option<Signer>,
+    signer: Option<SigningPool>,
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
     progress: Arc<Progress>,
 }
@@ -53,13 +52,15 @@ impl Engine {
     /// is set, so a bad key fails here, before anything is recorded.
     pub fn new(store: Store, config: Arc<Config>, transport: Transport) -> Result<Self> {
         let signer = match &config.dkim {
-            Some(d) => {
-                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-                Some(Signer::new(
+            // One signing thread per core: RSA signing is CPU work, and more threads than
+            // cores would only queue in the scheduler.
+            Some(d) => Some(
+                SigningPool::new(
                     DkimSigner::from_config(d).context("loading the DKIM key")?,
-                    cores,
-                ))
-            }
+                    None,
+                )
+                .context("starting the DKIM signing threads")?,
+            ),
             None => None,
         };
         // A burst of one: `Quota::per_second(r)` alone also allows a burst of `r`, so the

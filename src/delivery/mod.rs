@@ -9,7 +9,8 @@
 //! 2. **Personalise** ([`messages`]): each edition variant is encoded once; a reader's message
 //!    is a splice of their address, name, token and Message-ID.
 //! 3. **Send** ([`worker`]): one worker per connection, each with its own queue; it re-checks a
-//!    subscription that waited, signs (DKIM, off the async threads: [`signing`]) and sends.
+//!    subscription that waited, signs (DKIM, on the signing pool's threads, never the async
+//!    ones: [`crate::mail::dkim::SigningPool`]) and sends.
 //! 4. **Judge** ([`policy`]): sent, retried with backoff, failed, a hard bounce, or a pause of
 //!    the whole edition.
 //! 5. **Record** ([`recorder`]): outcomes are committed in groups across connections, and a
@@ -29,7 +30,6 @@ mod messages;
 pub mod owner;
 mod policy;
 mod recorder;
-mod signing;
 mod worker;
 
 pub use engine::Engine;

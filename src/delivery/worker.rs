@@ -18,9 +18,9 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use super::policy::{self, Judgement, Unreachable};
 use super::recorder::{Ack, Record, Recorder};
-use super::signing::Signer;
 use crate::config::Sending;
 use crate::domain::EmailAddress;
+use crate::mail::dkim::SigningPool;
 use crate::mail::transport::{SendError, Session, Transport};
 use crate::store::{Item, Outcome, Store, Verdict};
 
@@ -53,7 +53,7 @@ pub(super) struct Job {
 pub(super) struct Shared {
     pub transport: Arc<Transport>,
     pub envelope_from: EmailAddress,
-    pub signer: Option<Signer>,
+    pub signer: Option<SigningPool>,
     pub limiter: Option<Arc<DefaultDirectRateLimiter>>,
     pub paused: Arc<Mutex<HashSet<i64>>>,
     pub unreachable: Unreachable,
@@ -77,14 +77,14 @@ pub(super) async fn run(
             _ = shutdown.wait_for(|s| *s) => break Ok(()),
             job = jobs.recv() => job,
         };
-        let Some(job) = job else { break Ok(()) };
+        let Some(mut job) = job else { break Ok(()) };
         // The crash bound: the outcome before the previous one is committed before this
         // message can reach the relay.
         if let Err(e) = wait_for_commits(&mut uncommitted, UNCOMMITTED_PER_CONNECTION).await {
             release(&shared, job);
             break Err(e);
         }
-        match attempt(n, &shared, &mut session, &job, &mut shutdown).await {
+        match attempt(n, &shared, &mut session, &mut job, &mut shutdown).await {
             Attempt::Done(result) => {
                 let (outcome, pause) = outcome_of(&job, result, &shared.sending);
                 uncommitted.push_back(shared.recorder.submit(Record {
@@ -125,7 +125,7 @@ async fn attempt(
     n: usize,
     shared: &Shared,
     session: &mut Option<Session>,
-    job: &Job,
+    job: &mut Job,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Attempt {
     if let Some(e) = job.edition_id
@@ -165,8 +165,12 @@ async fn attempt(
             }
         }
     }
+    // The bytes go to the relay (or the signer) from here; the job keeps what it needs to
+    // record the outcome.
+    let bytes = std::mem::take(&mut job.bytes);
     let bytes = match &shared.signer {
-        Some(signer) => match signer.sign(&job.bytes).await {
+        // Signed on the pool's own threads, never on the async worker threads.
+        Some(signer) => match signer.sign(bytes).await {
             Ok(b) => b,
             Err(e) => {
                 return Attempt::Done(Err(SendError::Fatal {
@@ -174,7 +178,7 @@ async fn attempt(
                 }));
             }
         },
-        None => job.bytes.clone(),
+        None => bytes,
     };
     Attempt::Done(send_one(n, shared, session, &job.to, &bytes).await)
 }

@@ -7,16 +7,16 @@
 //! unsubscribe headers) are listed once more than they occur ("oversigning", RFC 6376 §8.15):
 //! a copy added later makes the signature fail.
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use rsa::pkcs1::DecodeRsaPrivateKey as _;
-use rsa::pkcs8::DecodePrivateKey as _;
-use rsa::pkcs8::EncodePublicKey as _;
-use rsa::signature::{SignatureEncoding as _, Signer as _};
-use rsa::traits::PublicKeyParts as _;
-use sha2::{Digest as _, Sha256};
+use ring::digest::{self, SHA256};
+use ring::rand::SystemRandom;
+use ring::signature::{Ed25519KeyPair, KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair};
+use rustls::pki_types::pem::{self, SectionKind};
 
 use crate::config;
 
@@ -67,18 +67,28 @@ pub enum DkimError {
     /// The message cannot be signed as it is.
     #[error("cannot DKIM-sign the message: {0}")]
     Message(String),
+    /// The [`SigningPool`] could not start its threads, or lost them.
+    #[error("DKIM signing threads: {0}")]
+    Pool(String),
 }
 
 enum Key {
-    Rsa(Box<rsa::pkcs1v15::SigningKey<Sha256>>),
-    Ed25519(Box<ed25519_dalek::SigningKey>),
+    // Boxed: a key pair with its CRT values is large next to the Ed25519 one.
+    Rsa(Box<RsaKeyPair>),
+    Ed25519(Ed25519KeyPair),
 }
 
 /// Signs messages for one domain and selector.
+///
+/// Signing is CPU work (RSA-2048 about half a millisecond): from async code, use a
+/// [`SigningPool`] rather than calling [`DkimSigner::sign`] on a runtime thread.
 pub struct DkimSigner {
     domain: String,
     selector: String,
     key: Key,
+    /// For RSA blinding (ring's defence against timing attacks); PKCS#1 v1.5 itself is
+    /// deterministic.
+    rng: SystemRandom,
 }
 
 impl std::fmt::Debug for DkimSigner {
@@ -105,8 +115,9 @@ impl DkimSigner {
         Self::from_pem(&cfg.domain, &cfg.selector, &pem, path)
     }
 
-    /// Builds a signer from PEM text: an RSA key as PKCS#1 (`BEGIN RSA PRIVATE KEY`) or
-    /// PKCS#8 (`BEGIN PRIVATE KEY`), or an Ed25519 key as PKCS#8. `path` names the source in
+    /// Builds a signer from PEM text: an RSA key (2048 to 4096 bits) as PKCS#1
+    /// (`BEGIN RSA PRIVATE KEY`) or PKCS#8 (`BEGIN PRIVATE KEY`), or an Ed25519 key as PKCS#8
+    /// (v1, as OpenSSL writes it, or v2 with the public key). `path` names the source in
     /// errors.
     pub fn from_pem(
         domain: &str,
@@ -118,50 +129,11 @@ impl DkimSigner {
             path: path.to_owned(),
             reason,
         };
-        let (label, der) = rsa::pkcs8::der::pem::decode_vec(pem)
-            .map_err(|e| err(format!("not a PEM private key ({e}); {KEYGEN_HINT}")))?;
-        let key = match label {
-            "RSA PRIVATE KEY" => {
-                let k = rsa::RsaPrivateKey::from_pkcs1_der(&der)
-                    .map_err(|e| err(format!("not a valid PKCS#1 RSA key: {e}")))?;
-                rsa_key(k).map_err(err)?
-            }
-            "PRIVATE KEY" => {
-                let info = rsa::pkcs8::PrivateKeyInfo::try_from(der.as_slice())
-                    .map_err(|e| err(format!("not a valid PKCS#8 key: {e}")))?;
-                let oid = info.algorithm.oid.to_string();
-                match oid.as_str() {
-                    // rsaEncryption (RFC 8017 Appendix C)
-                    "1.2.840.113549.1.1.1" => {
-                        let k = rsa::RsaPrivateKey::from_pkcs8_der(&der)
-                            .map_err(|e| err(format!("not a valid PKCS#8 RSA key: {e}")))?;
-                        rsa_key(k).map_err(err)?
-                    }
-                    // id-Ed25519 (RFC 8410 §3)
-                    "1.3.101.112" => {
-                        let k = <ed25519_dalek::SigningKey as ed25519_dalek::pkcs8::DecodePrivateKey>::from_pkcs8_der(&der)
-                            .map_err(|e| err(format!("not a valid PKCS#8 Ed25519 key: {e}")))?;
-                        Key::Ed25519(Box::new(k))
-                    }
-                    other => {
-                        return Err(err(format!(
-                            "key algorithm {other} is not usable for DKIM (RSA or Ed25519 only); {KEYGEN_HINT}"
-                        )));
-                    }
-                }
-            }
-            "ENCRYPTED PRIVATE KEY" => {
-                return Err(err(
-                    "the key is encrypted; decrypt it with `openssl pkey -in KEY -out dkim.pem`"
-                        .into(),
-                ));
-            }
-            other => {
-                return Err(err(format!(
-                    "PEM block {other:?} is not a private key DKIM can use; {KEYGEN_HINT}"
-                )));
-            }
-        };
+        let key = match private_key_section(pem).map_err(err)? {
+            (SectionKind::RsaPrivateKey, der) => rsa_key(RsaKeyPair::from_der(&der), "PKCS#1"),
+            (_, der) => pkcs8_key(&der),
+        }
+        .map_err(err)?;
         let domain = domain.trim().to_ascii_lowercase();
         let selector = selector.trim().to_owned();
         let valid = |s: &str| {
@@ -178,6 +150,7 @@ impl DkimSigner {
             domain,
             selector,
             key,
+            rng: SystemRandom::new(),
         })
     }
 
@@ -198,17 +171,13 @@ impl DkimSigner {
     /// Ed25519, whose `p=` is the bare 32-byte public key).
     pub fn dns_record(&self) -> String {
         match &self.key {
-            Key::Rsa(k) => {
-                let public = rsa::RsaPublicKey::from(k.as_ref().as_ref());
-                let der = public
-                    .to_public_key_der()
-                    .map(|d| d.as_bytes().to_vec())
-                    .unwrap_or_default();
-                format!("v=DKIM1; k=rsa; p={}", BASE64.encode(der))
-            }
+            Key::Rsa(k) => format!(
+                "v=DKIM1; k=rsa; p={}",
+                BASE64.encode(rsa_spki(k.public().as_ref()))
+            ),
             Key::Ed25519(k) => format!(
                 "v=DKIM1; k=ed25519; p={}",
-                BASE64.encode(k.verifying_key().as_bytes())
+                BASE64.encode(k.public_key().as_ref())
             ),
         }
     }
@@ -249,9 +218,9 @@ impl DkimSigner {
             return Err(DkimError::Message("the message has no From header".into()));
         }
 
-        let mut body_hash = Sha256::new();
-        relaxed_body(body, &mut body_hash);
-        let bh = BASE64.encode(body_hash.finalize());
+        let mut body_hash = digest::Context::new(&SHA256);
+        relaxed_body(body, &mut |b| body_hash.update(b));
+        let bh = BASE64.encode(body_hash.finish());
 
         // The header, folded between tags (FWS is allowed around tags, RFC 6376 §3.2); b= is
         // empty while hashing (§3.7).
@@ -296,9 +265,9 @@ impl DkimSigner {
         }
         sig.push_str(&format!(";\r\n bh={bh};\r\n b="));
 
-        // RFC 6376 §5.4.2: for each name in h=, the last not yet used instance, bottom up; a
-        // name with no instance left contributes nothing.
-        let mut hasher = Sha256::new();
+        // The signed data (RFC 6376 §3.7). §5.4.2: for each name in h=, the last not yet used
+        // instance, bottom up; a name with no instance left contributes nothing.
+        let mut data = Vec::with_capacity(head.len() + sig.len());
         let mut used = vec![false; fields.len()];
         for name in &h_names {
             let found = fields
@@ -308,19 +277,25 @@ impl DkimSigner {
                 .find(|(i, (k, _))| !used[*i] && k.eq_ignore_ascii_case(name));
             if let Some((i, (_, raw))) = found {
                 used[i] = true;
-                relaxed_header(raw, &mut hasher, true);
+                relaxed_header(raw, &mut data, true);
             }
         }
         // The signature header itself, without its trailing CRLF (§3.7).
-        relaxed_header(sig.as_bytes(), &mut hasher, false);
-        let digest = hasher.finalize();
+        relaxed_header(sig.as_bytes(), &mut data, false);
 
         let signature = match &self.key {
-            // RSASSA-PKCS1-v1_5 over the SHA-256 of the data (RFC 6376 §3.3.1); the signer
-            // hashes what it is given, so it gets the data via the digest's input instead.
-            Key::Rsa(k) => k.sign_prehash_sha256(&digest)?,
+            // RSASSA-PKCS1-v1_5 with SHA-256 over the data (RFC 6376 §3.3.1); ring hashes it.
+            Key::Rsa(k) => {
+                let mut out = vec![0; k.public().modulus_len()];
+                k.sign(&RSA_PKCS1_SHA256, &self.rng, &data, &mut out)
+                    .map_err(|_| DkimError::Message("RSA signing failed".into()))?;
+                out
+            }
             // RFC 8463 §3: PureEdDSA over the SHA-256 hash of the data.
-            Key::Ed25519(k) => k.sign(&digest).to_bytes().to_vec(),
+            Key::Ed25519(k) => k
+                .sign(digest::digest(&SHA256, &data).as_ref())
+                .as_ref()
+                .to_vec(),
         };
         let b = BASE64.encode(signature);
         // Fold the base64 (whitespace inside b= is ignored, RFC 6376 §3.5).
@@ -338,40 +313,201 @@ impl DkimSigner {
         sig.push_str("\r\n");
         Ok(sig)
     }
-}
 
-fn rsa_key(k: rsa::RsaPrivateKey) -> Result<Key, String> {
-    k.validate()
-        .map_err(|e| format!("the RSA key is inconsistent: {e}"))?;
-    let bits = k.size() * 8;
-    // RFC 8301 §3.2: verifiers reject keys under 1024 bits; signers should use 2048.
-    if bits < 1024 {
-        return Err(format!(
-            "the RSA key has {bits} bits; use at least 2048 (RFC 8301 §3.2)"
-        ));
+    /// `message` with its `DKIM-Signature` header in front.
+    pub fn signed(&self, message: &[u8]) -> Result<Vec<u8>, DkimError> {
+        let header = self.sign(message)?;
+        let mut out = Vec::with_capacity(header.len() + message.len());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(message);
+        Ok(out)
     }
-    if bits < 2048 {
-        tracing::warn!(
-            bits,
-            "DKIM RSA key is shorter than the recommended 2048 bits (RFC 8301 §3.2)"
-        );
+}
+
+/// The first private key in `pem`, with its kind; otherwise says what the file holds.
+fn private_key_section(pem: &[u8]) -> Result<(SectionKind, Vec<u8>), String> {
+    let mut rest = pem;
+    loop {
+        match pem::from_buf(&mut rest) {
+            Ok(Some((kind @ (SectionKind::RsaPrivateKey | SectionKind::PrivateKey), der))) => {
+                return Ok((kind, der));
+            }
+            Ok(Some((SectionKind::EcPrivateKey, _))) => {
+                return Err(format!(
+                    "an EC key (BEGIN EC PRIVATE KEY) is not usable for DKIM (RSA or Ed25519 only); {KEYGEN_HINT}"
+                ));
+            }
+            // Certificates, public keys: look further.
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => return Err(format!("not a PEM private key ({e}); {KEYGEN_HINT}")),
+        }
     }
-    Ok(Key::Rsa(Box::new(
-        rsa::pkcs1v15::SigningKey::<Sha256>::new(k),
-    )))
+    // The PEM reader skips sections it does not know; find the first label for the message.
+    let label = std::str::from_utf8(pem).ok().and_then(|t| {
+        let after = &t[t.find("-----BEGIN ")? + "-----BEGIN ".len()..];
+        Some(&after[..after.find("-----")?])
+    });
+    Err(match label {
+        Some("ENCRYPTED PRIVATE KEY") => {
+            "the key is encrypted; decrypt it with `openssl pkey -in KEY -out dkim.pem`".into()
+        }
+        Some(label) => {
+            format!("PEM block {label:?} is not a private key DKIM can use; {KEYGEN_HINT}")
+        }
+        None => format!("not a PEM private key; {KEYGEN_HINT}"),
+    })
 }
 
-/// Signing a precomputed SHA-256 digest with PKCS#1 v1.5.
-trait SignPrehash {
-    fn sign_prehash_sha256(&self, digest: &[u8]) -> Result<Vec<u8>, DkimError>;
+/// A PKCS#8 key: RSA (rsaEncryption, RFC 8017 Appendix C) or Ed25519 (RFC 8410 §3).
+fn pkcs8_key(der: &[u8]) -> Result<Key, String> {
+    // ring checks the algorithm before anything else and says "WrongAlgorithm" when the
+    // key is of another kind, so each parser is tried in turn.
+    const WRONG_ALGORITHM: &str = "WrongAlgorithm";
+    match RsaKeyPair::from_pkcs8(der) {
+        Err(e) if e.to_string() == WRONG_ALGORITHM => {}
+        other => return rsa_key(other, "PKCS#8"),
+    }
+    match Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+        Ok(k) => Ok(Key::Ed25519(k)),
+        Err(e) if e.to_string() == WRONG_ALGORITHM => Err(format!(
+            "the key's algorithm is not usable for DKIM (RSA or Ed25519 only); {KEYGEN_HINT}"
+        )),
+        Err(e) => Err(format!("not a valid PKCS#8 Ed25519 key: {e}")),
+    }
 }
 
-impl SignPrehash for rsa::pkcs1v15::SigningKey<Sha256> {
-    fn sign_prehash_sha256(&self, digest: &[u8]) -> Result<Vec<u8>, DkimError> {
-        use rsa::signature::hazmat::PrehashSigner as _;
-        self.sign_prehash(digest)
-            .map(|s| s.to_vec())
-            .map_err(|e| DkimError::Message(format!("RSA signing failed: {e}")))
+/// An RSA key ring accepted, or why it did not.
+fn rsa_key(
+    parsed: Result<RsaKeyPair, ring::error::KeyRejected>,
+    form: &str,
+) -> Result<Key, String> {
+    match parsed {
+        Ok(k) => Ok(Key::Rsa(Box::new(k))),
+        // RFC 8301 §3.2 allows 1024-bit signing keys but asks for 2048; ring signs only with
+        // 2048 to 4096 bits and the public exponent 65537, which is what keys made today have.
+        Err(e) if e.to_string() == "TooSmall" || e.to_string() == "TooLarge" => Err(format!(
+            "the RSA key must have 2048 to 4096 bits and the public exponent 65537 (RFC 8301 §3.2 \
+             asks for at least 2048 bits); {KEYGEN_HINT}, then publish its new DNS record"
+        )),
+        Err(e) => Err(format!("not a valid {form} RSA key: {e}")),
+    }
+}
+
+/// Wraps a DER `RSAPublicKey` (RFC 8017 Appendix A.1.1) in a `SubjectPublicKeyInfo`
+/// (RFC 5280 §4.1.2.7 with the rsaEncryption identifier of RFC 3279 §2.3.1): the form
+/// `openssl rsa -pubout` writes and DKIM records carry in `p=`. ring only gives the inner key.
+fn rsa_spki(rsa_public_key: &[u8]) -> Vec<u8> {
+    /// `SEQUENCE { OID 1.2.840.113549.1.1.1, NULL }`.
+    const RSA_ENCRYPTION: &[u8] = &[
+        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+    ];
+    /// A DER tag, its definite length (X.690 §8.1.3) and the content.
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = content.len();
+        if len < 0x80 {
+            out.push(len as u8); // fits: checked just above
+        } else {
+            let bytes = len.to_be_bytes();
+            let skip = bytes.iter().take_while(|b| **b == 0).count();
+            out.push(0x80 | (bytes.len() - skip) as u8); // at most 8 length bytes
+            out.extend_from_slice(&bytes[skip..]);
+        }
+        out.extend_from_slice(content);
+        out
+    }
+    // BIT STRING: a first byte of 0 unused bits, then the key.
+    let bits = tlv(0x03, &[&[0u8][..], rsa_public_key].concat());
+    tlv(0x30, &[RSA_ENCRYPTION, &bits].concat())
+}
+
+/// Signs messages on threads of its own, never on the async runtime's threads: RSA signing is
+/// CPU work that would stall every task sharing a runtime thread with it.
+///
+/// At most `threads` messages are signed at once, and at most twice that many wait in the
+/// queue; further callers wait in [`SigningPool::sign`] until there is room, so memory stays
+/// bounded however many tasks send. Cheap to clone; the threads stop when the last clone is
+/// dropped.
+#[derive(Clone)]
+pub struct SigningPool {
+    jobs: flume::Sender<SignJob>,
+    threads: usize,
+    signer: Arc<DkimSigner>,
+}
+
+struct SignJob {
+    message: Vec<u8>,
+    done: tokio::sync::oneshot::Sender<Result<Vec<u8>, DkimError>>,
+}
+
+impl std::fmt::Debug for SigningPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningPool")
+            .field("signer", &self.signer)
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningPool {
+    /// Starts `threads` signing threads; `None` starts one per core
+    /// ([`std::thread::available_parallelism`]).
+    pub fn new(
+        signer: impl Into<Arc<DkimSigner>>,
+        threads: Option<NonZeroUsize>,
+    ) -> Result<Self, DkimError> {
+        let signer = signer.into();
+        let threads = threads
+            .or_else(|| std::thread::available_parallelism().ok())
+            .map_or(1, NonZeroUsize::get);
+        let (jobs, queue) = flume::bounded::<SignJob>(threads * 2);
+        for i in 0..threads {
+            let (queue, signer) = (queue.clone(), Arc::clone(&signer));
+            // On an error the threads already started stop when `jobs` is dropped.
+            std::thread::Builder::new()
+                .name(format!("dkim-sign-{i}"))
+                .spawn(move || {
+                    for job in queue.iter() {
+                        // A panic must not take the thread (and, one by one, the pool) with it;
+                        // the signer is only read, so nothing is left half-changed.
+                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            signer.signed(&job.message)
+                        }))
+                        .unwrap_or_else(|_| Err(DkimError::Message("signing panicked".into())));
+                        // The caller may have given up waiting; nothing to do then.
+                        let _ = job.done.send(result);
+                    }
+                })
+                .map_err(|e| DkimError::Pool(format!("cannot start a signing thread: {e}")))?;
+        }
+        Ok(Self {
+            jobs,
+            threads,
+            signer,
+        })
+    }
+
+    /// Signs `message` on one of the pool's threads and returns it with its
+    /// `DKIM-Signature` header in front.
+    pub async fn sign(&self, message: Vec<u8>) -> Result<Vec<u8>, DkimError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let stopped = || DkimError::Pool("the signing threads have stopped".into());
+        self.jobs
+            .send_async(SignJob { message, done })
+            .await
+            .map_err(|_| stopped())?;
+        result.await.map_err(|_| stopped())?
+    }
+
+    /// How many threads sign.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The signer the threads use (its DNS record, its algorithm).
+    pub fn signer(&self) -> &DkimSigner {
+        &self.signer
     }
 }
 
@@ -406,16 +542,15 @@ fn is_wsp(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
-/// Relaxed header canonicalization (RFC 6376 §3.4.2): lower-case name, no WSP around the
-/// colon, unfolded, WSP runs as one SP, no WSP at the end; then CRLF if `crlf`.
-fn relaxed_header(raw: &[u8], h: &mut Sha256, crlf: bool) {
+/// Relaxed header canonicalization (RFC 6376 §3.4.2), appended to `out`: lower-case name, no
+/// WSP around the colon, unfolded, WSP runs as one SP, no WSP at the end; then CRLF if `crlf`.
+fn relaxed_header(raw: &[u8], out: &mut Vec<u8>, crlf: bool) {
     let Some(colon) = raw.iter().position(|&b| b == b':') else {
         return;
     };
-    let name = raw[..colon].trim_ascii().to_ascii_lowercase();
-    let mut out = Vec::with_capacity(raw.len());
-    out.extend_from_slice(&name);
+    out.extend(raw[..colon].trim_ascii().iter().map(u8::to_ascii_lowercase));
     out.push(b':');
+    let value_start = out.len();
     let mut pending_space = false;
     for &b in &raw[colon + 1..] {
         match b {
@@ -423,7 +558,7 @@ fn relaxed_header(raw: &[u8], h: &mut Sha256, crlf: bool) {
             b if is_wsp(b) => pending_space = true,
             b => {
                 // Leading WSP after the colon is dropped; inner runs become one SP.
-                if pending_space && out.len() > name.len() + 1 {
+                if pending_space && out.len() > value_start {
                     out.push(b' ');
                 }
                 pending_space = false;
@@ -434,12 +569,12 @@ fn relaxed_header(raw: &[u8], h: &mut Sha256, crlf: bool) {
     if crlf {
         out.extend_from_slice(b"\r\n");
     }
-    h.update(&out);
 }
 
-/// Relaxed body canonicalization (RFC 6376 §3.4.4), fed straight into the hash: WSP at line
-/// ends removed, inner WSP runs as one SP, empty lines at the end dropped, a final CRLF.
-fn relaxed_body(body: &[u8], h: &mut Sha256) {
+/// Relaxed body canonicalization (RFC 6376 §3.4.4), fed piece by piece to `out` (the body
+/// hash, so the body is not copied): WSP at line ends removed, inner WSP runs as one SP, empty
+/// lines at the end dropped, a final CRLF.
+fn relaxed_body(body: &[u8], out: &mut impl FnMut(&[u8])) {
     let mut empty_lines = 0usize;
     for line in body.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -453,7 +588,7 @@ fn relaxed_body(body: &[u8], h: &mut Sha256) {
             continue;
         }
         for _ in 0..empty_lines {
-            h.update(b"\r\n");
+            out(b"\r\n");
         }
         empty_lines = 0;
         let mut seg = 0;
@@ -465,16 +600,16 @@ fn relaxed_body(body: &[u8], h: &mut Sha256) {
                     i += 1;
                 }
                 if i - run > 1 || line[run] != b' ' {
-                    h.update(&line[seg..run]);
-                    h.update(b" ");
+                    out(&line[seg..run]);
+                    out(b" ");
                     seg = i;
                 }
             } else {
                 i += 1;
             }
         }
-        h.update(&line[seg..]);
-        h.update(b"\r\n");
+        out(&line[seg..]);
+        out(b"\r\n");
     }
 }
 

@@ -8,7 +8,7 @@
 //! `extend_from_slice` calls.
 //!
 //! The holes are kept atomic: a reader's token is a fixed-length run of QP-literal characters
-//! ([`TOKEN_LEN`] of `[A-Za-z0-9_-]`), so the encoder reserves that many columns on one line
+//! ([`Token::LEN`] of `[A-Za-z0-9_-]`), so the encoder reserves that many columns on one line
 //! and never puts a soft line break inside. A reader's name varies in length, so the encoder
 //! ends the line before a name hole with a soft break; the name is encoded per reader on lines
 //! of its own and ends with a soft break too, which keeps every line within 76 characters.
@@ -22,8 +22,7 @@ use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 use rand::distr::{Alphanumeric, SampleString};
 
-use crate::domain::{EmailAddress, WebUrl};
-use crate::render::{Hole, Segment, TOKEN_LEN, Template};
+use crate::domain::{EmailAddress, Hole, Segment, Template, Token, WebUrl};
 
 /// Headers that are the same for every reader of an edition variant.
 #[derive(Debug, Clone)]
@@ -56,7 +55,7 @@ pub struct Recipient<'a> {
     pub to: &'a EmailAddress,
     /// The reader's name: the `To:` display name and the greeting's name hole.
     pub name: Option<&'a str>,
-    /// The reader's token: [`TOKEN_LEN`] characters of `[A-Za-z0-9_-]`.
+    /// The reader's token: [`Token::LEN`] characters of `[A-Za-z0-9_-]`.
     pub token: &'a str,
     /// The Message-ID with its angle brackets, as made by [`message_id`].
     pub message_id: &'a str,
@@ -100,7 +99,7 @@ enum Piece {
     To,
     /// The Message-ID header value.
     MessageId,
-    /// The token inside a URL (header or body): [`TOKEN_LEN`] QP-literal characters.
+    /// The token inside a URL (header or body): [`Token::LEN`] QP-literal characters.
     Token,
     /// The reader's name, encoded on lines of its own.
     Name(Part),
@@ -221,7 +220,7 @@ impl MessageTemplate {
     /// Appends the complete message for one reader to `out` (which the caller clears and
     /// reuses: nothing else is allocated).
     ///
-    /// The token must be [`TOKEN_LEN`] characters of `[A-Za-z0-9_-]`, as the token module
+    /// The token must be [`Token::LEN`] characters of `[A-Za-z0-9_-]`, as the token module
     /// makes them. Should a caller break that rule, other bytes are percent-encoded so the
     /// message stays well-formed (but lines may then exceed 76 characters).
     ///
@@ -230,7 +229,8 @@ impl MessageTemplate {
     pub fn personalise(&self, r: &Recipient<'_>, out: &mut Vec<u8>) {
         debug_assert!(
             is_valid_token(r.token),
-            "token must be {TOKEN_LEN} URL-safe characters"
+            "token must be {} URL-safe characters",
+            Token::LEN
         );
         out.reserve(self.size_hint);
         for piece in &self.pieces {
@@ -291,12 +291,12 @@ impl Builder {
                     qp_encode(&mut self.bytes, &mut col, s.as_bytes(), last);
                 }
                 Segment::Hole(Hole::Token) => {
-                    // The token is TOKEN_LEN literal columns that must stay on one line.
-                    if col + TOKEN_LEN > QP_CONTENT {
+                    // The token is Token::LEN literal columns that must stay on one line.
+                    if col + Token::LEN > QP_CONTENT {
                         soft_break(&mut self.bytes, &mut col);
                     }
                     self.hole(Piece::Token);
-                    col += TOKEN_LEN;
+                    col += Token::LEN;
                 }
                 Segment::Hole(Hole::Name) => {
                     // The name is encoded per reader from column 0 and ends with its own soft
@@ -323,7 +323,7 @@ impl Builder {
             .iter()
             .filter(|p| !matches!(p, Piece::Static { .. }))
             .count();
-        let size_hint = self.bytes.len() + PER_READER_HEADERS + holes * 3 * TOKEN_LEN;
+        let size_hint = self.bytes.len() + PER_READER_HEADERS + holes * 3 * Token::LEN;
         MessageTemplate {
             bytes: self.bytes,
             pieces: self.pieces,
@@ -457,7 +457,7 @@ pub fn html_escape(s: &str) -> String {
 // Header values
 
 fn is_valid_token(t: &str) -> bool {
-    t.len() == TOKEN_LEN && t.bytes().all(is_token_byte)
+    t.len() == Token::LEN && t.bytes().all(is_token_byte)
 }
 
 fn is_token_byte(b: u8) -> bool {

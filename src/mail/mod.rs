@@ -6,14 +6,15 @@
 //!    for the reader's address, token, name and Message-ID.
 //! 2. For each reader, [`mime::MessageTemplate::personalise`] copies the pre-encoded chunks
 //!    and the reader's values into a reused buffer (no template work, no allocation).
-//! 3. [`dkim::DkimSigner::sign`] computes the `DKIM-Signature` header to prepend.
+//! 3. [`dkim::SigningPool::sign`] puts the `DKIM-Signature` header in front, on threads of
+//!    its own ([`dkim::DkimSigner::sign`] is the same work, for callers off the runtime).
 //! 4. A [`transport::Session`] (one per worker task) hands the bytes to the relay.
 
 pub mod dkim;
 pub mod mime;
 pub mod transport;
 
-pub use dkim::{DkimError, DkimSigner};
+pub use dkim::{DkimError, DkimSigner, SigningPool};
 pub use mime::{CommonHeaders, MessageTemplate, Recipient, message_id};
 pub use transport::{
     SendError, Session, SmtpConnector, SmtpSession, StubMessage, StubOutbox, Transport,

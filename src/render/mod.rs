@@ -10,10 +10,11 @@
 
 pub(crate) mod clean;
 mod html;
-pub mod template;
 mod text;
 
-pub use template::{Hole, Segment, TOKEN_LEN, Template};
+/// What rendering produces; defined in [`crate::domain`] so that `mail` can consume it without
+/// depending on `render`.
+pub use crate::domain::{Hole, Segment, Template};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;

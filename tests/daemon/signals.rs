@@ -172,7 +172,7 @@ fn sigterm_mid_send_leaves_every_delivery_sent_or_queued_and_a_restart_finishes_
     // left queued to be sent again.
     assert_eq!(relay.accepted(), delivered_to(rt, cli.db(), "sent"));
 
-    // A restart sends the rest, and every reader has the message exactly once (promise 1).
+    // A restart sends the rest, and every reader has the message exactly once.
     relay.restart_until_all_sent(2);
     assert_eq!(relay.accepted(), relay.everyone, "each reader exactly once");
 }

@@ -97,7 +97,8 @@ async fn one_click_post_urlencoded_multipart_and_empty() {
         Some("active")
     );
 
-    // Promise 2: the edition made before the unsubscribes skips them when claimed.
+    // Nobody gets mail after they said stop: the edition made before the unsubscribes skips
+    // them when claimed.
     let (claimed, skipped) = app.claim(next, list).await;
     assert_eq!(skipped, 3);
     assert_eq!(

@@ -111,6 +111,11 @@ fn sign_and_verify(kind: &str) {
     let (key, record) = make_key(dir.path(), kind);
     let s = signer(&key);
     assert_eq!(s.dns_record(), record, "our DNS record matches openssl's");
+    check_signature(&s, dir.path(), &record, kind);
+}
+
+/// Signs a message with `s` and has dkimpy verify it, then fail on each kind of tampering.
+fn check_signature(s: &DkimSigner, dir: &Path, record: &str, kind: &str) {
     let (msg, ..) = personalised(Some("عائشہ خان"));
     let sig = s.sign(&msg).unwrap();
     assert!(sig.starts_with("DKIM-Signature: v=1; a=") && sig.ends_with("\r\n"));
@@ -143,7 +148,7 @@ fn sign_and_verify(kind: &str) {
 
     let signed = [sig.as_bytes(), &msg].concat();
     assert!(
-        verify(dir.path(), &signed, &record),
+        verify(dir, &signed, record),
         "{kind}: a fresh signature verifies"
     );
 
@@ -155,7 +160,7 @@ fn sign_and_verify(kind: &str) {
     );
     assert_ne!(tampered, s_signed);
     assert!(
-        !verify(dir.path(), tampered.as_bytes(), &record),
+        !verify(dir, tampered.as_bytes(), record),
         "{kind}: edited List-Unsubscribe-Post must fail"
     );
 
@@ -166,21 +171,21 @@ fn sign_and_verify(kind: &str) {
         1,
     );
     assert!(
-        !verify(dir.path(), added.as_bytes(), &record),
+        !verify(dir, added.as_bytes(), record),
         "{kind}: an added List-Unsubscribe must fail"
     );
 
     // A changed body breaks it.
     let body = s_signed.replacen("Here is today", "Here is tomorrow", 1);
     assert!(
-        !verify(dir.path(), body.as_bytes(), &record),
+        !verify(dir, body.as_bytes(), record),
         "{kind}: an edited body must fail"
     );
 
     // Refolding whitespace survives relaxed canonicalization.
     let refolded = s_signed.replacen("MIME-Version: 1.0", "MIME-Version:   1.0  ", 1);
     assert!(
-        verify(dir.path(), refolded.as_bytes(), &record),
+        verify(dir, refolded.as_bytes(), record),
         "{kind}: relaxed canonicalization"
     );
 }
@@ -236,20 +241,178 @@ fn key_errors_name_the_file_and_the_problem() {
 #[test]
 fn canonicalization_matches_rfc6376_examples() {
     // RFC 6376 §3.4.5 example, relaxed header and relaxed body.
-    let mut h = Sha256::new();
+    let mut h = Vec::new();
     relaxed_header(b"A: X", &mut h, true);
     relaxed_header(b"B : Y\t\r\n\tZ  ", &mut h, true);
-    assert_eq!(
-        h.finalize().as_slice(),
-        Sha256::digest(b"a:X\r\nb:Y Z\r\n").as_slice()
+    assert_eq!(h, b"a:X\r\nb:Y Z\r\n");
+    let body = |b: &[u8]| {
+        let mut out = Vec::new();
+        relaxed_body(b, &mut |piece| out.extend_from_slice(piece));
+        out
+    };
+    assert_eq!(body(b" C \r\nD \t E\r\n\r\n\r\n"), b" C\r\nD E\r\n");
+    assert_eq!(body(b""), b"");
+}
+
+/// PEM text for DER `der` under `label`, 64 base64 characters a line (RFC 7468 §2).
+fn pem_text(label: &str, der: &[u8]) -> String {
+    let b64 = BASE64.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}
+
+/// An Ed25519 key made by ring: PKCS#8 v2 (RFC 5958, with the public key), a form other tools
+/// write. Also returns its DNS record, from ring: the OpenSSL 3.0 here refuses to read the file.
+fn ring_ed25519_v2_pem() -> (String, String) {
+    let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+    let public = Ed25519KeyPair::from_pkcs8(doc.as_ref())
+        .unwrap()
+        .public_key()
+        .as_ref()
+        .to_vec();
+    (
+        pem_text("PRIVATE KEY", doc.as_ref()),
+        format!("v=DKIM1; k=ed25519; p={}", BASE64.encode(public)),
+    )
+}
+
+#[test]
+fn ed25519_pkcs8_v2_signature_verifies_with_dkimpy() {
+    let Some(_) = test_tools::require(test_tools::DKIMPY_ED25519) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.pem");
+    let (pem, record) = ring_ed25519_v2_pem();
+    std::fs::write(&path, pem).unwrap();
+    let s = signer(&path);
+    assert_eq!(s.dns_record(), record);
+    check_signature(&s, dir.path(), &record, "ed25519 v2");
+}
+
+#[test]
+fn unusable_keys_are_refused_with_how_to_make_one() {
+    let Some(_) = test_tools::require(test_tools::OPENSSL) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |p: &Path| config::Dkim {
+        domain: "news.example.com".into(),
+        selector: "s".into(),
+        private_key_path: p.to_owned(),
+    };
+    let refused = |name: &str, args: &[&str]| {
+        let path = dir.path().join(name);
+        // The command, then where to write (genrsa wants the key size last).
+        let mut all = vec![args[0], "-out", path.to_str().unwrap()];
+        all.extend(&args[1..]);
+        openssl(&all);
+        let e = DkimSigner::from_config(&cfg(&path))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(name), "{e}");
+        e
+    };
+    // RFC 8301 §3.2 asks for 2048 bits; ring signs with 2048 to 4096.
+    let short = refused("rsa1024.pem", &["genrsa", "-traditional", "1024"]);
+    assert!(
+        short.contains("must have 2048 to 4096 bits") && short.contains("openssl genrsa"),
+        "{short}"
     );
-    let mut h = Sha256::new();
-    relaxed_body(b" C \r\nD \t E\r\n\r\n\r\n", &mut h);
-    assert_eq!(
-        h.finalize().as_slice(),
-        Sha256::digest(b" C\r\nD E\r\n").as_slice()
+    let ec = refused(
+        "ec.pem",
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ],
     );
-    let mut h = Sha256::new();
-    relaxed_body(b"", &mut h);
-    assert_eq!(h.finalize().as_slice(), Sha256::digest(b"").as_slice());
+    assert!(ec.contains("RSA or Ed25519 only"), "{ec}");
+    let sec1 = refused(
+        "sec1.pem",
+        &["ecparam", "-genkey", "-name", "prime256v1", "-noout"],
+    );
+    assert!(sec1.contains("EC key"), "{sec1}");
+    let encrypted = refused(
+        "encrypted.pem",
+        &[
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-aes256",
+            "-pass",
+            "pass:secret",
+        ],
+    );
+    assert!(
+        encrypted.contains("encrypted") && encrypted.contains("openssl pkey"),
+        "{encrypted}"
+    );
+}
+
+fn ring_ed25519_signer() -> DkimSigner {
+    DkimSigner::from_pem(
+        "news.example.com",
+        "digest2026",
+        ring_ed25519_v2_pem().0.as_bytes(),
+        Path::new("ring.pem"),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn signing_pool_returns_each_message_signed_under_concurrent_load() {
+    let pool = SigningPool::new(ring_ed25519_signer(), NonZeroUsize::new(2)).unwrap();
+    assert_eq!(pool.threads(), 2);
+    let (msg, ..) = personalised(Some("Ayesha"));
+    // Many more callers than threads and queue places: every one is served.
+    let signed = futures_util::future::join_all((0..40).map(|_| pool.sign(msg.clone()))).await;
+    assert_eq!(signed.len(), 40);
+    for s in &signed {
+        let s = s.as_ref().unwrap();
+        assert!(s.starts_with(b"DKIM-Signature: v=1; a=ed25519-sha256;"));
+        assert!(s.ends_with(&msg));
+    }
+    let Some(_) = test_tools::require(test_tools::DKIMPY_ED25519) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let record = pool.signer().dns_record();
+    for s in [&signed[0], &signed[39]] {
+        assert!(verify(dir.path(), s.as_ref().unwrap(), &record));
+    }
+}
+
+#[tokio::test]
+async fn signing_pool_reports_what_cannot_be_signed_and_keeps_serving() {
+    let pool = SigningPool::new(ring_ed25519_signer(), NonZeroUsize::new(1)).unwrap();
+    // Shared by worker tasks, awaited inside spawned tasks.
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    send_sync(&pool);
+    let refused = pool.sign(b"Subject: no sender\r\n\r\nbody\r\n".to_vec());
+    send(&refused);
+    let e = refused.await.unwrap_err();
+    assert!(matches!(e, DkimError::Message(_)), "{e}");
+    let ok = pool
+        .sign(b"From: a@news.example.com\r\n\r\nbody\r\n".to_vec())
+        .await
+        .unwrap();
+    assert!(ok.starts_with(b"DKIM-Signature:"));
+}
+
+#[test]
+fn signing_pool_defaults_to_one_thread_per_core() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let pool = SigningPool::new(ring_ed25519_signer(), None).unwrap();
+    assert_eq!(pool.threads(), cores);
 }

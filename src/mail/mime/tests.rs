@@ -2,7 +2,7 @@
 //! independent reader.
 
 use super::*;
-use crate::render::{Hole, Template};
+use crate::domain::{Hole, Template, Token};
 
 pub(crate) const URDU_SUBJECT: &str =
     "روزنامہ خلاصہ: وزیر اعظم کا استعفیٰ، بجٹ پر بحث اور کرکٹ کے تازہ ترین نتائج — ۲۸ نومبر ۲۰۲۶";
@@ -60,7 +60,7 @@ pub(crate) fn bodies() -> (Template, Template) {
 
 pub(crate) fn token(i: usize) -> String {
     let t = format!("t{i:03}_AbC-dEf_gHiJkLmNo");
-    assert_eq!(t.len(), TOKEN_LEN);
+    assert_eq!(t.len(), Token::LEN);
     t
 }
 

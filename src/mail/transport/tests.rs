@@ -1,3 +1,6 @@
+use super::error::{Stage, classify_reply, enhanced_code};
+use super::smtp::redact;
+use super::tls::tls_failure;
 use super::*;
 
 fn addr(s: &str) -> EmailAddress {

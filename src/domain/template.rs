@@ -3,21 +3,22 @@
 //! An edition is rendered once per category variant into a [`Template`]: static text with a
 //! few [`Hole`]s. Personalising a message for one reader is then a copy of the static bytes
 //! with the reader's values spliced in, with no template work per recipient.
+//!
+//! `render` builds these and `mail::mime` encodes them; the type lives here, below both, so
+//! that neither of the two depends on the other.
 
 /// A per-recipient value spliced into a pre-rendered body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Hole {
-    /// The reader's token ([`TOKEN_LEN`] URL-safe characters). Unsubscribe and preference
-    /// URLs are `<public_url>/unsubscribe/<token>` and `<public_url>/preferences/<token>`, so
-    /// the template holds the URL prefix as static text and only the token is a hole.
+    /// The reader's token ([`Token::LEN`](super::Token::LEN) URL-safe characters).
+    /// Unsubscribe and preference URLs are `<public_url>/unsubscribe/<token>` and
+    /// `<public_url>/preferences/<token>`, so the template holds the URL prefix as static text
+    /// and only the token is a hole.
     Token,
     /// The greeting line's name: the reader's name, or nothing. Already escaped for the part
     /// it lands in when filled.
     Name,
 }
-
-/// Length of a reader token: 16 random bytes (128 bits) in unpadded base64url.
-pub const TOKEN_LEN: usize = 22;
 
 /// One piece of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
