@@ -5,35 +5,43 @@
 //! category variant into HTML and plain text, and delivered over SMTP to every active
 //! subscriber, each message carrying the reader's own one-click unsubscribe link.
 //!
-//! Layout, by concern:
-//! - [`config`]: typed configuration and `DISPATCH_*` overrides.
-//! - [`domain`]: newtypes parsed at the edges.
-//! - [`import`]: subscriber CSV files and article feeds read into plain records.
+//! # Layout
+//!
+//! The modules are listed in the order a digest travels:
+//!
+//! - [`config`] and [`domain`]: the typed configuration and the newtypes every other module
+//!   speaks; both are parsed at the edges, so nothing further in re-checks a string.
+//! - [`import`]: subscriber CSV files and article feeds read into typed records.
+//! - [`store`]: the only module with SQL; domain types in and out.
+//! - [`schedule`]: crontab lines in a time zone, with cron's daylight-saving rule.
 //! - [`digest`]: which articles an edition carries, grouped by category (pure).
-//! - [`edition`]: building, recording and rendering editions.
-//! - [`mail`]: MIME assembly, DKIM, transports and the sender loop.
+//! - [`edition`]: building and recording editions, and the headers their messages share.
+//! - [`render`]: Maud HTML, plain text and subjects with holes for each reader's values.
+//! - [`mail`]: MIME, DKIM and the SMTP/file/stub transports; knows nothing of the store.
+//! - [`delivery`]: claims, one worker per connection, retry and pause policy, outcome commits.
+//! - [`web`]: the reader pages (unsubscribe, preferences, sign-up, confirmation) and the
+//!   operator endpoints (health, metrics).
+//! - [`daemon`]: `dispatch run`, which ties the scheduler, breaking news, delivery, retention
+//!   and the web pages together through the database.
 //! - [`cli`]: the command line.
-//! - [`store`]: the only module with SQL.
-//! - [`schedule`]: crontab lines in a time zone.
-//! - [`render`]: Maud HTML, plain text, subjects.
-//! - [`mail`]: MIME with per-reader holes, DKIM, SMTP/file/stub transports.
-//! - [`web`]: axum pages for unsubscribe (RFC 8058), sign-up, confirmation, preferences,
-//!   health and metrics.
+//!
+//! `tests/layering.rs` holds the allowed arrows between these modules and checks there are no
+//! cycles.
 #![forbid(unsafe_code)]
 
-pub mod cli;
 pub mod config;
-pub mod daemon;
-pub mod delivery;
-pub mod digest;
 pub mod domain;
-pub mod edition;
 pub mod import;
-pub mod mail;
-pub mod render;
-pub mod schedule;
 pub mod store;
+pub mod schedule;
+pub mod digest;
+pub mod edition;
+pub mod render;
+pub mod mail;
+pub mod delivery;
 pub mod web;
+pub mod daemon;
+pub mod cli;
 
 #[cfg(test)]
 mod test_tools;
