@@ -9,6 +9,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
+pub(crate) mod html;
 mod status;
 mod text;
 
@@ -18,6 +19,7 @@ pub use status::{
 };
 pub mod template;
 
+pub use html::html_text;
 pub use template::{Hole, Segment, Template};
 pub use text::{
     MAX_AUTHOR_CHARS, MAX_NAME_CHARS, MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, TextTooLong, clean_text,

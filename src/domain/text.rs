@@ -42,8 +42,9 @@ fn class(c: char) -> Class {
     }
 }
 
-/// Cleans `raw` into one line (see the [module documentation](self)) and cuts it to at most
-/// `max_chars` characters, the last of which is then `…`.
+/// Cleans `raw` into one line (whitespace runs and line breaks become one space, ESC a word
+/// break; other control characters, bidi overrides and the BOM go; the ends are trimmed) and
+/// cuts it to at most `max_chars` characters, the last of which is then `…`.
 ///
 /// For text we cannot send back to its author, such as third-party feeds: a long title is
 /// shortened rather than lost.

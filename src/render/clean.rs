@@ -8,23 +8,18 @@
 //! HTML is read in time linear in its length, whatever its shape. An HTML tree builder does
 //! work proportional to the depth of the open elements for many tags (the "has an element in
 //! scope" checks of the HTML standard, §13.2.4.2), so 40,000 nested `<div>`s cost it ~10⁹
-//! steps. Here HTML is first read by html5ever's *tokenizer* alone, which keeps no tree:
-//! [`html_text`] needs nothing more, and [`summary`] hands the tree builder (ammonia) only
-//! the tags its whitelist keeps, at most [`MAX_SUMMARY_TAGS`] of them and never more than
+//! steps. So [`summary`] first reads HTML with html5ever's *tokenizer* alone, which keeps no
+//! tree ([`crate::domain::html`]), and hands the tree builder (ammonia) only the tags its
+//! whitelist keeps, at most [`MAX_SUMMARY_TAGS`] of them and never more than
 //! [`MAX_SUMMARY_DEPTH`] open at once.
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
 use std::sync::LazyLock;
 
-use html5ever::tendril::StrTendril;
-use html5ever::tokenizer::states::RawKind;
-use html5ever::tokenizer::{
-    BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
-};
 use html5ever::{LocalName, local_name};
 
 use crate::domain::WebUrl;
+use crate::domain::html::{Piece, walk_html};
 
 /// Characters dropped from all text: bidi embeddings, overrides and isolates (an unbalanced
 /// U+202E in a headline would reverse the rest of a subject line or text paragraph), and the
@@ -252,185 +247,6 @@ fn push_escaped(out: &mut String, text: &str, attribute: bool) {
     }
 }
 
-/// The text of an HTML fragment, for a field that must be plain text (feed titles and
-/// summaries): entities decoded, tags removed (block-level ones leave a space, so
-/// `<p>One</p><p>Two</p>` reads "One Two" while `<b>Pak</b>istan` stays one word), and the
-/// content of scripts, styles and the other [`dropped content`](is_dropped_content) elements
-/// gone. Whitespace is left for the caller's cleaning. Linear in the input.
-pub(crate) fn html_text(html: &str) -> String {
-    let mut out = String::with_capacity(html.len().min(64 * 1024));
-    walk_html(html, |piece| match piece {
-        Piece::Text(t) => out.push_str(t),
-        Piece::Start(Tag { name, .. }) | Piece::End(name) => {
-            if is_block(name) {
-                out.push(' ');
-            }
-        }
-    });
-    out
-}
-
-/// Elements that break a line of text where they start and end.
-fn is_block(name: &LocalName) -> bool {
-    matches!(
-        &**name,
-        "p" | "br"
-            | "div"
-            | "li"
-            | "ul"
-            | "ol"
-            | "dl"
-            | "dt"
-            | "dd"
-            | "h1"
-            | "h2"
-            | "h3"
-            | "h4"
-            | "h5"
-            | "h6"
-            | "tr"
-            | "td"
-            | "th"
-            | "table"
-            | "blockquote"
-            | "pre"
-            | "section"
-            | "article"
-            | "aside"
-            | "header"
-            | "footer"
-            | "nav"
-            | "figure"
-            | "figcaption"
-            | "hr"
-    )
-}
-
-/// Elements whose content is never text for a reader: code, styling, metadata and embedded
-/// documents. [`walk_html`] drops them with everything inside.
-fn is_dropped_content(name: &LocalName) -> bool {
-    matches!(
-        &**name,
-        "script"
-            | "style"
-            | "template"
-            | "title"
-            | "noscript"
-            | "svg"
-            | "math"
-            | "iframe"
-            | "noembed"
-            | "noframes"
-            | "xmp"
-            | "object"
-    )
-}
-
-/// What [`walk_html`] reports, in document order.
-enum Piece<'a> {
-    /// Text, entities decoded.
-    Text(&'a str),
-    /// A start tag (possibly self-closing) with its attributes.
-    Start(&'a Tag),
-    /// An end tag.
-    End(&'a LocalName),
-}
-
-/// Runs html5ever's tokenizer over `html` and calls `each` for every text run and tag outside
-/// [dropped content](is_dropped_content); comments, doctypes and NUL characters are skipped.
-fn walk_html(html: &str, each: impl FnMut(Piece<'_>)) {
-    struct Sink<F> {
-        each: RefCell<F>,
-        /// Inside dropped content: its element's name and how many of them are open.
-        skipping: RefCell<Option<(LocalName, usize)>>,
-        /// The tokenizer is in PLAINTEXT state: everything that follows is text.
-        plaintext: Cell<bool>,
-    }
-
-    impl<F: FnMut(Piece<'_>)> TokenSink for Sink<F> {
-        type Handle = ();
-
-        fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
-            // The tokenizer only accepts a state change in answer to a tag; every other token
-            // must be answered with `Continue`.
-            let Token::TagToken(tag) = token else {
-                if let Token::CharacterTokens(text) = token
-                    && self.skipping.borrow().is_none()
-                {
-                    (self.each.borrow_mut())(Piece::Text(&text));
-                }
-                return TokenSinkResult::Continue;
-            };
-            let mut skipping = self.skipping.borrow_mut();
-            if let Some((name, open)) = skipping.as_mut() {
-                if tag.name == *name {
-                    match tag.kind {
-                        TagKind::StartTag if !tag.self_closing => *open += 1,
-                        TagKind::EndTag => *open -= 1,
-                        TagKind::StartTag => {}
-                    }
-                }
-                if *open == 0 {
-                    *skipping = None;
-                }
-                return TokenSinkResult::Continue;
-            }
-            match tag.kind {
-                TagKind::StartTag => {
-                    if is_dropped_content(&tag.name) {
-                        if !tag.self_closing {
-                            *skipping = Some((tag.name.clone(), 1));
-                            return raw_state(&tag.name);
-                        }
-                        return TokenSinkResult::Continue;
-                    }
-                    (self.each.borrow_mut())(Piece::Start(&tag));
-                    if tag.name == local_name!("plaintext") && !self.plaintext.get() {
-                        self.plaintext.set(true);
-                        return TokenSinkResult::Plaintext;
-                    }
-                    match &*tag.name {
-                        "textarea" => TokenSinkResult::RawData(RawKind::Rcdata),
-                        _ => TokenSinkResult::Continue,
-                    }
-                }
-                TagKind::EndTag => {
-                    (self.each.borrow_mut())(Piece::End(&tag.name));
-                    TokenSinkResult::Continue
-                }
-            }
-        }
-    }
-
-    /// The tokenizer state an element's content is read in (HTML standard §13.2.6.4.7): for
-    /// script-like elements their text is raw, so `<script>a<b</script>` has no `<b>` tag.
-    fn raw_state(name: &LocalName) -> TokenSinkResult<()> {
-        match &**name {
-            "script" => TokenSinkResult::RawData(RawKind::ScriptData),
-            "title" => TokenSinkResult::RawData(RawKind::Rcdata),
-            "style" | "noscript" | "iframe" | "noembed" | "noframes" | "xmp" => {
-                TokenSinkResult::RawData(RawKind::Rawtext)
-            }
-            _ => TokenSinkResult::Continue,
-        }
-    }
-
-    let tokenizer = Tokenizer::new(
-        Sink {
-            each: RefCell::new(each),
-            skipping: RefCell::new(None),
-            plaintext: Cell::new(false),
-        },
-        TokenizerOpts::default(),
-    );
-    let input = BufferQueue::default();
-    input.push_back(StrTendril::from_slice(html));
-    // The sink never asks to run a script or to change the encoding, so the whole input is
-    // consumed in one call.
-    let _ = tokenizer.feed(&input);
-    tokenizer.end();
-}
-
 /// Plain text of sanitiser output. Relies on its shape: well-formed tags from the whitelist,
 /// attribute values in double quotes, and only `&amp; &lt; &gt; &quot; &nbsp;` as references.
 fn html_to_paragraphs(html: &str) -> Vec<String> {
@@ -649,7 +465,7 @@ mod tests {
             "</div>".repeat(200_000)
         );
         assert_eq!(summary(&divs).paragraphs, ["deep"]);
-        assert_eq!(html_text(&divs).trim(), "deep");
+        assert_eq!(crate::domain::html_text(&divs).trim(), "deep");
         // Past the tag cap, tags go and words stay.
         let many = "<b>w</b> ".repeat(MAX_SUMMARY_TAGS);
         let s = summary(&many);
@@ -657,27 +473,12 @@ mod tests {
         assert!(s.html.matches("<b>").count() <= MAX_SUMMARY_TAGS / 2);
     }
 
-    #[test]
-    fn dropped_content_goes_with_its_element() {
-        assert_eq!(
-            html_text(
-                "a<script>if (x<y) { </b> }</script>b<svg><svg></svg><text>c</text></svg>d<title>t</title>e"
-            ),
-            "abde"
-        );
-        assert_eq!(
-            html_text("<p>One</p><p>Two</p><b>Pak</b>istan"),
-            " One  Two Pakistan"
-        );
-        assert_eq!(html_text("<textarea><b>kept</b></textarea>"), "<b>kept</b>");
-    }
-
     proptest::proptest! {
         #[test]
         fn any_text_cleans_without_panic_and_without_controls(raw in ".{0,400}") {
             let s = summary(&raw);
             proptest::prop_assert!(!s.html.chars().any(char::is_control));
-            let _ = html_text(&raw);
+            let _ = crate::domain::html_text(&raw);
         }
     }
 

@@ -1,8 +1,7 @@
 //! Unit tests of the feed readers over the fixtures in `tests/fixtures/feeds`.
 
 use super::*;
-use crate::domain::{clean_text, parse_timestamp};
-use crate::render::clean::html_text;
+use crate::domain::{clean_text, html_text, parse_timestamp};
 
 const RSS: &[u8] = include_bytes!("../../../tests/fixtures/feeds/sample.rss");
 const ATOM: &[u8] = include_bytes!("../../../tests/fixtures/feeds/sample.atom");

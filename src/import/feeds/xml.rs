@@ -7,9 +7,8 @@ use super::dates::DateReader;
 use super::fields::{external_id, language_tag};
 use super::{ArticleRecord, FeedError, FeedFormat, ItemError};
 use crate::domain::{
-    Category, MAX_AUTHOR_CHARS, MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, WebUrl, clean_text,
+    Category, MAX_AUTHOR_CHARS, MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, WebUrl, clean_text, html_text,
 };
-use crate::render::clean::html_text;
 
 /// Parses an RSS or Atom document; `detected` is what [`super::detect`] saw.
 pub(super) fn parse(
