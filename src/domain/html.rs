@@ -186,7 +186,16 @@ pub(crate) fn walk_html(html: &str, each: impl FnMut(Piece<'_>)) {
         TokenizerOpts::default(),
     );
     let input = BufferQueue::default();
-    input.push_back(StrTendril::from_slice(html));
+    // In pieces: a tendril holds at most 4 GiB, and the tokenizer reads across pieces.
+    let mut rest = html;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(16 << 20);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        input.push_back(StrTendril::from_slice(&rest[..cut]));
+        rest = &rest[cut..];
+    }
     // The sink never asks to run a script or to change the encoding, so the whole input is
     // consumed in one call.
     let _ = tokenizer.feed(&input);
