@@ -35,6 +35,9 @@ async fn main() -> ExitCode {
         }
     };
     init_tracing(&config);
+    for notice in &config.notices {
+        tracing::warn!("{notice}");
+    }
     match cli::run(
         cli,
         Ctx {

@@ -142,7 +142,7 @@ impl Engine {
         let paused: Arc<Mutex<HashSet<i64>>> = Arc::default();
         let (recorder, recorder_task) = Recorder::start(
             self.store.clone(),
-            self.config.sending.bounce_threshold,
+            self.config.bounces.hard_threshold,
             Arc::clone(&paused),
             Arc::clone(&self.progress),
         );
