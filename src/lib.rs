@@ -12,6 +12,7 @@
 //! - [`digest`]: which articles an edition carries, grouped by category (pure).
 //! - [`edition`]: building, recording and rendering editions.
 //! - [`mail`]: MIME assembly, DKIM, transports and the sender loop.
+//! - [`bounces`]: bounces, complaints and `mailto:` unsubscribes that come back.
 //! - [`cli`]: the command line.
 //! - [`store`]: the only module with SQL.
 //! - [`schedule`]: crontab lines in a time zone.
@@ -21,6 +22,7 @@
 //!   health and metrics.
 #![forbid(unsafe_code)]
 
+pub mod bounces;
 pub mod cli;
 pub mod config;
 pub mod daemon;
