@@ -31,6 +31,11 @@ async fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
+            // An MTA keeps a message it is told to retry (EX_TEMPFAIL) and bounces it on most
+            // other statuses: a config mistake must not lose bounces.
+            if cli.command.is_ingest() {
+                return ExitCode::from(cli::bounces::EX_TEMPFAIL);
+            }
             return ExitCode::from(2);
         }
     };
@@ -49,6 +54,7 @@ async fn main() -> ExitCode {
     {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Rejected) => ExitCode::from(1),
+        Ok(Outcome::Exit(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

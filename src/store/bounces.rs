@@ -390,15 +390,6 @@ impl Store {
         })
     }
 
-    /// Bounce events by type since the database was made, for `/metrics`.
-    pub async fn bounce_totals(&self) -> Result<Vec<(BounceType, i64)>> {
-        Ok(
-            sqlx::query_as("SELECT type, COUNT(*) FROM bounce_events GROUP BY type")
-                .fetch_all(self.pool())
-                .await?,
-        )
-    }
-
     /// Undoes a bounce status: the reader is active again and earlier bounces stop counting
     /// (their events stay, for the record). `false`: the reader was not bounced.
     pub async fn reactivate(&self, email: &EmailAddress) -> Result<bool> {
