@@ -506,3 +506,266 @@ async fn garbage_is_kept_unidentified_with_exit_0_and_an_unusable_database_asks_
         .unwrap();
     assert_eq!(code(&out), 75, "{}", show(&out));
 }
+
+/// A throwaway Dovecot (Debian's dovecot-imapd) on a loopback port with implicit TLS, a
+/// throwaway certificate, one plain-text user whose mail belongs to `nobody`.
+struct Dovecot {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    port: u16,
+    ca: std::path::PathBuf,
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_dovecot() -> Option<Dovecot> {
+    use std::os::unix::fs::PermissionsExt as _;
+    support::tools::require_all(&[support::tools::DOVECOT, support::tools::OPENSSL])?;
+    // Dovecot's master must start as root to drop privileges to the mail user.
+    if std::fs::read_to_string("/proc/self/status")
+        .map(|s| !s.lines().any(|l| l.starts_with("Uid:\t0\t")))
+        .unwrap_or(true)
+    {
+        eprintln!("SKIP dovecot test: needs root to start a throwaway Dovecot");
+        return None;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("dispatch-dovecot-")
+        .tempdir()
+        .unwrap();
+    let d = dir.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = std::process::Command::new("openssl")
+        .current_dir(d)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(d.join("passwd"), "bounces:{PLAIN}s3cret-imap\n").unwrap();
+    let home = d.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(&home)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let port = support::free_port();
+    let p = d.display();
+    std::fs::write(
+        d.join("dovecot.conf"),
+        format!(
+            "base_dir = {p}/run\nstate_dir = {p}/state\nlog_path = {p}/dovecot.log\n\
+protocols = imap\nlisten = 127.0.0.1\nssl = required\nssl_cert = <{p}/cert.pem\nssl_key = <{p}/key.pem\n\
+auth_mechanisms = plain\ndisable_plaintext_auth = yes\n\
+passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {p}/passwd\n}}\n\
+userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={p}/home/%u\n}}\n\
+mail_location = maildir:~/Maildir\n\
+namespace inbox {{\n  inbox = yes\n  separator = /\n}}\n\
+service imap-login {{\n  inet_listener imap {{\n    port = 0\n  }}\n  inet_listener imaps {{\n    port = {port}\n    ssl = yes\n  }}\n}}\n\
+service anvil {{\n  chroot =\n}}\nservice imap-login {{\n  chroot =\n}}\n"
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new("dovecot")
+        .arg("-F")
+        .arg("-c")
+        .arg(d.join("dovecot.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dovecot did not listen: {}",
+            std::fs::read_to_string(d.join("dovecot.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Some(Dovecot {
+        child,
+        port,
+        ca: d.join("cert.pem"),
+        _dir: dir,
+    })
+}
+
+fn imap_config(dc: &Dovecot) -> dispatch::config::Imap {
+    dispatch::config::Imap {
+        host: Some("localhost".into()),
+        port: dc.port,
+        security: dispatch::config::ImapSecurity::Tls,
+        ca_file: Some(dc.ca.clone()),
+        username: Some("bounces".into()),
+        password: Some(dispatch::config::Secret::new("s3cret-imap")),
+        folder: "INBOX".into(),
+        poll_secs: 60,
+    }
+}
+
+/// A logged-in test client (not the code under test), to put mail in and look afterwards.
+async fn imap_client(
+    dc: &Dovecot,
+) -> async_imap::Session<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(&dc.ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", dc.port))
+        .await
+        .unwrap();
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut client = async_imap::Client::new(stream);
+    client.read_response().await.unwrap().unwrap();
+    client
+        .login("bounces", "s3cret-imap")
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap()
+}
+
+async fn subjects_in(
+    s: &mut async_imap::Session<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    folder: &str,
+) -> Vec<String> {
+    use futures_util::StreamExt as _;
+    s.select(folder).await.unwrap();
+    let mut out = Vec::new();
+    let mut f = s
+        .fetch("1:*", "BODY.PEEK[HEADER.FIELDS (SUBJECT)]")
+        .await
+        .unwrap();
+    while let Some(m) = f.next().await {
+        let m = m.unwrap();
+        if let Some(h) = m.header() {
+            out.push(
+                String::from_utf8_lossy(h)
+                    .trim()
+                    .trim_start_matches("Subject: ")
+                    .to_owned(),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn one_poll_files_each_message_in_its_folder_sets_reader_states_and_deletes_nothing() {
+    let Some(dc) = start_dovecot() else { return };
+    let s = sent();
+    let mut client = imap_client(&dc).await;
+    client.create("Archive").await.unwrap();
+    client
+        .append(
+            "Archive",
+            None,
+            None,
+            "From: a@b.example\r\nSubject: kept letter\r\n\r\nhi\r\n",
+        )
+        .await
+        .unwrap();
+    let verp0 = s.verp(0).await;
+    let verp2 = s.verp(2).await;
+    let h1 = &s.readers[1].2;
+    let arf = format!(
+        "From: fbl@isp.example\nTo: abuse@news.example.com\nSubject: arf report\nMIME-Version: 1.0\n\
+Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\n\n--F\nContent-Type: text/plain\n\nabuse\n\n\
+--F\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\n\n--F\nContent-Type: message/rfc822\n\n{}\nbody\n--F--\n",
+        returned(h1, "full@example.net")
+    );
+    let mut dsn_msg = dsn(
+        &verp0,
+        "gone@example.org",
+        "failed",
+        "5.1.1",
+        "550 5.1.1 unknown",
+        "",
+    );
+    dsn_msg = dsn_msg.replace(
+        "Subject: Undelivered Mail Returned to Sender",
+        "Subject: a dsn",
+    );
+    let vacation = format!(
+        "From: happy@example.com\nTo: {verp2}\nSubject: vacation\nAuto-Submitted: auto-replied\n\nAway.\n"
+    );
+    let stranger = "From: Stranger <stranger@example.net>\nTo: bounces@bounces.news.example.com\nSubject: stranger letter\n\nHello, is this the editor?\n";
+    for m in [&dsn_msg, &arf, &vacation, &stranger.to_owned()] {
+        client
+            .append("INBOX", None, None, m.replace('\n', "\r\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    let store = Store::open(s.cli.db()).await.unwrap();
+    let (config, _) = dispatch::config::Config::load(Some(&s.cli.path("dispatch.toml"))).unwrap();
+    let settings = dispatch::bounces::Settings::from_config(&config);
+    let report = dispatch::bounces::imap::poll_once(&store, &settings, &imap_config(&dc))
+        .await
+        .unwrap();
+    assert_eq!((report.processed, report.unidentified), (3, 1));
+    store.close().await;
+
+    assert_eq!(
+        subjects_in(&mut client, "INBOX").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        subjects_in(&mut client, "processed").await,
+        ["a dsn", "arf report", "vacation"]
+    );
+    assert_eq!(
+        subjects_in(&mut client, "unidentified").await,
+        ["stranger letter"]
+    );
+    assert_eq!(subjects_in(&mut client, "Archive").await, ["kept letter"]);
+    let _ = client.logout().await;
+
+    assert_eq!(s.status(0)["status"], "bounced");
+    assert_eq!(s.status(1)["subscriptions"][0]["status"], "unsubscribed");
+    assert_eq!(s.status(2)["status"], "active");
+    assert_eq!(s.events("auto-reply").len(), 1);
+    let u = s.events("unidentified");
+    assert_eq!(u[0]["subject"], "stranger letter");
+    assert_eq!(u[0]["source"], "imap");
+}
