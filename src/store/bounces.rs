@@ -544,3 +544,132 @@ fn enhanced_status(reply: &str) -> Option<String> {
         })
         .map(str::to_owned)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ListSlug;
+    use crate::store::ListSpec;
+    use crate::store::subscribers::NewSubscription;
+    use crate::store::testutil::temp_store;
+
+    /// A reader of `daily` and `editions` sent to them, created a minute apart.
+    async fn reader_with_editions(store: &Store, editions: i64) -> (i64, Vec<i64>) {
+        let list = store
+            .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
+            .await
+            .unwrap();
+        store
+            .subscribe_batch(
+                list.id,
+                &[NewSubscription {
+                    email: EmailAddress::parse("r@example.org").unwrap(),
+                    name: None,
+                    categories: None,
+                }],
+                "cli",
+                false,
+            )
+            .await
+            .unwrap();
+        let sub = store
+            .subscriber_by_email(&EmailAddress::parse("r@example.org").unwrap())
+            .await
+            .unwrap()
+            .id;
+        let mut ids = Vec::new();
+        for i in 0..editions {
+            let at = format!("2099-01-01T00:{i:02}:00Z");
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO editions (list_id, kind, window_start, window_end, subject, status, created_at)
+                 VALUES ($1, 'digest', $2, $2, 's', 'sent', $2) RETURNING id",
+            )
+            .bind(list.id)
+            .bind(&at)
+            .fetch_one(store.writer())
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO deliveries (edition_id, subscriber_id, status, sent_at) VALUES ($1, $2, 'sent', $3)",
+            )
+            .bind(id)
+            .bind(sub)
+            .bind(&at)
+            .execute(store.writer())
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+        (sub, ids)
+    }
+
+    async fn soft(store: &Store, sub: i64, edition: i64, n: u8) -> Recorded {
+        store
+            .record_bounce(
+                &NewBounceMessage {
+                    hash: [n; 32],
+                    source: BounceSource::Pipe,
+                    from: None,
+                    subject: None,
+                    events: vec![NewEvent {
+                        kind: BounceType::Soft,
+                        target: Target {
+                            subscriber_id: Some(sub),
+                            edition_id: Some(edition),
+                            ..Target::default()
+                        },
+                        matched_by: Some(MatchedBy::Verp),
+                        status: Some("4.2.2".into()),
+                        diagnostic: None,
+                        note: None,
+                    }],
+                },
+                Thresholds { hard: 1, soft: 2 },
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn status(store: &Store) -> String {
+        store
+            .subscriber_by_email(&EmailAddress::parse("r@example.org").unwrap())
+            .await
+            .unwrap()
+            .status
+    }
+
+    #[tokio::test]
+    async fn soft_bounces_in_a_row_bounce_the_reader_once_the_editions_between_bounced_too() {
+        let (store, _d) = temp_store().await;
+        let (sub, e) = reader_with_editions(&store, 3).await;
+        assert_eq!(soft(&store, sub, e[0], 1).await.marked_bounced, 0);
+        // A second DSN for the same edition is not a second message of the run.
+        assert_eq!(soft(&store, sub, e[0], 2).await.marked_bounced, 0);
+        // Edition 3 bounces while edition 2's fate is unknown (sent, no bounce yet): edition 2
+        // may have reached the reader, so the run is not complete...
+        assert_eq!(soft(&store, sub, e[2], 3).await.marked_bounced, 0);
+        assert_eq!(status(&store).await, "active");
+        // ...until edition 2's bounce arrives: the run is judged afresh, 3 in a row.
+        assert_eq!(soft(&store, sub, e[1], 4).await.marked_bounced, 1);
+        assert_eq!(status(&store).await, "bounced");
+    }
+
+    #[tokio::test]
+    async fn a_later_delivery_that_did_not_bounce_ends_the_run() {
+        let (store, _d) = temp_store().await;
+        let (sub, e) = reader_with_editions(&store, 3).await;
+        soft(&store, sub, e[0], 1).await;
+        // Edition 2 reached the reader (sent, no bounce), then edition 3 soft-bounced.
+        soft(&store, sub, e[2], 2).await;
+        assert_eq!(
+            status(&store).await,
+            "active",
+            "the run was reset by edition 2"
+        );
+        // Reactivating clears the record too.
+        store
+            .reactivate(&EmailAddress::parse("r@example.org").unwrap())
+            .await
+            .unwrap();
+    }
+}
