@@ -142,10 +142,10 @@ fn classify_structure(
                 &String::from_utf8_lossy(header_block(inner.raw_message())),
                 returned,
             );
-        } else if part.is_content_type("text", "rfc822-headers") {
-            if let Some(t) = part.text_contents() {
-                scan_headers(t, returned);
-            }
+        } else if part.is_content_type("text", "rfc822-headers")
+            && let Some(t) = part.text_contents()
+        {
+            scan_headers(t, returned);
         }
     }
 
