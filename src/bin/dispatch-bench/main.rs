@@ -325,7 +325,8 @@ mod tests {
                 Bench::Snapshot,
                 Bench::Personalise,
                 Bench::Smtp,
-                Bench::Unsubscribe
+                Bench::Unsubscribe,
+                Bench::Bounces
             ]
         );
     }
