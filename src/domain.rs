@@ -553,7 +553,7 @@ impl TokenKey {
     }
 }
 
-/// The key of VERP MACs ([`crate::mail::verp`]): derived from the installation's
+/// The key of VERP MACs (the VERP addresses of the mail module): derived from the installation's
 /// [`TokenKey`] under its own label, so a VERP MAC can never be replayed as a reader token
 /// or the other way round.
 #[derive(Clone, PartialEq, Eq)]

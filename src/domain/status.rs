@@ -151,7 +151,7 @@ stored_enum! {
 }
 
 stored_enum! {
-    /// What a message that came back was (`bounce_events.type`), see [`crate::bounces`].
+    /// What a message that came back was (`bounce_events.type`) (see the bounces module).
     BounceType {
         /// The address does not work: counts towards `[bounces] hard_threshold`.
         Hard = "hard",

@@ -1,5 +1,5 @@
 //! Bounce events and what they do to readers: hard and soft bounce rules, complaints and
-//! `mailto:` unsubscribes. What a message *is* is decided in `crate::bounces`; this module
+//! `mailto:` unsubscribes. What a message *is* is decided in the bounces module; this module
 //! only looks readers up and records the outcome, each message in one transaction.
 
 use serde::Serialize;

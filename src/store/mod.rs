@@ -149,7 +149,7 @@ impl Store {
         &self.token_key
     }
 
-    /// The key VERP envelope senders are signed with (see `crate::mail::verp`).
+    /// The key VERP envelope senders are signed with (VERP, in the mail module).
     pub fn verp_key(&self) -> &VerpKey {
         &self.verp_key
     }
