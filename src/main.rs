@@ -34,10 +34,18 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
+            // An MTA keeps a message it is told to retry (EX_TEMPFAIL) and bounces it on most
+            // other statuses: a config mistake must not lose bounces.
+            if cli.command.is_ingest() {
+                return ExitCode::from(cli::bounces::EX_TEMPFAIL);
+            }
             return ExitCode::from(2);
         }
     };
     init_tracing(&config);
+    for notice in &config.notices {
+        tracing::warn!("{notice}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -60,6 +68,7 @@ fn main() -> ExitCode {
         {
             Ok(Outcome::Ok) => ExitCode::SUCCESS,
             Ok(Outcome::Rejected) => ExitCode::from(1),
+            Ok(Outcome::Exit(code)) => ExitCode::from(code),
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::FAILURE

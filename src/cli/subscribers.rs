@@ -235,9 +235,11 @@ pub(super) async fn run(cmd: SubscribersCmd, ctx: &Ctx) -> Result<Outcome> {
         SubscribersCmd::Show { email, json } => {
             let s = store.subscriber_by_email(&email).await?;
             let subs = store.subscriptions_of(s.id).await?;
+            let bounces = store.bounces_of(s.id, 20).await?;
             if json.json {
                 let mut v = serde_json::to_value(&s)?;
                 v["subscriptions"] = serde_json::to_value(&subs)?;
+                v["bounces"] = serde_json::to_value(&bounces)?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!("email    {}", shown(s.email.as_deref().unwrap_or("")));
@@ -264,6 +266,7 @@ pub(super) async fn run(cmd: SubscribersCmd, ctx: &Ctx) -> Result<Outcome> {
                     "SINCE",
                     "CONFIRMED",
                     "UNSUBSCRIBED",
+                    "WHY",
                 ]);
                 for x in subs {
                     t.row([
@@ -275,9 +278,14 @@ pub(super) async fn run(cmd: SubscribersCmd, ctx: &Ctx) -> Result<Outcome> {
                         x.created_at,
                         x.confirmed_at.unwrap_or_else(|| "-".into()),
                         x.unsubscribed_at.unwrap_or_else(|| "-".into()),
+                        x.unsubscribe_reason.unwrap_or_default(),
                     ]);
                 }
                 t.print();
+                if !bounces.is_empty() {
+                    println!("\nbounces (newest first):");
+                    super::bounces::print_rows(&bounces);
+                }
             }
         }
         SubscribersCmd::Import {
