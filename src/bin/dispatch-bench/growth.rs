@@ -14,7 +14,8 @@
 //! edition: its row, its stories, its counts; a few hundred bytes each, a hundredth of a byte
 //! per message at 20,000 readers). That figure compares the compacted database after 30
 //! editions with a compacted copy after the first. The token rows must equal the
-//! subscriptions, and compaction must leave no delivery row of a sent message.
+//! subscriptions, and compaction must leave no delivery row of a sent message (and
+//! `editions show` the same counts).
 //!
 //! For context, without a target: the previous design (one token row per message, and a
 //! sent delivery row that kept its Message-ID and the relay's reply, never compacted),
@@ -101,13 +102,16 @@ impl GrowthOutput {
     }
 
     /// Bytes per message of the editions after the first, compacted: what a list that
-    /// keeps sending adds once its readers have their tokens.
-    fn per_further_message(&self) -> (f64, f64) {
+    /// keeps sending adds once its readers have their tokens. In the file after `VACUUM`
+    /// only: live pages after a compaction include those its deletes left half empty, which
+    /// differ between the copy and the database and can make the difference negative.
+    fn per_further_message(&self) -> f64 {
         per_message(
             self.first_compacted,
             self.compacted,
             self.messages - self.first_messages,
         )
+        .0
     }
 }
 
@@ -395,23 +399,18 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
         && o.compacted_editions == u64::from(EDITIONS)
         && o.rows_compacted == 0
         && u64::try_from(o.first_shown_sent) == Ok(n);
-    let (further_file, further_live) = o.per_further_message();
+    let further = o.per_further_message();
     let per_reader = (o.first_compacted.vacuumed as f64 - o.before.vacuumed as f64) / n as f64;
     Ok(vec![
         Row::new(
             "growth",
             format!("≤ {COMPACTED_TARGET:.0} B/msg compacted after 1st edition; tokens = subs"),
             format!(
-                "{further_file:.2} B/msg (live {further_live:.2}); {} tokens, {} subscriptions",
+                "{further:.2} B/msg; {} tokens, {} subscriptions",
                 thousands(o.tokens as f64),
                 thousands(o.subscriptions as f64)
             ),
-            Verdict::of(
-                further_file <= COMPACTED_TARGET
-                    && further_live <= COMPACTED_TARGET
-                    && o.tokens == o.subscriptions
-                    && honest,
-            ),
+            Verdict::of(further <= COMPACTED_TARGET && o.tokens == o.subscriptions && honest),
         ),
         Row::info(
             "growth compacted",
