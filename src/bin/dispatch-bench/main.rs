@@ -1,7 +1,8 @@
 //! `dispatch-bench`: measures the performance targets and prints a table.
 //!
 //! ```text
-//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|rss|unsubscribe]... [--quick]
+//! cargo build --release   # the crash benchmark kills the real `dispatch` binary
+//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|crash|growth|rss|unsubscribe]... [--quick]
 //! ```
 //!
 //! The parent prepares each benchmark's data in a temporary folder (never `data/` or
@@ -13,12 +14,16 @@
 //!
 //! One module per benchmark, each with the parent's half (`run`: prepare, spawn, judge) and
 //! the child's half (its [`child::Step`]). External tools ([`tools`]): Postfix's `smtp-sink`
-//! and `smtp-source` (smtp, rss, unsubscribe), `wrk` (unsubscribe) and `openssl` (DKIM keys
-//! for personalise). A benchmark whose tool is missing is reported as skipped.
+//! and `smtp-source` (smtp, crash, growth, rss, unsubscribe), `wrk` (unsubscribe) and
+//! `openssl` (DKIM keys for personalise). A benchmark whose tool is missing is reported as
+//! skipped. The crash benchmark runs the `dispatch` binary next to this one rather than a
+//! step of its own ([`crash`]).
 #![forbid(unsafe_code)]
 
 mod bounces;
 mod child;
+mod crash;
+mod growth;
 mod import;
 mod personalise;
 mod rss;
@@ -62,6 +67,8 @@ enum Which {
     Snapshot,
     Personalise,
     Smtp,
+    Crash,
+    Growth,
     Rss,
     Unsubscribe,
     Bounces,
@@ -74,17 +81,21 @@ enum Bench {
     Snapshot,
     Personalise,
     Smtp,
+    Crash,
+    Growth,
     Rss,
     Unsubscribe,
     Bounces,
 }
 
 impl Bench {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 9] = [
         Self::Import,
         Self::Snapshot,
         Self::Personalise,
         Self::Smtp,
+        Self::Crash,
+        Self::Growth,
         Self::Rss,
         Self::Unsubscribe,
         Self::Bounces,
@@ -96,6 +107,8 @@ impl Bench {
             Self::Snapshot => "snapshot",
             Self::Personalise => "personalise",
             Self::Smtp => "smtp",
+            Self::Crash => "crash",
+            Self::Growth => "growth",
             Self::Rss => "rss",
             Self::Unsubscribe => "unsubscribe",
             Self::Bounces => "bounces",
@@ -127,6 +140,8 @@ impl Bench {
             Which::Snapshot => &[Self::Snapshot],
             Which::Personalise => &[Self::Personalise],
             Which::Smtp => &[Self::Smtp],
+            Which::Crash => &[Self::Crash],
+            Which::Growth => &[Self::Growth],
             Which::Rss => &[Self::Rss],
             Which::Unsubscribe => &[Self::Unsubscribe],
             Which::Bounces => &[Self::Bounces],
@@ -197,6 +212,7 @@ fn run_step(name: &str, params: &str) -> Result<()> {
         snapshot::SnapshotStep::NAME => child::serve::<snapshot::SnapshotStep>(params),
         personalise::PersonaliseStep::NAME => child::serve::<personalise::PersonaliseStep>(params),
         smtp::SendStep::NAME => child::serve::<smtp::SendStep>(params),
+        growth::GrowthStep::NAME => child::serve::<growth::GrowthStep>(params),
         unsubscribe::UnsubscribeStep::NAME => child::serve::<unsubscribe::UnsubscribeStep>(params),
         other => bail!("unknown step {other:?}"),
     }
@@ -261,6 +277,8 @@ fn parent(benches: &[Bench], scale: Scale) -> Result<bool> {
             Bench::Snapshot => rt.block_on(snapshot::run(&ctx)),
             Bench::Personalise => rt.block_on(personalise::run(&ctx)),
             Bench::Smtp => rt.block_on(smtp::run(&ctx)),
+            Bench::Crash => rt.block_on(crash::run(&ctx)),
+            Bench::Growth => rt.block_on(growth::run(&ctx)),
             Bench::Rss => rt.block_on(rss::run(&ctx)),
             Bench::Unsubscribe => rt.block_on(unsubscribe::run(&ctx)),
             Bench::Bounces => rt.block_on(bounces::run(&ctx)),
@@ -325,6 +343,8 @@ mod tests {
                 Bench::Snapshot,
                 Bench::Personalise,
                 Bench::Smtp,
+                Bench::Crash,
+                Bench::Growth,
                 Bench::Unsubscribe,
                 Bench::Bounces
             ]
@@ -346,6 +366,7 @@ mod tests {
             snapshot::SnapshotStep::NAME,
             personalise::PersonaliseStep::NAME,
             smtp::SendStep::NAME,
+            growth::GrowthStep::NAME,
             unsubscribe::UnsubscribeStep::NAME,
         ] {
             let err = run_step(name, "not json").expect_err("bad parameters");
