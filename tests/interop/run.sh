@@ -321,7 +321,7 @@ check_postfix() {
 
 # =============================================================================================
 # 1b. Bounces from a real MTA: a second Postfix relays to aiosmtpd, which refuses one reader
-# for good (550 5.1.1) and one for now (452 4.2.2; one delivery attempt allowed, so Postfix
+# for good (550 5.1.1) and one for now (450 4.2.2; one delivery attempt allowed, so Postfix
 # gives up at once). Postfix writes its own RFC 3464 DSNs to our VERP envelope senders, and
 # `dispatch bounces ingest` reads each as Postfix's pipe(8) transport would hand it over.
 
@@ -330,7 +330,7 @@ check_postfix_dsn() {
   mkdir -p "$sink"
   "$PY" "$HERE/sink.py" "$DSN_SINK_PORT" "$sink" \
     --refuse gone@example.org "550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown in virtual mailbox table" \
-    --refuse full@example.org "452 4.2.2 <full@example.org>: Recipient address rejected: Mailbox full" \
+    --refuse full@example.org "450 4.2.2 <full@example.org>: Recipient address rejected: Mailbox full" \
     >"$LOGS/sink-dsn.log" 2>&1 &
   PIDS+=($!)
   if ! wait_port "$DSN_SINK_PORT" 15; then
