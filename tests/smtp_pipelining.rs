@@ -264,11 +264,14 @@ async fn an_envelope_sent_ahead_delivers_nothing_when_its_message_does_not_follo
     s.send_then(out(&to1), Some(out(&to2))).await.unwrap();
     s.send(&from, &reader(3), &message(3)).await.unwrap();
     // Reader 4 announced, then the session closes.
-    s.send_then(Outgoing {
-        from: &from,
-        to: &reader(0),
-        bytes: &message(0),
-    }, Some(out(&reader(4))))
+    s.send_then(
+        Outgoing {
+            from: &from,
+            to: &reader(0),
+            bytes: &message(0),
+        },
+        Some(out(&reader(4))),
+    )
     .await
     .unwrap();
     s.quit().await;

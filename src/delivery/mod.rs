@@ -30,6 +30,7 @@ mod messages;
 pub mod owner;
 mod policy;
 mod recorder;
+mod relay_limit;
 mod worker;
 
 pub use engine::Engine;

@@ -282,11 +282,7 @@ enum Next {
     Close,
 }
 
-async fn act(
-    w: &mut Writer,
-    action: Action,
-    default: &str,
-) -> std::io::Result<Next> {
+async fn act(w: &mut Writer, action: Action, default: &str) -> std::io::Result<Next> {
     match action {
         Action::Default => {
             w.write_all(format!("{default}\r\n").as_bytes()).await?;

@@ -11,8 +11,8 @@ use lettre::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Quit, Rcpt, Rset};
-use lettre::transport::smtp::response::Response;
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
 
 use super::error::{Stage, classify};
@@ -455,11 +455,9 @@ impl SmtpSession {
             let Some(conn) = self.conn.as_mut() else {
                 continue; // Invariant: set just above.
             };
-            let outcome = tokio::time::timeout(
-                timeout,
-                transaction(conn, offers, &tx, open, next.as_ref()),
-            )
-            .await;
+            let outcome =
+                tokio::time::timeout(timeout, transaction(conn, offers, &tx, open, next.as_ref()))
+                    .await;
             let Ok((result, ahead)) = outcome else {
                 self.conn = None;
                 return Err(SendError::Timeout);
@@ -546,7 +544,11 @@ impl SmtpSession {
     /// Ends the session politely with QUIT (RFC 5321 §4.1.1.10), or, when an announced DATA
     /// is open, by closing the connection (see [`Self::drop_silently`]).
     pub async fn quit(mut self) {
-        if self.announced.as_ref().is_some_and(Announced::waits_for_data) {
+        if self
+            .announced
+            .as_ref()
+            .is_some_and(Announced::waits_for_data)
+        {
             self.drop_silently();
         }
         if let Some(mut conn) = self.conn.take() {
@@ -630,9 +632,7 @@ async fn transaction(
     let mail_reply = conn.read_response().await;
     let state = match rest_of_envelope(conn, mail_reply).await {
         Ok(()) => Ok(()),
-        Err(TxError::Smtp(stage, e)) if !closes(&classify(stage, &e)) => {
-            Err(classify(stage, &e))
-        }
+        Err(TxError::Smtp(stage, e)) if !closes(&classify(stage, &e)) => Err(classify(stage, &e)),
         Err(_) => return (result, Ahead::Drop),
     };
     let announced = Announced {
