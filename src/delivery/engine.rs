@@ -23,8 +23,11 @@ use crate::store::{Item, Outcome, SenderId, Store, Verdict};
 
 /// Jobs waiting in one worker's queue, at most. Claimed work waits here, not in the database:
 /// enough to keep a connection busy while the dispatcher claims more, few enough that a
-/// shutdown has little to give back.
-const PREFETCH: usize = 8;
+/// shutdown has little to give back. A worker holds up to four more (the message at the
+/// relay, the next one whose envelope rides with it, two outcomes committing) and the
+/// dispatcher claims when half the slots are free: with 16, a queue still holds a few jobs
+/// when the claim starts, so the next message is always there to go ahead.
+const PREFETCH: usize = 16;
 /// Workers for the file and stub transports, which have no connections to share out.
 const LOCAL_WORKERS: usize = 2;
 /// How often an idle dispatcher with queued transactional mail looks for it.

@@ -9,12 +9,12 @@
 //! - Each transaction's replies are classified by the stage they answer (MAIL, RCPT, DATA,
 //!   RFC 5321 §3.3): a 5yz to MAIL concerns our sender and stops the run, a 5yz to RCPT
 //!   concerns one reader. A message takes one round trip when the relay offers PIPELINING
-//!   (RFC 2920): with CHUNKING too, MAIL, RCPT and `BDAT n LAST` with the message go in one
-//!   write (RFC 3030); without it, a message's content is followed in the same write by the
-//!   next message's MAIL, RCPT and DATA ([`Session::send_then`]), so each round trip carries
-//!   one message's reply and the next one's `354`. Without PIPELINING, one command at a time.
-//!   Each reply is attributed to the command and the message it answers, wherever it came in
-//!   the group.
+//!   (RFC 2920): its content is followed in the same write by the next message's envelope
+//!   ([`Session::send_then`]), so each round trip carries one message's reply and the
+//!   answers to the next one's envelope. The content is `BDAT n LAST` with the message when
+//!   the relay offers CHUNKING (RFC 3030), else DATA's dot-stuffed text. Without PIPELINING,
+//!   one command at a time. Each reply is attributed to the command and the message it
+//!   answers, wherever it came in the group.
 //! - A 421 ("closing", RFC 5321 §3.8), a 4yz greeting or a refused TCP connection is
 //!   [`SendError::Refused`]: the relay's verdict on our connections, not on the message.
 //! - After a 4yz/5yz reply the transaction is reset with RSET (RFC 5321 §4.1.1.5) and the

@@ -241,16 +241,26 @@ pub struct Outgoing<'a> {
 ///
 /// # One round trip per message
 ///
-/// - With CHUNKING and PIPELINING, MAIL, RCPT and `BDAT n LAST` with the message go in one
-///   write (RFC 3030 §4.2) and the three replies come back together.
-/// - With PIPELINING alone, a message's content is followed in the same write by the next
-///   message's MAIL, RCPT and DATA when the caller names that message
-///   ([`SmtpSession::send_then`]): RFC 2920 §3.1 lets the content start a group and DATA end
-///   it. The reply to this message and the next one's `354` come back together, and the next
-///   call only writes content. A message whose envelope went ahead like this has not been
-///   sent: nothing is delivered before its content's final `.` is acknowledged
-///   (RFC 5321 §4.1.1.4).
+/// With PIPELINING (RFC 2920), a message's content is followed in the same write by the next
+/// message's envelope when the caller names that message ([`SmtpSession::send_then`]): the
+/// reply to this message and the answers to the next one's envelope come back together, and
+/// the next call writes only content. Without a next message, the envelope and the content
+/// take a round trip each.
+///
+/// - Without CHUNKING the content is the dot-stuffed data and its `CRLF . CRLF`, and the
+///   envelope that follows is MAIL, RCPT and DATA: RFC 2920 §3.1 lets the content start a
+///   group and DATA end one. The next call finds the server waiting in DATA (`354`).
+/// - With CHUNKING (RFC 3030) the content is `BDAT n LAST` with the message as it is, and
+///   the envelope that follows is MAIL and RCPT (BDAT may be pipelined, §4.2). A message's
+///   own MAIL and RCPT never share a write with its chunk: Postfix answers them while it
+///   reads the chunk, and its BDAT reply then waits for our delayed ACK (Nagle on its side),
+///   40 ms a message.
 /// - Without PIPELINING, one command at a time.
+///
+/// A message whose envelope went ahead has not been sent: nothing is delivered before its
+/// content is complete and acknowledged (RFC 5321 §4.1.1.4, RFC 3030 §2). If the caller
+/// sends another message instead, that transaction is reset (after BDAT's envelope) or the
+/// connection dropped (in DATA, where no command can be sent).
 pub struct SmtpSession {
     connector: SmtpConnector,
     conn: Option<AsyncSmtpConnection>,
@@ -276,9 +286,11 @@ impl std::fmt::Debug for SmtpSession {
 struct Announced {
     from: String,
     to: String,
-    /// `Ok`: the server answered `354` and waits for the content (the connection is in the
-    /// middle of DATA: no command can be sent before it). `Err`: its refusal of the envelope,
-    /// for that message; the transaction still needs RSET.
+    /// How its content is to go (DATA was part of the envelope, or BDAT will carry it).
+    carrier: Carrier,
+    /// `Ok`: the envelope was accepted (for DATA: `354`, the server waits for the content
+    /// and no command can be sent before it). `Err`: its refusal, for that message; the
+    /// transaction still needs RSET.
     state: Result<(), SendError>,
 }
 
@@ -288,7 +300,28 @@ impl Announced {
     }
 
     fn waits_for_data(&self) -> bool {
-        self.state.is_ok()
+        self.state.is_ok() && self.carrier == Carrier::Data
+    }
+}
+
+/// How a message's content goes to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carrier {
+    /// DATA, `354`, the dot-stuffed content and `CRLF . CRLF` (RFC 5321 §4.1.1.4).
+    Data,
+    /// `BDAT n LAST` and the message as it is (RFC 3030 §2).
+    Bdat,
+}
+
+impl Carrier {
+    /// BDAT when the server offers CHUNKING; DATA for 8-bit data that is not UTF-8, which
+    /// only lettre's own DATA writer sends.
+    fn of(offers: Offers, tx: &Tx<'_>) -> Self {
+        if offers.chunking && tx.text.is_some() {
+            Self::Bdat
+        } else {
+            Self::Data
+        }
     }
 }
 
@@ -307,6 +340,8 @@ struct Tx<'a> {
     to: Address,
     /// The whole message (BDAT sends it as it is).
     bytes: &'a [u8],
+    /// The same as UTF-8, when it is.
+    whole: Option<&'a str>,
     /// The message as UTF-8 without its final CRLF: what DATA sends before `CRLF . CRLF`
     /// (RFC 5321 §4.1.1.4: the terminator's first CRLF ends the last line). `None` for 8-bit
     /// data that is not UTF-8, which lettre's own DATA writer handles.
@@ -321,12 +356,13 @@ impl<'a> Tx<'a> {
         let to = Address::from_str(msg.to.as_str()).map_err(|e| SendError::Permanent {
             reply: format!("the recipient address is not usable: {e}"),
         })?;
-        let data = msg.bytes.strip_suffix(b"\r\n").unwrap_or(msg.bytes);
+        let whole = std::str::from_utf8(msg.bytes).ok();
         Ok(Self {
             from,
             to,
             bytes: msg.bytes,
-            text: std::str::from_utf8(data).ok(),
+            whole,
+            text: whole.map(|w| w.strip_suffix("\r\n").unwrap_or(w)),
         })
     }
 
@@ -463,6 +499,7 @@ impl SmtpSession {
                 return Err(SendError::Timeout);
             };
             let must_drop = matches!(ahead, Ahead::Drop);
+            let must_reset = matches!(ahead, Ahead::Reset);
             if let Ahead::Answered(a) = ahead {
                 self.announced = Some(a);
             }
@@ -496,15 +533,11 @@ impl SmtpSession {
                 self.drop_silently();
             } else if lost || err.reply().is_none() {
                 self.drop_connection().await;
-            } else if !self
-                .announced
-                .as_ref()
-                .is_some_and(Announced::waits_for_data)
-            {
+            } else if must_reset || self.announced.is_none() {
                 self.reset().await;
             }
-            // Else the next message's DATA is open: nothing to reset, the refusal of this
-            // message's data ended its transaction (RFC 5321 §4.1.1.4).
+            // Else the next message's envelope was answered after this message's data was
+            // refused, which ended this transaction (RFC 5321 §4.1.1.4): nothing to reset.
             return Err(err);
         }
     }
@@ -563,14 +596,18 @@ enum Ahead {
     Nothing,
     /// It was answered: see [`Announced`].
     Answered(Announced),
+    /// Its answers cannot be trusted: it followed a refused BDAT, after which the state of
+    /// the session is indeterminate until RSET (RFC 3030 §2). Reset, and the next message
+    /// starts over.
+    Reset,
     /// The connection cannot go on (lost while reading the replies, or the server accepted
     /// DATA after refusing the envelope and now waits for content we will not send). The
     /// next message starts over on a new connection.
     Drop,
 }
 
-/// One message's transaction (RFC 5321 §3.3) on `conn`; `open` when its DATA was answered
-/// with `354` already (announced in the previous round trip). Returns its result and what
+/// One message's transaction (RFC 5321 §3.3) on `conn`; `open` when its envelope was
+/// accepted already (announced in the previous round trip). Returns its result and what
 /// became of `next`'s envelope if it went ahead.
 async fn transaction(
     conn: &mut AsyncSmtpConnection,
@@ -579,22 +616,18 @@ async fn transaction(
     open: bool,
     next: Option<&Tx<'_>>,
 ) -> (Result<(), TxError>, Ahead) {
+    let carrier = Carrier::of(offers, tx);
     if !open {
         let (mail, rcpt) = match tx.envelope(conn) {
             Ok(e) => e,
             Err(e) => return (Err(TxError::Local(e)), Ahead::Nothing),
         };
-        if offers.chunking
-            && let Ok(text) = std::str::from_utf8(tx.bytes)
-        {
-            let r = chunked(conn, offers.pipelining, &mail, &rcpt, text).await;
-            return (r, Ahead::Nothing);
-        }
-        if let Err(e) = open_data(conn, offers.pipelining, &mail, &rcpt).await {
+        let data = carrier == Carrier::Data;
+        if let Err(e) = open_envelope(conn, offers.pipelining, &mail, &rcpt, data).await {
             return (Err(e), Ahead::Nothing);
         }
     }
-    let Some(text) = tx.text else {
+    let (Some(text), Some(whole)) = (tx.text, tx.whole) else {
         // Not UTF-8 (8-bit data): let lettre stuff and send it, alone.
         let r = conn.message(tx.bytes).await;
         return (
@@ -602,25 +635,31 @@ async fn transaction(
             Ahead::Nothing,
         );
     };
-    // The next message's envelope goes with this content when the server pipelines and that
-    // message goes by DATA too (with CHUNKING each message takes one round trip by itself).
+    // The next message's envelope goes with this content when the server pipelines.
     let ahead = match next {
-        Some(n) if offers.pipelining && !offers.chunking && n.text.is_some() => {
-            n.envelope(conn).ok().map(|(mail, rcpt)| (n, mail, rcpt))
-        }
+        Some(n) if offers.pipelining && n.text.is_some() => n
+            .envelope(conn)
+            .ok()
+            .map(|(mail, rcpt)| (n, mail, rcpt, Carrier::of(offers, n))),
         _ => None,
     };
-    let content = dot_stuff(text);
-    let write = DataContent {
-        text: &content,
-        then: ahead.as_ref().map(|(_, mail, rcpt)| (mail, rcpt)),
+    let then = ahead
+        .as_ref()
+        .map(|(_, mail, rcpt, c)| Envelope(mail, rcpt, *c == Carrier::Data));
+    let stuffed;
+    let content = match carrier {
+        Carrier::Data => {
+            stuffed = dot_stuff(text);
+            Content::Data(&stuffed)
+        }
+        Carrier::Bdat => Content::Bdat(whole),
     };
     let result = conn
-        .command(write)
+        .command(Group { content, then })
         .await
         .map(drop)
         .map_err(|e| TxError::Smtp(Stage::DataEnd, e));
-    let Some((n, _, _)) = ahead else {
+    let Some((n, _, _, next_carrier)) = ahead else {
         return (result, Ahead::Nothing);
     };
     if let Err(TxError::Smtp(stage, e)) = &result
@@ -630,7 +669,11 @@ async fn transaction(
         return (result, Ahead::Drop);
     }
     let mail_reply = conn.read_response().await;
-    let state = match rest_of_envelope(conn, mail_reply).await {
+    let replies = rest_of_envelope(conn, mail_reply, next_carrier == Carrier::Data).await;
+    if carrier == Carrier::Bdat && result.is_err() {
+        return (result, Ahead::Reset);
+    }
+    let state = match replies {
         Ok(()) => Ok(()),
         Err(TxError::Smtp(stage, e)) if !closes(&classify(stage, &e)) => Err(classify(stage, &e)),
         Err(_) => return (result, Ahead::Drop),
@@ -638,6 +681,7 @@ async fn transaction(
     let announced = Announced {
         from: n.from.to_string(),
         to: n.to.to_string(),
+        carrier: next_carrier,
         state,
     };
     (result, Ahead::Answered(announced))
@@ -651,18 +695,18 @@ fn closes(e: &SendError) -> bool {
     )
 }
 
-/// MAIL, RCPT and DATA, answered up to `354` (RFC 5321 §3.3). With PIPELINING they go in one
-/// write and their three replies are read in order (RFC 2920 §3.1): one round trip instead of
-/// three.
-async fn open_data(
+/// MAIL and RCPT, and DATA answered with `354` when `data` (RFC 5321 §3.3). With PIPELINING
+/// they go in one write and their replies are read in order (RFC 2920 §3.1): one round trip.
+async fn open_envelope(
     conn: &mut AsyncSmtpConnection,
     pipelining: bool,
     mail: &Mail,
     rcpt: &Rcpt,
+    data: bool,
 ) -> Result<(), TxError> {
     if pipelining {
-        let mail_reply = conn.command(Envelope(mail, rcpt)).await;
-        return rest_of_envelope(conn, mail_reply).await;
+        let mail_reply = conn.command(Envelope(mail, rcpt, data)).await;
+        return rest_of_envelope(conn, mail_reply, data).await;
     }
     conn.command(mail)
         .await
@@ -670,118 +714,88 @@ async fn open_data(
     conn.command(rcpt)
         .await
         .map_err(|e| TxError::Smtp(Stage::Rcpt, e))?;
-    conn.command(Data)
-        .await
-        .map_err(|e| TxError::Smtp(Stage::Data, e))?;
+    if data {
+        conn.command(Data)
+            .await
+            .map_err(|e| TxError::Smtp(Stage::Data, e))?;
+    }
     Ok(())
 }
 
 type Reply = Result<Response, lettre::transport::smtp::Error>;
 
-/// Reads the replies to a pipelined RCPT and DATA after MAIL's, and says which command was
-/// refused. Every reply is read even after a refusal, so the conversation stays in step for
-/// RSET and the next message.
-async fn rest_of_envelope(conn: &mut AsyncSmtpConnection, mail: Reply) -> Result<(), TxError> {
+/// Reads the replies to a pipelined RCPT (and DATA, when `data`) after MAIL's, and says
+/// which command was refused. Every reply is read even after a refusal, so the conversation
+/// stays in step for RSET and the next message.
+async fn rest_of_envelope(
+    conn: &mut AsyncSmtpConnection,
+    mail: Reply,
+    data: bool,
+) -> Result<(), TxError> {
     let rcpt = conn.read_response().await;
-    let data = conn.read_response().await;
-    sort_replies(mail, rcpt, data, Stage::Data)
-}
-
-/// Which of a pipelined MAIL, RCPT and DATA-or-BDAT (`last`, its stage) was refused.
-fn sort_replies(mail: Reply, rcpt: Reply, last: Reply, stage: Stage) -> Result<(), TxError> {
     let refused = |stage, e| Err(TxError::Smtp(stage, e));
-    match (mail, rcpt, last) {
+    if !data {
+        return match (mail, rcpt) {
+            (Ok(_), Ok(_)) => Ok(()),
+            (Err(e), _) => refused(Stage::Mail, e),
+            (Ok(_), Err(e)) => refused(Stage::Rcpt, e),
+        };
+    }
+    match (mail, rcpt, conn.read_response().await) {
         (Ok(_), Ok(_), Ok(_)) => Ok(()),
-        // A server that takes DATA (or a BDAT chunk) after refusing the envelope is out of
-        // step with us: report the refusal and drop the connection.
+        // A server that takes DATA after refusing the envelope is out of step with us:
+        // report the refusal and drop the connection.
         (Err(e), _, Ok(_)) => Err(TxError::Desync(classify(Stage::Mail, &e))),
         (Ok(_), Err(e), Ok(_)) => Err(TxError::Desync(classify(Stage::Rcpt, &e))),
         (Err(e), _, _) => refused(Stage::Mail, e),
         (Ok(_), Err(e), _) => refused(Stage::Rcpt, e),
-        (Ok(_), Ok(_), Err(e)) => refused(stage, e),
+        (Ok(_), Ok(_), Err(e)) => refused(Stage::Data, e),
     }
 }
 
-/// MAIL, RCPT and `BDAT n LAST` with the whole message (RFC 3030 §2): no dot-stuffing, no
-/// `354` to wait for. With PIPELINING the three go in one write (RFC 3030 §4.2), so the
-/// message takes one round trip.
-async fn chunked(
-    conn: &mut AsyncSmtpConnection,
-    pipelining: bool,
-    mail: &Mail,
-    rcpt: &Rcpt,
-    text: &str,
-) -> Result<(), TxError> {
-    if pipelining {
-        let mail_reply = conn
-            .command(Chunked {
-                envelope: Some((mail, rcpt)),
-                text,
-            })
-            .await;
-        let rcpt_reply = conn.read_response().await;
-        let bdat_reply = conn.read_response().await;
-        return sort_replies(mail_reply, rcpt_reply, bdat_reply, Stage::DataEnd);
-    }
-    conn.command(mail)
-        .await
-        .map_err(|e| TxError::Smtp(Stage::Mail, e))?;
-    conn.command(rcpt)
-        .await
-        .map_err(|e| TxError::Smtp(Stage::Rcpt, e))?;
-    conn.command(Chunked {
-        envelope: None,
-        text,
-    })
-    .await
-    .map_err(|e| TxError::Smtp(Stage::DataEnd, e))?;
-    Ok(())
-}
-
-/// MAIL FROM, RCPT TO and DATA as one pipelined write (RFC 2920 §3.1).
-struct Envelope<'a>(&'a Mail, &'a Rcpt);
+/// MAIL FROM, RCPT TO and, when the flag is set, DATA: one pipelined group (RFC 2920 §3.1).
+struct Envelope<'a>(&'a Mail, &'a Rcpt, bool);
 
 impl std::fmt::Display for Envelope<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // lettre's commands each render with their own CRLF.
-        write!(f, "{}{}{}", self.0, self.1, Data)
-    }
-}
-
-/// `BDAT n LAST` and the message (RFC 3030 §2), after MAIL and RCPT when pipelined.
-struct Chunked<'a> {
-    envelope: Option<(&'a Mail, &'a Rcpt)>,
-    text: &'a str,
-}
-
-impl std::fmt::Display for Chunked<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if let Some((mail, rcpt)) = self.envelope {
-            write!(f, "{mail}{rcpt}")?;
+        write!(f, "{}{}", self.0, self.1)?;
+        if self.2 {
+            write!(f, "{Data}")?;
         }
-        // The size counts octets, and the chunk is exactly those octets: no terminator.
-        write!(f, "BDAT {} LAST\r\n{}", self.text.len(), self.text)
+        Ok(())
     }
 }
 
-/// The content of a DATA command, already dot-stuffed, written in one piece together with
-/// its terminating `CRLF . CRLF` (RFC 5321 §4.1.1.4), and the next message's MAIL, RCPT and
-/// DATA when they go ahead (RFC 2920 §3.1: the content may start a group, DATA ends one).
+/// A message's content as it goes on the wire.
+enum Content<'a> {
+    /// Already dot-stuffed, without its final CRLF: written with `CRLF . CRLF`.
+    Data(&'a str),
+    /// The whole message, for `BDAT n LAST`.
+    Bdat(&'a str),
+}
+
+/// A message's content, written in one piece, and the next message's envelope when it goes
+/// ahead (RFC 2920 §3.1: the content may start a group; DATA ends one).
 ///
 /// lettre's `message()` copies the body byte by byte into a new buffer to dot-stuff it and
 /// writes the terminator as a second write: about a fifth of the sender's CPU per message.
 /// Handing the prepared text to `command()` costs one copy.
-struct DataContent<'a> {
-    text: &'a str,
-    then: Option<(&'a Mail, &'a Rcpt)>,
+struct Group<'a> {
+    content: Content<'a>,
+    then: Option<Envelope<'a>>,
 }
 
-impl std::fmt::Display for DataContent<'_> {
+impl std::fmt::Display for Group<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.text)?;
-        f.write_str("\r\n.\r\n")?;
-        match self.then {
-            Some((mail, rcpt)) => Envelope(mail, rcpt).fmt(f),
+        match self.content {
+            // RFC 5321 §4.1.1.4: the terminator's first CRLF ends the last line.
+            Content::Data(text) => write!(f, "{text}\r\n.\r\n")?,
+            // The size counts octets, and the chunk is exactly those octets (RFC 3030 §2).
+            Content::Bdat(text) => write!(f, "BDAT {} LAST\r\n{text}", text.len())?,
+        }
+        match &self.then {
+            Some(envelope) => envelope.fmt(f),
             None => Ok(()),
         }
     }
