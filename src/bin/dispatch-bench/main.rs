@@ -1,7 +1,7 @@
 //! `dispatch-bench`: measures the performance targets and prints a table.
 //!
 //! ```text
-//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|rss|unsubscribe]... [--quick]
+//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|latency|dkim|rss|unsubscribe]... [--quick]
 //! ```
 //!
 //! The parent prepares each benchmark's data in a temporary folder (never `data/` or
@@ -13,13 +13,19 @@
 //!
 //! One module per benchmark, each with the parent's half (`run`: prepare, spawn, judge) and
 //! the child's half (its [`child::Step`]). External tools ([`tools`]): Postfix's `smtp-sink`
-//! and `smtp-source` (smtp, rss, unsubscribe), `wrk` (unsubscribe) and `openssl` (DKIM keys
-//! for personalise). A benchmark whose tool is missing is reported as skipped.
+//! and `smtp-source` (smtp, latency, dkim, rss, unsubscribe), a throwaway Postfix as root
+//! (latency, [`postfix`]), `wrk` (unsubscribe) and `openssl` (DKIM keys and `openssl speed`
+//! for personalise and dkim). A benchmark whose tool is missing is reported as skipped. The
+//! latency benchmark puts a delay [`proxy`] between the sender and the relay.
 #![forbid(unsafe_code)]
 
 mod child;
+mod dkim;
 mod import;
+mod latency;
 mod personalise;
+mod postfix;
+mod proxy;
 mod rss;
 mod setup;
 mod smtp;
@@ -61,6 +67,8 @@ enum Which {
     Snapshot,
     Personalise,
     Smtp,
+    Latency,
+    Dkim,
     Rss,
     Unsubscribe,
 }
@@ -72,16 +80,20 @@ enum Bench {
     Snapshot,
     Personalise,
     Smtp,
+    Latency,
+    Dkim,
     Rss,
     Unsubscribe,
 }
 
 impl Bench {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 8] = [
         Self::Import,
         Self::Snapshot,
         Self::Personalise,
         Self::Smtp,
+        Self::Latency,
+        Self::Dkim,
         Self::Rss,
         Self::Unsubscribe,
     ];
@@ -92,6 +104,8 @@ impl Bench {
             Self::Snapshot => "snapshot",
             Self::Personalise => "personalise",
             Self::Smtp => "smtp",
+            Self::Latency => "latency",
+            Self::Dkim => "dkim",
             Self::Rss => "rss",
             Self::Unsubscribe => "unsubscribe",
         }
@@ -122,6 +136,8 @@ impl Bench {
             Which::Snapshot => &[Self::Snapshot],
             Which::Personalise => &[Self::Personalise],
             Which::Smtp => &[Self::Smtp],
+            Which::Latency => &[Self::Latency],
+            Which::Dkim => &[Self::Dkim],
             Which::Rss => &[Self::Rss],
             Which::Unsubscribe => &[Self::Unsubscribe],
         }
@@ -191,6 +207,8 @@ fn run_step(name: &str, params: &str) -> Result<()> {
         snapshot::SnapshotStep::NAME => child::serve::<snapshot::SnapshotStep>(params),
         personalise::PersonaliseStep::NAME => child::serve::<personalise::PersonaliseStep>(params),
         smtp::SendStep::NAME => child::serve::<smtp::SendStep>(params),
+        latency::LatencyStep::NAME => child::serve::<latency::LatencyStep>(params),
+        dkim::DkimStep::NAME => child::serve::<dkim::DkimStep>(params),
         unsubscribe::UnsubscribeStep::NAME => child::serve::<unsubscribe::UnsubscribeStep>(params),
         other => bail!("unknown step {other:?}"),
     }
@@ -255,6 +273,8 @@ fn parent(benches: &[Bench], scale: Scale) -> Result<bool> {
             Bench::Snapshot => rt.block_on(snapshot::run(&ctx)),
             Bench::Personalise => rt.block_on(personalise::run(&ctx)),
             Bench::Smtp => rt.block_on(smtp::run(&ctx)),
+            Bench::Latency => rt.block_on(latency::run(&ctx)),
+            Bench::Dkim => rt.block_on(dkim::run(&ctx)),
             Bench::Rss => rt.block_on(rss::run(&ctx)),
             Bench::Unsubscribe => rt.block_on(unsubscribe::run(&ctx)),
         };
@@ -318,6 +338,8 @@ mod tests {
                 Bench::Snapshot,
                 Bench::Personalise,
                 Bench::Smtp,
+                Bench::Latency,
+                Bench::Dkim,
                 Bench::Unsubscribe
             ]
         );
@@ -338,6 +360,8 @@ mod tests {
             snapshot::SnapshotStep::NAME,
             personalise::PersonaliseStep::NAME,
             smtp::SendStep::NAME,
+            latency::LatencyStep::NAME,
+            dkim::DkimStep::NAME,
             unsubscribe::UnsubscribeStep::NAME,
         ] {
             let err = run_step(name, "not json").expect_err("bad parameters");
