@@ -233,7 +233,19 @@ pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bo
         })
     };
 
+    // The bounce mailbox, when one is configured.
+    let bounces = config.bounces.imap.host.is_some().then(|| {
+        tokio::spawn(crate::bounces::imap::run(
+            store.clone(),
+            Arc::clone(&config),
+            shutdown.clone(),
+        ))
+    });
+
     let result = engine.run(None, Mode::Forever, shutdown).await;
+    if let Some(b) = bounces {
+        let _ = b.await;
+    }
     let _ = retention.await;
     let _ = sched.await;
     match web.await {

@@ -10,6 +10,7 @@ use crate::store::Store;
 
 mod articles;
 mod articles_import;
+pub mod bounces;
 mod demo;
 mod lists;
 mod output;
@@ -66,6 +67,17 @@ pub enum Command {
     Editions(send::EditionsCmd),
     /// Lists with subscriber counts, article counts and the last edition per list.
     Status(JsonFlag),
+    /// Bounces, complaints and mailto: unsubscribes that come back: the pipe, the record.
+    #[command(subcommand)]
+    Bounces(bounces::BouncesCmd),
+}
+
+impl Command {
+    /// Whether this is `bounces ingest`, which an MTA runs: its failures must say "try again"
+    /// (EX_TEMPFAIL) so the message is kept, even when the config cannot be read.
+    pub fn is_ingest(&self) -> bool {
+        matches!(self, Self::Bounces(bounces::BouncesCmd::Ingest { .. }))
+    }
 }
 
 /// `--json` for commands that print data.
@@ -83,6 +95,8 @@ pub enum Outcome {
     Ok,
     /// The command ran but some input was rejected (e.g. bad CSV rows).
     Rejected,
+    /// Exit with this status (`sysexits.h`, for commands an MTA runs).
+    Exit(u8),
 }
 
 /// Everything a handler needs.
@@ -122,6 +136,7 @@ pub async fn run(cli: Cli, ctx: Ctx) -> Result<Outcome> {
         }
         Command::Send(cmd) => send::run_send(cmd, &ctx).await,
         Command::Editions(cmd) => send::run_editions(cmd, &ctx).await,
+        Command::Bounces(cmd) => bounces::run(cmd, &ctx).await,
     }
 }
 

@@ -7,7 +7,7 @@
 //!   message: it goes back to the queue, the attempt not counted, and the sender uses fewer
 //!   connections (`relay_limit`).
 //! - A 5xx reply with an RFC 3463 `5.1.x`/`5.2.1` code is a hard bounce: it counts against the
-//!   reader (marked bounced after `[sending] bounce_threshold`). Any other 5xx fails this
+//!   reader (marked bounced after `[bounces] hard_threshold`). Any other 5xx fails this
 //!   message only.
 //! - An error that would fail every message (AUTH refused, TLS failure, our sender rejected,
 //!   the relay unreachable or refusing us for longer than `[sending] pause_after_secs`)

@@ -59,6 +59,9 @@ pub(super) struct Job {
     /// Attempts including this one.
     pub attempt: i64,
     pub to: EmailAddress,
+    /// This message's envelope sender (a VERP address when `[bounces] return_path_domain`
+    /// is set).
+    pub envelope_from: EmailAddress,
     /// For the log: the Message-ID, never the address.
     pub message_id: String,
     pub bytes: Vec<u8>,
@@ -71,7 +74,6 @@ pub(super) struct Job {
 /// What every worker shares.
 pub(super) struct Shared {
     pub transport: Arc<Transport>,
-    pub envelope_from: EmailAddress,
     pub signer: Option<SigningPool>,
     pub limiter: Option<Arc<DefaultDirectRateLimiter>>,
     pub paused: Arc<Mutex<HashSet<i64>>>,
@@ -363,14 +365,13 @@ async fn send_one(
             session.insert(s)
         }
     };
-    let from = &shared.envelope_from;
     let msg = Outgoing {
-        from,
+        from: &current.job.envelope_from,
         to: &current.job.to,
         bytes: &current.bytes,
     };
     let next = next.map(|r| Outgoing {
-        from,
+        from: &r.job.envelope_from,
         to: &r.job.to,
         bytes: &r.bytes,
     });

@@ -238,8 +238,9 @@ impl Store {
     }
 
     /// Records a batch of outcomes in one transaction. A hard bounce counts against the
-    /// subscriber, who is marked bounced after `bounce_threshold` of them.
-    pub async fn record_outcomes(&self, outcomes: &[Outcome], bounce_threshold: u32) -> Result<()> {
+    /// subscriber, who is marked bounced after `hard_threshold` of them (`[bounces]`), and is
+    /// recorded as a bounce event like one that comes back by DSN.
+    pub async fn record_outcomes(&self, outcomes: &[Outcome], hard_threshold: u32) -> Result<()> {
         if outcomes.is_empty() {
             return Ok(());
         }
@@ -289,17 +290,10 @@ impl Store {
                 }
                 (Item::Delivery { id, subscriber_id }, Verdict::Bounced { reply }) => {
                     set_delivery(&mut tx, id, DeliveryStatus::Failed, reply).await?;
-                    sqlx::query(
-                        "UPDATE subscribers SET hard_bounces = hard_bounces + 1,
-                             status = CASE WHEN hard_bounces + 1 >= $1 AND status = 'active' THEN 'bounced' ELSE status END,
-                             updated_at = $2
-                         WHERE id = $3",
-                    )
-                    .bind(i64::from(bounce_threshold))
-                    .bind(now)
-                    .bind(subscriber_id)
-                    .execute(&mut *tx)
-                    .await?;
+                    // The same rule as a bounce by DSN: one counter, one threshold, one event.
+                    super::bounces::record_smtp_bounce(&mut tx, id, subscriber_id, reply, now)
+                        .await?;
+                    super::bounces::count_hard(&mut tx, subscriber_id, hard_threshold, now).await?;
                 }
                 (Item::Delivery { id, .. }, Verdict::Released) => {
                     sqlx::query(

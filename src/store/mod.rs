@@ -13,9 +13,10 @@ use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::domain::TokenKey;
+use crate::domain::{TokenKey, VerpKey};
 
 pub mod articles;
+pub mod bounces;
 pub mod deliveries;
 pub mod editions;
 pub mod lists;
@@ -27,10 +28,14 @@ pub mod subscribers;
 pub mod tokens;
 
 pub use crate::domain::{
-    DbTime, DeliveryStatus, EditionKind, EditionStatus, SubscriberStatus, SubscriptionStatus,
-    TokenPurpose,
+    BounceSource, BounceType, DbTime, DeliveryStatus, EditionKind, EditionStatus, SubscriberStatus,
+    SubscriptionStatus, TokenPurpose,
 };
 pub use articles::{ArticleRow, NewArticle};
+pub use bounces::{
+    BounceRow, EditionBounces, Lookup, MatchedBy, NewBounceMessage, NewEvent, Recorded, Target,
+    Thresholds,
+};
 pub use deliveries::{ClaimSkips, Claimed, Item, Outcome, Verdict};
 pub use editions::{Created, EditionRow, NewEdition};
 pub use lists::{ListRow, ListSpec};
@@ -83,6 +88,8 @@ pub struct Store {
     unsubscribes: tokio::sync::mpsc::Sender<tokens::UnsubscribeRequest>,
     /// The key reader tokens are derived with (see [`crate::domain::Token::derive`]).
     token_key: std::sync::Arc<TokenKey>,
+    /// The key of VERP MACs, derived from `token_key`.
+    verp_key: std::sync::Arc<VerpKey>,
 }
 
 impl Store {
@@ -123,7 +130,9 @@ impl Store {
             .acquire_timeout(Duration::from_secs(120))
             .connect_with(opts)
             .await?;
-        let token_key = std::sync::Arc::new(load_token_key(&writer).await?);
+        let token_key = load_token_key(&writer).await?;
+        let verp_key = std::sync::Arc::new(VerpKey::derive(&token_key));
+        let token_key = std::sync::Arc::new(token_key);
         let (unsubscribes, requests) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(tokens::unsubscribe_writer(writer.clone(), requests));
         Ok(Self {
@@ -131,12 +140,18 @@ impl Store {
             writer,
             unsubscribes,
             token_key,
+            verp_key,
         })
     }
 
     /// The key reader tokens are derived with.
     pub(crate) fn token_key(&self) -> &TokenKey {
         &self.token_key
+    }
+
+    /// The key VERP envelope senders are signed with (VERP, in the mail module).
+    pub fn verp_key(&self) -> &VerpKey {
+        &self.verp_key
     }
 
     /// The reading pool, for the store's own modules.

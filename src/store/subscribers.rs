@@ -37,6 +37,8 @@ pub struct SubscriptionInfo {
     pub created_at: String,
     pub confirmed_at: Option<String>,
     pub unsubscribed_at: Option<String>,
+    /// Why it ended when not by the reader's own click (a complaint, a `mailto:`).
+    pub unsubscribe_reason: Option<String>,
 }
 
 /// A row of `subscribers list`.
@@ -345,6 +347,15 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let kept = unsubscribed > 0;
+        // Bounce events stay counted, but without the reader or the diagnostic (which quotes
+        // the address).
+        sqlx::query(
+            "UPDATE bounce_events SET subscriber_id = NULL, diagnostic = NULL, note = 'the reader was erased'
+             WHERE subscriber_id = $1",
+        )
+        .bind(sub.id)
+        .execute(&mut *tx)
+        .await?;
         if kept {
             sqlx::query(
                 "DELETE FROM subscriptions WHERE subscriber_id = $1 AND status <> 'unsubscribed'",
@@ -394,7 +405,8 @@ impl Store {
     /// A subscriber's subscriptions, by list slug.
     pub async fn subscriptions_of(&self, subscriber_id: i64) -> Result<Vec<SubscriptionInfo>> {
         Ok(sqlx::query_as::<_, SubscriptionInfo>(
-            "SELECT l.slug AS list, s.status, s.categories, s.created_at, s.confirmed_at, s.unsubscribed_at
+            "SELECT l.slug AS list, s.status, s.categories, s.created_at, s.confirmed_at, s.unsubscribed_at,
+                    s.unsubscribe_reason
              FROM subscriptions s JOIN lists l ON l.id = s.list_id
              WHERE s.subscriber_id = $1 ORDER BY l.slug",
         )

@@ -50,8 +50,9 @@ pub enum Event<'a> {
     Rcpt(&'a str),
     /// `DATA`.
     Data,
-    /// The first line of message data arrived (for BDAT: the first chunk's command).
-    DataStarted,
+    /// The first line of message data arrived (for BDAT: a chunk's command), for these
+    /// accepted recipients.
+    DataStarted(&'a [String]),
     /// The whole message arrived; the reply is next.
     DataEnd(&'a Received),
 }
@@ -449,7 +450,7 @@ async fn serve(
                     }
                     if first {
                         first = false;
-                        match policy(&Event::DataStarted) {
+                        match policy(&Event::DataStarted(&to)) {
                             Action::Drop => return Ok(()),
                             Action::Stall => std::future::pending::<()>().await,
                             _ => {}
@@ -490,7 +491,7 @@ async fn serve(
                         .await?;
                     continue;
                 };
-                match policy(&Event::DataStarted) {
+                match policy(&Event::DataStarted(&to)) {
                     Action::Drop => return Ok(()),
                     Action::Stall => std::future::pending::<()>().await,
                     _ => {}

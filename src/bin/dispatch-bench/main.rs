@@ -19,6 +19,7 @@
 //! latency benchmark puts a delay [`proxy`] between the sender and the relay.
 #![forbid(unsafe_code)]
 
+mod bounces;
 mod child;
 mod dkim;
 mod import;
@@ -71,6 +72,7 @@ enum Which {
     Dkim,
     Rss,
     Unsubscribe,
+    Bounces,
 }
 
 /// One benchmark, in the order `all` runs them (the snapshot reuses the import's database).
@@ -84,10 +86,11 @@ enum Bench {
     Dkim,
     Rss,
     Unsubscribe,
+    Bounces,
 }
 
 impl Bench {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::Import,
         Self::Snapshot,
         Self::Personalise,
@@ -96,6 +99,7 @@ impl Bench {
         Self::Dkim,
         Self::Rss,
         Self::Unsubscribe,
+        Self::Bounces,
     ];
 
     fn name(self) -> &'static str {
@@ -108,6 +112,7 @@ impl Bench {
             Self::Dkim => "dkim",
             Self::Rss => "rss",
             Self::Unsubscribe => "unsubscribe",
+            Self::Bounces => "bounces",
         }
     }
 
@@ -140,6 +145,7 @@ impl Bench {
             Which::Dkim => &[Self::Dkim],
             Which::Rss => &[Self::Rss],
             Which::Unsubscribe => &[Self::Unsubscribe],
+            Which::Bounces => &[Self::Bounces],
         }
     }
 }
@@ -277,6 +283,7 @@ fn parent(benches: &[Bench], scale: Scale) -> Result<bool> {
             Bench::Dkim => rt.block_on(dkim::run(&ctx)),
             Bench::Rss => rt.block_on(rss::run(&ctx)),
             Bench::Unsubscribe => rt.block_on(unsubscribe::run(&ctx)),
+            Bench::Bounces => rt.block_on(bounces::run(&ctx)),
         };
         match result {
             Ok(r) => {
@@ -340,7 +347,8 @@ mod tests {
                 Bench::Smtp,
                 Bench::Latency,
                 Bench::Dkim,
-                Bench::Unsubscribe
+                Bench::Unsubscribe,
+                Bench::Bounces
             ]
         );
     }
