@@ -2,7 +2,7 @@
 //! (claims, personalising, the SMTP sessions, recording each outcome) over 8 connections to
 //! Postfix's `smtp-sink`.
 //!
-//! Target: at least 0.8× the rate of Postfix's `smtp-source` sending as many messages of the
+//! Target (issue 17): at least 1.0× the rate of Postfix's `smtp-source` sending as many messages of the
 //! same size over as many connections to the same sink, in the same run. The reference is a
 //! mature C client doing only SMTP, so the ratio says what the rest of our engine costs on
 //! this machine, whatever the machine; `smtp-source` runs just before and just after our
@@ -300,14 +300,14 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
     Ok(vec![
         Row::new(
             "smtp",
-            "≥ 0.8× smtp-source",
+            "≥ 1.0× smtp-source",
             format!(
                 "{} ({}/s vs {}/s, {size}, 8 conns)",
                 ratio(ours / theirs),
                 thousands(ours),
                 thousands(theirs),
             ),
-            Verdict::of(ours / theirs >= 0.8 && o.send.sent == n),
+            Verdict::of(ours / theirs >= 1.0 && o.send.sent == n),
         ),
         Row::info(
             "smtp session",
