@@ -99,7 +99,7 @@ pub async fn schedule_tick(
                     }
                     Ok(Created::Existing { .. }) => {}
                     Err(e) => {
-                        tracing::error!(list = %list.slug, slot = %slot, error = %format!("{e:#}"), "could not build the digest")
+                        tracing::error!(list = %list.slug, slot = %slot, error = %format!("{e:#}"), "could not build the digest");
                     }
                 }
             }
@@ -220,7 +220,7 @@ pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bo
                             editions = c.editions,
                             deliveries = c.deliveries,
                             "compacted old editions"
-                        )
+                        );
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "compacting old editions failed"),
@@ -250,7 +250,7 @@ pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bo
     let _ = sched.await;
     match web.await {
         Ok(Err(e)) => {
-            tracing::error!(error = %format!("{e:#}"), "web server stopped with an error")
+            tracing::error!(error = %format!("{e:#}"), "web server stopped with an error");
         }
         Err(e) => tracing::error!(error = %e, "web server task failed"),
         Ok(Ok(())) => {}

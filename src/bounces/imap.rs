@@ -69,10 +69,10 @@ pub async fn run(store: Store, config: Arc<Config>, mut shutdown: watch::Receive
             ),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                tracing::warn!(%host, error = %format!("{e:#}"), "polling the bounce mailbox failed; trying again at the next poll")
+                tracing::warn!(%host, error = %format!("{e:#}"), "polling the bounce mailbox failed; trying again at the next poll");
             }
             Err(_) => {
-                tracing::warn!(%host, "polling the bounce mailbox timed out; trying again at the next poll")
+                tracing::warn!(%host, "polling the bounce mailbox timed out; trying again at the next poll");
             }
         }
         tokio::select! {

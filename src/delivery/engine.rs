@@ -589,7 +589,7 @@ async fn heartbeat(store: Store, me: SenderId, host: String, lease: Duration) {
                 "this sender's registration is gone (taken over after a stall?); its leases are no longer renewed"
             ),
             Err(e) => {
-                tracing::warn!(error = %e, "heartbeat failed; leases run out unless it recovers")
+                tracing::warn!(error = %e, "heartbeat failed; leases run out unless it recovers");
             }
         }
         if let Err(e) = take_over_dead(&store, me, &host, lease).await {

@@ -25,7 +25,7 @@ use crate::store::Verdict;
 
 /// What to do with a message after one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Judgement {
+pub(super) enum Judgement {
     /// Record this verdict.
     Record(Verdict),
     /// Every message would fail like this one: pause the edition with this reason and give the
@@ -34,7 +34,7 @@ pub enum Judgement {
 }
 
 /// Judges one attempt (`attempt` counts from 1) of a message.
-pub fn judge(result: &Result<(), SendError>, attempt: i64, cfg: &Sending) -> Judgement {
+pub(super) fn judge(result: &Result<(), SendError>, attempt: i64, cfg: &Sending) -> Judgement {
     let verdict = match result {
         Ok(()) => Verdict::Sent,
         Err(err @ SendError::Permanent { reply }) => {
@@ -85,14 +85,14 @@ pub fn backoff(attempt: i64, retry_base_secs: u64) -> Duration {
 /// connect is a retry; failing for longer than `limit` would fail every message, so it pauses
 /// the edition.
 #[derive(Debug)]
-pub struct Unreachable {
+pub(super) struct Unreachable {
     since: Mutex<Option<Instant>>,
     limit: StdDuration,
 }
 
 impl Unreachable {
     /// A tracker that turns connection failures fatal after `limit`.
-    pub fn new(limit: StdDuration) -> Self {
+    pub(super) fn new(limit: StdDuration) -> Self {
         Self {
             since: Mutex::new(None),
             limit,
@@ -101,7 +101,7 @@ impl Unreachable {
 
     /// Passes a connection attempt's result through, turning a network failure or a refusal
     /// into a fatal error once the relay has been unreachable for longer than the limit.
-    pub fn judge(&self, r: Result<Session, SendError>) -> Result<Session, SendError> {
+    pub(super) fn judge(&self, r: Result<Session, SendError>) -> Result<Session, SendError> {
         self.pass(r, |e| {
             matches!(
                 e,
@@ -112,7 +112,7 @@ impl Unreachable {
 
     /// The same for a send: a relay that takes connections but refuses every message with a
     /// 421 for longer than the limit cannot be used either.
-    pub fn judge_send(&self, r: Result<(), SendError>) -> Result<(), SendError> {
+    pub(super) fn judge_send(&self, r: Result<(), SendError>) -> Result<(), SendError> {
         self.pass(r, SendError::is_refusal)
     }
 

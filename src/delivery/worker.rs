@@ -408,21 +408,21 @@ fn log(job: &Job, verdict: &Verdict, result: &Result<(), SendError>) {
     match verdict {
         Verdict::Sent => tracing::debug!(recipient_domain = %domain, message_id = %mid, "sent"),
         Verdict::Bounced { reply } => {
-            tracing::warn!(recipient_domain = %domain, message_id = %mid, %reply, "hard bounce")
+            tracing::warn!(recipient_domain = %domain, message_id = %mid, %reply, "hard bounce");
         }
         Verdict::Failed { reply } => {
-            tracing::warn!(recipient_domain = %domain, message_id = %mid, attempt = job.attempt, %reply, "failed")
+            tracing::warn!(recipient_domain = %domain, message_id = %mid, attempt = job.attempt, %reply, "failed");
         }
         Verdict::Retry { reply, .. } => {
-            tracing::warn!(recipient_domain = %domain, message_id = %mid, attempt = job.attempt, error = %reply, "temporary failure")
+            tracing::warn!(recipient_domain = %domain, message_id = %mid, attempt = job.attempt, error = %reply, "temporary failure");
         }
         Verdict::Released | Verdict::Skipped { .. } => match result {
             // The connection limit says so once, for all of them.
             Err(e) if e.is_refusal() => {
-                tracing::debug!(recipient_domain = %domain, message_id = %mid, error = %e, "refused; back to the queue")
+                tracing::debug!(recipient_domain = %domain, message_id = %mid, error = %e, "refused; back to the queue");
             }
             Err(e) => {
-                tracing::warn!(recipient_domain = %domain, message_id = %mid, error = %e, "not sent")
+                tracing::warn!(recipient_domain = %domain, message_id = %mid, error = %e, "not sent");
             }
             Ok(()) => {}
         },

@@ -258,7 +258,7 @@ mod tests {
     async fn a_time_outside_the_stored_years_is_refused_readably() {
         let (store, _d) = temp_store().await;
         let mut a = art("far", "Politics", "2026-11-27T10:00:00Z");
-        a.published_at = chrono::DateTime::parse_from_rfc3339("9999-12-31T23:59:59-23:59")
+        a.published_at = DateTime::parse_from_rfc3339("9999-12-31T23:59:59-23:59")
             .unwrap()
             .with_timezone(&Utc);
         let err = store.insert_article(&a).await.unwrap_err().to_string();

@@ -253,7 +253,7 @@ impl Store {
                         row.categories
                             .as_ref()
                             .filter(|c| !c.is_empty())
-                            .map(|c| c.to_stored()),
+                            .map(CategorySet::to_stored),
                     ));
                     outcomes.push(ImportOutcome::Added);
                 }
@@ -286,7 +286,7 @@ impl Store {
                         .categories
                         .as_ref()
                         .filter(|c| !c.is_empty())
-                        .map(|c| c.to_stored()),
+                        .map(CategorySet::to_stored),
                 ));
             }
         }

@@ -160,7 +160,9 @@ async fn subscriber_subscriptions(
 }
 
 fn stored(c: &Option<CategorySet>) -> Option<String> {
-    c.as_ref().filter(|c| !c.is_empty()).map(|c| c.to_stored())
+    c.as_ref()
+        .filter(|c| !c.is_empty())
+        .map(CategorySet::to_stored)
 }
 
 impl Store {

@@ -15,7 +15,7 @@ fn outbox_messages(dir: &Path) -> Vec<String> {
         return Vec::new();
     };
     let mut out: Vec<String> = entries
-        .filter_map(|e| e.ok())
+        .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .map(|e| std::fs::read_to_string(e.path()).unwrap())

@@ -65,7 +65,7 @@ pub(crate) fn find_all<const N: usize>(tools: [Tool; N]) -> Result<[PathBuf; N],
     if !missing.is_empty() {
         return Err(format!("needs {}", missing.join(" and ")));
     }
-    Ok(found.map(|f| f.unwrap_or_default()))
+    Ok(found.map(Option::unwrap_or_default))
 }
 
 /// A process we started, killed by its own handle when dropped.

@@ -167,7 +167,7 @@ pub(super) fn classify_reply(stage: Stage, basic: u16, reply: String) -> SendErr
 pub(super) fn classify(stage: Stage, e: &lettre::transport::smtp::Error) -> SendError {
     if let Some(code) = e.status() {
         let text = std::error::Error::source(e)
-            .map(|s| s.to_string())
+            .map(ToString::to_string)
             .unwrap_or_default();
         let basic: u16 = code.to_string().parse().unwrap_or(0);
         return classify_reply(stage, basic, format!("{code} {text}").trim().to_owned());
