@@ -94,9 +94,10 @@ pub struct Ctx {
 impl Ctx {
     /// Opens the configured database.
     pub async fn store(&self) -> Result<Store> {
-        Store::open(&self.config.database.path)
+        let target = self.config.database.target();
+        Store::connect(&target)
             .await
-            .with_context(|| format!("opening database {}", self.config.database.path.display()))
+            .with_context(|| format!("opening database {target}"))
     }
 }
 
@@ -138,7 +139,7 @@ async fn init(ctx: &Ctx, path: &std::path::Path) -> Result<Outcome> {
     }
     let store = ctx.store().await?;
     store.close().await;
-    println!("database ready at {}", ctx.config.database.path.display());
+    println!("database ready at {}", ctx.config.database.target());
     Ok(Outcome::Ok)
 }
 
