@@ -1,10 +1,15 @@
 //! `dispatch run`: the scheduler, the breaking-news poll, the sender and the web pages in
-//! one process.
+//! one process, or the [`Roles`] an operator picks.
 //!
 //! Every piece talks to the others only through the database, so a crash anywhere leaves rows
 //! that say what was done, and a restart carries on: a slot has at most one edition (unique
 //! per list and slot), editions left mid-send are claimed again when their leases run out,
 //! and breaking news is sent once per article per list.
+//!
+//! The same holds for several nodes sharing one PostgreSQL database: every node's scheduler
+//! may race for a slot and one edition results; senders claim different readers (`SKIP
+//! LOCKED`) and take over a dead node's work; jobs only one node should run at a time
+//! (retention compaction) run under a named lease ([`singleton`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,13 +20,56 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::delivery::{Engine, Mode};
+use crate::delivery::{Engine, Mode, owner};
 use crate::edition;
 use crate::mail::transport::Transport;
-use crate::store::{Created, ListRow, Store};
+use crate::store::{Created, LeaseHolder, ListRow, Store};
 
 /// How often the daemon compacts editions older than `[retention] days`.
 const COMPACT_EVERY: StdDuration = StdDuration::from_secs(3600);
+
+/// The named lease retention compaction runs under: one node at a time compacts.
+pub const RETENTION_LEASE: &str = "retention";
+
+/// The parts of the daemon a process runs (`dispatch run --only …`); all by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Claims and delivers editions and transactional mail.
+    pub sender: bool,
+    /// Builds scheduled digests and breaking-news editions, and compacts old editions.
+    pub scheduler: bool,
+    /// Serves the reader pages and `/healthz`, `/metrics`.
+    pub web: bool,
+}
+
+impl Roles {
+    /// Every part: what `dispatch run` does without `--only`.
+    pub const ALL: Self = Self {
+        sender: true,
+        scheduler: true,
+        web: true,
+    };
+}
+
+impl Default for Roles {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl std::fmt::Display for Roles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = [
+            (self.sender, "sender"),
+            (self.scheduler, "scheduler"),
+            (self.web, "web"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        f.write_str(&names.join(","))
+    }
+}
 
 /// How often the scheduler re-reads the lists, so CLI changes apply without a restart.
 const SCHEDULE_TICK: StdDuration = StdDuration::from_secs(15);
@@ -162,91 +210,181 @@ async fn wait_for_signal() {
     }
 }
 
-/// Runs the daemon until `shutdown` turns true.
-pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bool>) -> Result<()> {
-    let transport = Transport::from_config(&config).context("setting up the mail transport")?;
-    let engine = Engine::new(store.clone(), Arc::clone(&config), transport)?;
-
-    let listener = tokio::net::TcpListener::bind(config.web.bind)
-        .await
-        .with_context(|| format!("[web] bind: cannot listen on {}", config.web.bind))?;
-    tracing::info!(bind = %config.web.bind, public_url = %config.web.public_url, "web pages up");
-    let web_state = crate::web::AppState::new(store.clone(), Arc::clone(&config));
-    let mut web_shutdown = shutdown.clone();
-    let web = tokio::spawn(crate::web::serve(listener, web_state, async move {
-        let _ = web_shutdown.wait_for(|s| *s).await;
-    }));
-
-    let sched = {
-        let (store, config, mut shutdown) = (store.clone(), Arc::clone(&config), shutdown.clone());
-        tokio::spawn(async move {
-            let mut late = HashSet::new();
-            let breaking_every = StdDuration::from_secs(config.schedule.breaking_poll_secs);
-            let mut next_schedule = tokio::time::Instant::now();
-            loop {
-                let now = Utc::now();
-                if tokio::time::Instant::now() >= next_schedule {
-                    if let Err(e) = schedule_tick(&store, &config, now, &mut late).await {
-                        tracing::error!(error = %format!("{e:#}"), "scheduler pass failed");
-                    }
-                    // Wake for the next slot if it comes before the next re-read.
-                    next_schedule = tokio::time::Instant::now()
-                        + until_next_slot(&store, now).await.min(SCHEDULE_TICK);
-                }
-                if let Err(e) = breaking_tick(&store, &config, now).await {
-                    tracing::error!(error = %format!("{e:#}"), "breaking-news pass failed");
-                }
-                let nap = breaking_every.min(
-                    next_schedule
-                        .saturating_duration_since(tokio::time::Instant::now())
-                        .max(StdDuration::from_millis(200)),
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(nap) => {}
-                    _ = shutdown.wait_for(|s| *s) => break,
-                }
-            }
-        })
+/// Runs the daemon's `roles` until `shutdown` turns true.
+pub async fn run(
+    store: Store,
+    config: Arc<Config>,
+    roles: Roles,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let node = config.node.name_or_host();
+    tracing::info!(%node, roles = %roles, database = %store.backend(), "starting");
+    // The sender first: a bad transport or DKIM key fails before anything starts.
+    let engine = if roles.sender {
+        let transport = Transport::from_config(&config).context("setting up the mail transport")?;
+        Some(Engine::new(store.clone(), Arc::clone(&config), transport)?)
+    } else {
+        None
     };
 
-    let retention = {
-        let (store, days, mut shutdown) = (store.clone(), config.retention.days, shutdown.clone());
-        tokio::spawn(async move {
-            loop {
-                let before = Utc::now() - chrono::Duration::days(i64::from(days));
-                match store.compact_editions(before).await {
-                    Ok(c) if c.editions > 0 => {
-                        tracing::info!(
-                            editions = c.editions,
-                            deliveries = c.deliveries,
-                            "compacted old editions"
-                        )
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "compacting old editions failed"),
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(COMPACT_EVERY) => {}
-                    _ = shutdown.wait_for(|s| *s) => break,
-                }
-            }
-        })
+    let web = if roles.web {
+        let listener = tokio::net::TcpListener::bind(config.web.bind)
+            .await
+            .with_context(|| format!("[web] bind: cannot listen on {}", config.web.bind))?;
+        tracing::info!(bind = %config.web.bind, public_url = %config.web.public_url, "web pages up");
+        let web_state = crate::web::AppState::new(store.clone(), Arc::clone(&config));
+        let mut web_shutdown = shutdown.clone();
+        Some(tokio::spawn(crate::web::serve(
+            listener,
+            web_state,
+            async move {
+                let _ = web_shutdown.wait_for(|s| *s).await;
+            },
+        )))
+    } else {
+        None
     };
 
-    let result = engine.run(None, Mode::Forever, shutdown).await;
-    let _ = retention.await;
-    let _ = sched.await;
-    match web.await {
-        Ok(Err(e)) => {
-            tracing::error!(error = %format!("{e:#}"), "web server stopped with an error")
-        }
-        Err(e) => tracing::error!(error = %e, "web server task failed"),
-        Ok(Ok(())) => {}
+    let sched = roles.scheduler.then(|| {
+        tokio::spawn(scheduler(
+            store.clone(),
+            Arc::clone(&config),
+            shutdown.clone(),
+        ))
+    });
+    let retention = roles.scheduler.then(|| {
+        let (store, days) = (store.clone(), config.retention.days);
+        let holder = LeaseHolder::of(&owner::current(Some(&node)));
+        tokio::spawn(singleton(
+            store.clone(),
+            RETENTION_LEASE,
+            holder,
+            COMPACT_EVERY,
+            shutdown.clone(),
+            move || compact(store.clone(), days),
+        ))
+    });
+
+    let result = if let Some(engine) = engine {
+        let report = engine.run(None, Mode::Forever, shutdown).await;
+        report.map(|r| tracing::info!(sent = r.sent, failed = r.failed, "sender stopped"))
+    } else {
+        let mut shutdown = shutdown;
+        let _ = shutdown.wait_for(|s| *s).await;
+        Ok(())
+    };
+    if let Some(t) = retention {
+        let _ = t.await;
     }
-    let report = result?;
-    tracing::info!(sent = report.sent, failed = report.failed, "stopped");
+    if let Some(t) = sched {
+        let _ = t.await;
+    }
+    if let Some(web) = web {
+        match web.await {
+            Ok(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "web server stopped with an error")
+            }
+            Err(e) => tracing::error!(error = %e, "web server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    result?;
+    tracing::info!("stopped");
     store.close().await;
     Ok(())
+}
+
+/// The scheduler and the breaking-news poll, until `shutdown`.
+async fn scheduler(store: Store, config: Arc<Config>, mut shutdown: watch::Receiver<bool>) {
+    let mut late = HashSet::new();
+    let breaking_every = StdDuration::from_secs(config.schedule.breaking_poll_secs);
+    let mut next_schedule = tokio::time::Instant::now();
+    loop {
+        let now = Utc::now();
+        if tokio::time::Instant::now() >= next_schedule {
+            if let Err(e) = schedule_tick(&store, &config, now, &mut late).await {
+                tracing::error!(error = %format!("{e:#}"), "scheduler pass failed");
+            }
+            // Wake for the next slot if it comes before the next re-read.
+            next_schedule =
+                tokio::time::Instant::now() + until_next_slot(&store, now).await.min(SCHEDULE_TICK);
+        }
+        if let Err(e) = breaking_tick(&store, &config, now).await {
+            tracing::error!(error = %format!("{e:#}"), "breaking-news pass failed");
+        }
+        let nap = breaking_every.min(
+            next_schedule
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(StdDuration::from_millis(200)),
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(nap) => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+}
+
+/// One compaction pass of editions older than `days`.
+async fn compact(store: Store, days: u32) {
+    let before = Utc::now() - chrono::Duration::days(i64::from(days));
+    match store.compact_editions(before).await {
+        Ok(c) if c.editions > 0 => {
+            tracing::info!(
+                editions = c.editions,
+                deliveries = c.deliveries,
+                "compacted old editions"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "compacting old editions failed"),
+    }
+}
+
+/// Runs `job` every `every` on one node at a time: the node holding the named lease `name`
+/// (taken for two periods and renewed before each run), whatever the number of nodes. If
+/// the holder dies, another node takes the lease over once it has run out, within two
+/// periods. At shutdown the lease is given up so another node need not wait.
+///
+/// For jobs any node may run but only one should at once: retention compaction here, feed
+/// and SQL-source polling.
+pub async fn singleton<F, Fut>(
+    store: Store,
+    name: &'static str,
+    holder: LeaseHolder,
+    every: StdDuration,
+    mut shutdown: watch::Receiver<bool>,
+    mut job: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let lease = chrono::Duration::from_std(every * 2).unwrap_or(chrono::Duration::hours(2));
+    let mut held = false;
+    loop {
+        match store.try_lease(name, &holder, lease).await {
+            Ok(true) => {
+                if !held {
+                    tracing::info!(job = name, "this node runs the job now");
+                }
+                held = true;
+                job().await;
+            }
+            Ok(false) => {
+                if held {
+                    tracing::info!(job = name, "another node runs the job now");
+                }
+                held = false;
+            }
+            Err(e) => tracing::warn!(job = name, error = %e, "could not renew the job's lease"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+    if held && let Err(e) = store.release_lease(name, &holder).await {
+        tracing::warn!(job = name, error = %e, "could not give the job's lease up; it runs out");
+    }
 }
 
 /// Time until the earliest next slot of any list (a minute when nothing is scheduled).

@@ -134,6 +134,16 @@ pub struct Node {
     pub name: Option<NodeName>,
 }
 
+impl Node {
+    /// The configured name, else this machine's host name.
+    pub fn name_or_host(&self) -> String {
+        match &self.name {
+            Some(n) => n.as_str().to_owned(),
+            None => gethostname::gethostname().to_string_lossy().into_owned(),
+        }
+    }
+}
+
 /// `[web]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]

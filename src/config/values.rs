@@ -193,6 +193,13 @@ impl PostgresUrl {
     }
 }
 
+impl std::str::FromStr for PostgresUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
 /// What a redacted URL shows instead of a password (URL-safe, unlike [`REDACTED`]).
 const REDACTED_IN_URL: &str = "REDACTED";
 

@@ -54,8 +54,10 @@ use crate::domain::TokenKey;
 
 pub mod articles;
 pub(crate) mod backend;
+pub mod copy;
 pub mod deliveries;
 pub mod editions;
+pub mod leases;
 pub mod lists;
 pub mod mail_queue;
 pub mod metrics;
@@ -73,6 +75,7 @@ pub use backend::Backend;
 pub(crate) use backend::{Lock, Pool, Tx, db};
 pub use deliveries::{ClaimSkips, Claimed, Item, Outcome, Verdict};
 pub use editions::{Created, EditionRow, NewEdition};
+pub use leases::{LeaseHolder, LeaseRow};
 pub use lists::{ListRow, ListSpec};
 pub use mail_queue::{ClaimedMail, MailKind};
 pub use metrics::MetricsSnapshot;
