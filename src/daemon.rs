@@ -245,6 +245,15 @@ pub async fn run(
         None
     };
 
+    // The bounce mailbox, when one is configured: a background job, so it goes with the
+    // scheduler.
+    let bounces = (roles.scheduler && config.bounces.imap.host.is_some()).then(|| {
+        tokio::spawn(crate::bounces::imap::run(
+            store.clone(),
+            Arc::clone(&config),
+            shutdown.clone(),
+        ))
+    });
     let sched = roles.scheduler.then(|| {
         tokio::spawn(scheduler(
             store.clone(),
@@ -273,6 +282,9 @@ pub async fn run(
         let _ = shutdown.wait_for(|s| *s).await;
         Ok(())
     };
+    if let Some(b) = bounces {
+        let _ = b.await;
+    }
     if let Some(t) = retention {
         let _ = t.await;
     }

@@ -6,19 +6,28 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
+pub(crate) mod html;
 mod status;
+mod text;
+
 pub use status::{
-    DbTime, DeliveryStatus, EditionKind, EditionStatus, SubscriberStatus, SubscriptionStatus,
-    TokenPurpose,
+    BounceSource, BounceType, DbTime, DeliveryStatus, EditionKind, EditionStatus, SubscriberStatus,
+    SubscriptionStatus, TokenPurpose,
 };
 pub mod template;
 
+pub use html::html_text;
 pub use template::{Hole, Segment, Template};
+pub use text::{
+    MAX_AUTHOR_CHARS, MAX_NAME_CHARS, MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, TextTooLong, clean_text,
+    clean_text_within, echo,
+};
 
-/// Why a value was rejected. The message is meant for a human and names the offending value.
+/// Why a value was rejected. The message is meant for a human and names the offending value
+/// (at most 60 characters of it, see [`echo`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
     #[error("invalid email address {0:?}: {1}")]
@@ -37,6 +46,8 @@ pub enum DomainError {
     Url(String, String),
     #[error("invalid timestamp {0:?}: use RFC 3339, e.g. 2026-11-28T07:00:00+05:00")]
     Timestamp(String),
+    #[error("timestamp {0:?} is {1} in UTC, outside the years 0000 to 9999 that can be stored")]
+    TimestampRange(String, String),
 }
 
 /// The longest address we accept (RFC 5321 §4.5.3.1.3 limits a path to 256 octets including
@@ -56,7 +67,7 @@ impl EmailAddress {
     /// lower-cases the domain.
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let s = raw.trim();
-        let err = |why: &str| DomainError::Email(raw.to_owned(), why.to_owned());
+        let err = |why: &str| DomainError::Email(echo(raw), why.to_owned());
         if s.is_empty() {
             return Err(err("it is empty"));
         }
@@ -131,7 +142,7 @@ impl ListSlug {
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(DomainError::Slug(raw.to_owned()))
+            Err(DomainError::Slug(echo(raw)))
         }
     }
 
@@ -167,7 +178,7 @@ impl Category {
     /// (they separate categories in the CLI and in CSV files).
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let s = raw.trim();
-        let err = |why: &str| DomainError::Category(raw.to_owned(), why.to_owned());
+        let err = |why: &str| DomainError::Category(echo(raw), why.to_owned());
         if s.is_empty() {
             return Err(err("it is empty"));
         }
@@ -311,7 +322,7 @@ impl Timezone {
         raw.trim()
             .parse::<chrono_tz::Tz>()
             .map(Self)
-            .map_err(|_| DomainError::Timezone(raw.to_owned()))
+            .map_err(|_| DomainError::Timezone(echo(raw)))
     }
 
     /// The zone's IANA name.
@@ -335,7 +346,7 @@ impl WebUrl {
     /// Parses an absolute http(s) URL with a host and no whitespace or control characters.
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let s = raw.trim();
-        let err = |why: &str| DomainError::Url(raw.to_owned(), why.to_owned());
+        let err = |why: &str| DomainError::Url(echo(raw), why.to_owned());
         let rest = s
             .strip_prefix("https://")
             .or_else(|| s.strip_prefix("http://"))
@@ -392,11 +403,23 @@ impl<'de> Deserialize<'de> for WebUrl {
     }
 }
 
-/// Parses an RFC 3339 timestamp (any offset) into UTC.
+/// Parses an RFC 3339 timestamp (any offset) into UTC; it must be storable ([`storable_time`]).
 pub fn parse_timestamp(raw: &str) -> Result<DateTime<Utc>, DomainError> {
-    DateTime::parse_from_rfc3339(raw.trim())
+    let t = DateTime::parse_from_rfc3339(raw.trim())
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| DomainError::Timestamp(raw.to_owned()))
+        .map_err(|_| DomainError::Timestamp(echo(raw)))?;
+    storable_time(t).map_err(|_| DomainError::TimestampRange(echo(raw), db_time(t)))
+}
+
+/// `t` if [`db_time`] writes it in the schema's fixed form, whose year has four digits: the
+/// years 0000 to 9999 in UTC. RFC 3339 allows offsets up to ±23:59, so a local time in year
+/// 9999 or 0000 can fall outside them (`9999-12-31T23:59:59-23:59` is in the year 10000).
+pub fn storable_time(t: DateTime<Utc>) -> Result<DateTime<Utc>, DomainError> {
+    if (0..=9999).contains(&t.year()) {
+        Ok(t)
+    } else {
+        Err(DomainError::TimestampRange(db_time(t), db_time(t)))
+    }
 }
 
 /// The one text form timestamps take in the database: `2026-11-28T07:00:00Z`.
@@ -464,6 +487,34 @@ mod tests {
     fn db_time_is_fixed_width_utc() {
         let t = parse_timestamp("2026-11-28T12:00:00.123+05:00").unwrap();
         assert_eq!(db_time(t), "2026-11-28T07:00:00Z");
+        let first = parse_timestamp("0000-01-01T00:00:00Z").unwrap();
+        assert_eq!(db_time(first), "0000-01-01T00:00:00Z");
+        let last = parse_timestamp("9999-12-31T23:59:59Z").unwrap();
+        assert_eq!(db_time(last), "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn timestamps_outside_the_stored_years_are_refused() {
+        for (raw, utc) in [
+            ("9999-12-31T23:59:59-23:59", "+10000-01-01T23:58:59Z"),
+            ("0000-01-01T00:00:00+23:59", "-0001-12-31T00:01:00Z"),
+        ] {
+            assert_eq!(
+                parse_timestamp(raw).unwrap_err().to_string(),
+                format!(
+                    "timestamp {raw:?} is {utc} in UTC, outside the years 0000 to 9999 that can be stored"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn long_values_are_echoed_cut() {
+        let long = format!("{}@example.org", "a".repeat(1000));
+        let err = EmailAddress::parse(&long).unwrap_err().to_string();
+        assert!(err.len() < 200, "{err}");
+        assert!(err.contains("(1012 characters)"), "{err}");
+        assert!(err.ends_with("it is longer than 254 characters"), "{err}");
     }
 }
 
@@ -551,6 +602,54 @@ impl TokenKey {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+}
+
+/// The key of VERP MACs (the VERP addresses of the mail module): derived from the installation's
+/// [`TokenKey`] under its own label, so a VERP MAC can never be replayed as a reader token
+/// or the other way round.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerpKey([u8; 32]);
+
+impl VerpKey {
+    /// The VERP key of an installation.
+    pub fn derive(key: &TokenKey) -> Self {
+        Self(hmac_sha256(&key.0, &[b"dispatch verp key v1"]))
+    }
+
+    /// HMAC-SHA256 of `parts` (concatenated) under this key.
+    pub fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        hmac_sha256(&self.0, parts)
+    }
+
+    /// Whether `tag` is the start of the MAC of `parts`, compared in constant time (so a
+    /// forger learns nothing from how long a refusal takes).
+    pub fn verify_prefix(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        use hmac::Mac as _;
+        // Invariant: HMAC accepts keys of any length.
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        for p in parts {
+            mac.update(p);
+        }
+        !tag.is_empty() && mac.verify_truncated_left(tag).is_ok()
+    }
+}
+
+impl fmt::Debug for VerpKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VerpKey([redacted])")
+    }
+}
+
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::Mac as _;
+    // Invariant: HMAC accepts keys of any length.
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
 }
 
 impl fmt::Debug for TokenKey {

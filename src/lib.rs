@@ -23,6 +23,7 @@
 //!   operator endpoints (health, metrics).
 //! - [`daemon`]: `dispatch run`, which ties the scheduler, breaking news, delivery, retention
 //!   and the web pages together through the database.
+//! - [`bounces`]: bounces, complaints and `mailto:` unsubscribes that come back.
 //! - [`cli`]: the command line.
 //!
 //! `tests/layering.rs` holds the allowed arrows between these modules and checks there are no
@@ -39,6 +40,7 @@ pub mod edition;
 pub mod render;
 pub mod mail;
 pub mod delivery;
+pub mod bounces;
 pub mod web;
 pub mod daemon;
 pub mod cli;

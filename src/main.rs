@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use dispatch::cli::{self, Cli, Ctx, Outcome};
@@ -24,31 +25,59 @@ fn init_tracing(config: &Config) {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// How long background tasks get to stop once the command is done.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let (config, config_path) = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
+            // An MTA keeps a message it is told to retry (EX_TEMPFAIL) and bounces it on most
+            // other statuses: a config mistake must not lose bounces.
+            if cli.command.is_ingest() {
+                return ExitCode::from(cli::bounces::EX_TEMPFAIL);
+            }
             return ExitCode::from(2);
         }
     };
     init_tracing(&config);
-    match cli::run(
-        cli,
-        Ctx {
-            config,
-            config_path,
-        },
-    )
-    .await
-    {
-        Ok(Outcome::Ok) => ExitCode::SUCCESS,
-        Ok(Outcome::Rejected) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+    for notice in &config.notices {
+        tracing::warn!("{notice}");
     }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli::run(
+            cli,
+            Ctx {
+                config,
+                config_path,
+            },
+        )
+        .await
+        {
+            Ok(Outcome::Ok) => ExitCode::SUCCESS,
+            Ok(Outcome::Rejected) => ExitCode::from(1),
+            Ok(Outcome::Exit(code)) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    });
+    // Once the command is done, a background task that does not stop (sqlx's pool
+    // maintenance was once seen spinning while the runtime was dropped, keeping a finished
+    // `subscribers add` alive) must not keep the process alive.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    code
 }

@@ -38,6 +38,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "delivery",
         &["domain", "config", "store", "edition", "mail", "render"],
     ),
+    // What comes back (DSNs, complaints, mailto: unsubscribes): read with mail's VERP, matched
+    // against the store and delivery's Message-IDs, never sending anything.
+    (
+        "bounces",
+        &["domain", "config", "store", "mail", "delivery"],
+    ),
+    // Bounces, complaints and mailto unsubscribes coming back: matched to deliveries
+    // (Message-IDs, VERP) and recorded in the store.
+    (
+        "bounces",
+        &["domain", "config", "store", "delivery", "mail"],
+    ),
     // Reader pages and operator endpoints: the store, never the sender.
     ("web", &["domain", "config", "store", "render", "schedule"]),
 ];

@@ -120,7 +120,7 @@ async fn c_a_connection_dropped_during_data_is_a_retryable_network_error() {
     let dropped = Arc::new(AtomicUsize::new(0));
     let d = dropped.clone();
     let server = SmtpServer::start(ServerConfig::with_policy(move |e| match e {
-        Event::DataStarted if d.fetch_add(1, Ordering::SeqCst) == 0 => Action::Drop,
+        Event::DataStarted(_) if d.fetch_add(1, Ordering::SeqCst) == 0 => Action::Drop,
         _ => Action::Default,
     }))
     .await;

@@ -7,7 +7,11 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
 use super::{Ctx, JsonFlag, Outcome, Table};
-use crate::domain::{Category, WebUrl, parse_timestamp};
+use crate::domain::{
+    Category, MAX_AUTHOR_CHARS, MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, WebUrl, clean_text,
+    clean_text_within, parse_timestamp,
+};
+use crate::import::feeds::MAX_EXTERNAL_ID_LEN;
 use crate::store::NewArticle;
 
 /// Article commands.
@@ -15,17 +19,20 @@ use crate::store::NewArticle;
 pub enum ArticlesCmd {
     /// Add one article; prints its id.
     Add {
+        /// The headline, at most 500 characters.
         #[arg(long)]
         title: String,
         #[arg(long, value_parser = WebUrl::parse)]
         url: WebUrl,
         #[arg(long, value_parser = Category::parse)]
         category: Category,
+        /// Plain text (or CMS HTML, sanitised when rendered), at most 1000 characters.
         #[arg(long, default_value = "")]
         summary: String,
+        /// At most 200 characters.
         #[arg(long)]
         author: Option<String>,
-        /// RFC 3339, e.g. 2026-11-28T09:30:00+05:00 [default: now]
+        /// RFC 3339, e.g. 2026-11-28T09:30:00+05:00, in the years 0000-9999 UTC [default: now]
         #[arg(long, value_parser = parse_timestamp)]
         published_at: Option<DateTime<Utc>>,
         /// BCP 47 language of the article, e.g. ur.
@@ -61,14 +68,11 @@ pub enum ArticlesCmd {
     },
 }
 
-/// Cleans a line of text from the command line or a feed: control characters become spaces.
-pub(crate) fn clean_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+/// `raw` cleaned like the same field from a feed or CSV file; too long is an error naming
+/// `flag` (an admin can shorten it, and a stored text that differs from the typed one would
+/// surprise).
+fn cleaned(flag: &str, raw: &str, max_chars: usize) -> Result<String> {
+    clean_text_within(raw, max_chars).map_err(|e| anyhow::anyhow!("{flag} {e}"))
 }
 
 pub(super) async fn run(cmd: ArticlesCmd, ctx: &Ctx) -> Result<Outcome> {
@@ -86,9 +90,22 @@ pub(super) async fn run(cmd: ArticlesCmd, ctx: &Ctx) -> Result<Outcome> {
             id,
             breaking,
         } => {
-            let title = clean_line(&title);
+            let title = cleaned("--title", &title, MAX_TITLE_CHARS)?;
             if title.is_empty() {
                 bail!("--title: must not be empty");
+            }
+            let summary = cleaned("--summary", &summary, MAX_SUMMARY_CHARS)?;
+            let author = match author {
+                Some(a) => Some(cleaned("--author", &a, MAX_AUTHOR_CHARS)?),
+                None => None,
+            };
+            if let Some(id) = &id
+                && id.trim().len() > MAX_EXTERNAL_ID_LEN
+            {
+                bail!(
+                    "--id is {} bytes long; at most {MAX_EXTERNAL_ID_LEN} are allowed",
+                    id.trim().len()
+                );
             }
             if let Some(l) = &language
                 && (l.is_empty()
@@ -98,11 +115,14 @@ pub(super) async fn run(cmd: ArticlesCmd, ctx: &Ctx) -> Result<Outcome> {
                 bail!("--language: expected a BCP 47 tag such as en or ur, got {l:?}");
             }
             let a = NewArticle {
-                external_id: id.unwrap_or_else(|| url.to_string()),
+                external_id: id
+                    .map(|i| i.trim().to_owned())
+                    .filter(|i| !i.is_empty())
+                    .unwrap_or_else(|| url.to_string()),
                 url: url.to_string(),
                 title,
-                summary: summary.trim().to_owned(),
-                author: author.map(|a| clean_line(&a)).filter(|a| !a.is_empty()),
+                summary,
+                author: author.filter(|a| !a.is_empty()),
                 category: category.to_string(),
                 language,
                 image_url: image_url.map(|u| u.to_string()),
@@ -142,16 +162,13 @@ pub(super) async fn run(cmd: ArticlesCmd, ctx: &Ctx) -> Result<Outcome> {
             } else {
                 let mut t = Table::new(["ID", "PUBLISHED", "CATEGORY", "TITLE", "FLAGS"]);
                 for a in rows {
-                    let title: String = if a.title.chars().count() > 60 {
-                        a.title.chars().take(59).chain(['…']).collect()
-                    } else {
-                        a.title
-                    };
+                    // Cleaned again for the terminal: rows written by a CMS, or stored before
+                    // cleaning existed, could hold escape sequences.
                     t.row([
                         a.id.to_string(),
                         a.published_at,
-                        a.category,
-                        title,
+                        clean_text(&a.category, 64),
+                        clean_text(&a.title, 60),
                         if a.breaking {
                             "breaking".into()
                         } else {

@@ -10,6 +10,7 @@ use crate::store::Store;
 
 mod articles;
 mod articles_import;
+pub mod bounces;
 mod db;
 mod demo;
 mod lists;
@@ -70,6 +71,17 @@ pub enum Command {
     Editions(send::EditionsCmd),
     /// Lists with subscriber counts, article counts and the last edition per list.
     Status(JsonFlag),
+    /// Bounces, complaints and mailto: unsubscribes that come back: the pipe, the record.
+    #[command(subcommand)]
+    Bounces(bounces::BouncesCmd),
+}
+
+impl Command {
+    /// Whether this is `bounces ingest`, which an MTA runs: its failures must say "try again"
+    /// (EX_TEMPFAIL) so the message is kept, even when the config cannot be read.
+    pub fn is_ingest(&self) -> bool {
+        matches!(self, Self::Bounces(bounces::BouncesCmd::Ingest { .. }))
+    }
 }
 
 /// `dispatch run`'s options.
@@ -121,6 +133,8 @@ pub enum Outcome {
     Ok,
     /// The command ran but some input was rejected (e.g. bad CSV rows).
     Rejected,
+    /// Exit with this status (`sysexits.h`, for commands an MTA runs).
+    Exit(u8),
 }
 
 /// Everything a handler needs.
@@ -163,6 +177,7 @@ pub async fn run(cli: Cli, ctx: Ctx) -> Result<Outcome> {
         Command::Db(cmd) => db::run(cmd, &ctx).await,
         Command::Send(cmd) => send::run_send(cmd, &ctx).await,
         Command::Editions(cmd) => send::run_editions(cmd, &ctx).await,
+        Command::Bounces(cmd) => bounces::run(cmd, &ctx).await,
     }
 }
 

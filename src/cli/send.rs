@@ -331,9 +331,11 @@ pub(super) async fn run_editions(cmd: EditionsCmd, ctx: &Ctx) -> Result<Outcome>
             let e = store.edition(id).await?;
             let counts = store.delivery_counts(id).await?;
             let errors = store.last_errors(id, 5).await?;
+            let bounces = store.edition_bounces(id).await?;
             if json.json {
                 let mut v = serde_json::to_value(&e)?;
                 v["deliveries"] = serde_json::to_value(&counts)?;
+                v["bounces"] = serde_json::to_value(&bounces)?;
                 v["errors"] = serde_json::to_value(&errors)?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(Outcome::Ok);
@@ -354,6 +356,10 @@ pub(super) async fn run_editions(cmd: EditionsCmd, ctx: &Ctx) -> Result<Outcome>
             for (status, n) in &counts {
                 println!("  {status:<8} {n}");
             }
+            println!(
+                "bounces  {} hard, {} soft, {} complaint(s)",
+                bounces.hard, bounces.soft, bounces.complaint
+            );
             if !errors.is_empty() {
                 println!("most common replies:");
                 for (reply, n) in errors {

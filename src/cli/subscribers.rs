@@ -1,12 +1,15 @@
 //! `dispatch subscribers …`
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
 
 use super::{Ctx, JsonFlag, Outcome, Table};
-use crate::domain::{CategorySet, EmailAddress};
+use crate::domain::{CategorySet, EmailAddress, MAX_NAME_CHARS, clean_text, clean_text_within};
 use crate::store::subscribers::NewSubscription;
 use crate::store::{ImportOutcome, ListRow};
 
@@ -15,9 +18,11 @@ use crate::store::{ImportOutcome, ListRow};
 pub enum SubscribersCmd {
     /// Subscribe an address to a list (active at once: you assert the reader's consent).
     Add {
+        #[arg(value_parser = EmailArg)]
         email: EmailAddress,
         #[arg(long)]
         list: String,
+        /// The reader's name, at most 200 characters.
         #[arg(long)]
         name: Option<String>,
         /// Only these of the list's categories, comma-separated (default: all).
@@ -26,16 +31,23 @@ pub enum SubscribersCmd {
     },
     /// Unsubscribe an address from a list, or from every list.
     Unsubscribe {
+        #[arg(value_parser = EmailArg)]
         email: EmailAddress,
         #[arg(long)]
         list: Option<String>,
     },
     /// Erase a subscriber's personal data. If they had unsubscribed, only a hash of the address
     /// stays, so that no import can mail them again.
-    Remove { email: EmailAddress },
+    Remove {
+        #[arg(value_parser = EmailArg)]
+        email: EmailAddress,
+    },
     /// Issue new unsubscribe/preferences links for an address (e.g. a forwarded digest put
     /// theirs in other hands): every link in messages sent so far stops working.
-    RotateToken { email: EmailAddress },
+    RotateToken {
+        #[arg(value_parser = EmailArg)]
+        email: EmailAddress,
+    },
     /// List subscribers.
     List {
         #[arg(long)]
@@ -48,6 +60,7 @@ pub enum SubscribersCmd {
     },
     /// Show a subscriber and each of their lists.
     Show {
+        #[arg(value_parser = EmailArg)]
         email: EmailAddress,
         #[command(flatten)]
         json: JsonFlag,
@@ -69,6 +82,34 @@ pub enum SubscribersCmd {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+}
+
+/// Parses an address argument. clap's own message for a failed parser repeats the value
+/// before ours, which quotes it again; this one names the argument and quotes the value once,
+/// cut to 60 characters ([`crate::domain::echo`]).
+#[derive(Debug, Clone, Copy)]
+struct EmailArg;
+
+impl TypedValueParser for EmailArg {
+    type Value = EmailAddress;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<EmailAddress, clap::Error> {
+        EmailAddress::parse(&value.to_string_lossy()).map_err(|e| {
+            let arg = arg.map_or_else(|| "<EMAIL>".to_owned(), ToString::to_string);
+            clap::Error::raw(ErrorKind::ValueValidation, format!("{arg}: {e}\n")).with_cmd(cmd)
+        })
+    }
+}
+
+/// Stored text made safe to print: names and consent sources came from people and files,
+/// and rows stored before cleaning existed (or written by a CMS) may hold escape sequences.
+fn shown(text: &str) -> String {
+    clean_text(text, usize::MAX)
 }
 
 /// Resolves a subscriber's category choice against what the list carries, in the list's
@@ -105,6 +146,14 @@ pub(super) async fn run(cmd: SubscribersCmd, ctx: &Ctx) -> Result<Outcome> {
             name,
             categories,
         } => {
+            let name = match name {
+                Some(n) => Some(
+                    clean_text_within(&n, MAX_NAME_CHARS)
+                        .map_err(|e| anyhow::anyhow!("--name {e}"))?,
+                )
+                .filter(|n| !n.is_empty()),
+                None => None,
+            };
             let list = store.list_by_slug(&list).await?;
             let categories = match categories {
                 Some(c) => Some(resolve_categories(&list, &c).map_err(anyhow::Error::msg)?),
@@ -171,8 +220,8 @@ pub(super) async fn run(cmd: SubscribersCmd, ctx: &Ctx) -> Result<Outcome> {
                         format!("{} ({})", r.status, r.subscriber_status)
                     };
                     t.row([
-                        r.email,
-                        r.name.unwrap_or_default(),
+                        shown(&r.email),
+                        r.name.as_deref().map(shown).unwrap_or_default(),
                         r.list,
                         status,
                         r.categories
@@ -186,13 +235,15 @@ pub(super) async fn run(cmd: SubscribersCmd, ctx: &Ctx) -> Result<Outcome> {
         SubscribersCmd::Show { email, json } => {
             let s = store.subscriber_by_email(&email).await?;
             let subs = store.subscriptions_of(s.id).await?;
+            let bounces = store.bounces_of(s.id, 20).await?;
             if json.json {
                 let mut v = serde_json::to_value(&s)?;
                 v["subscriptions"] = serde_json::to_value(&subs)?;
+                v["bounces"] = serde_json::to_value(&bounces)?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("email    {}", s.email.as_deref().unwrap_or(""));
-                println!("name     {}", s.name.as_deref().unwrap_or("-"));
+                println!("email    {}", shown(s.email.as_deref().unwrap_or("")));
+                println!("name     {}", s.name.as_deref().map_or("-".into(), shown));
                 println!(
                     "status   {}{}",
                     s.status,
@@ -204,7 +255,7 @@ pub(super) async fn run(cmd: SubscribersCmd, ctx: &Ctx) -> Result<Outcome> {
                 );
                 println!(
                     "consent  {} at {}",
-                    s.consent_source.as_deref().unwrap_or("-"),
+                    s.consent_source.as_deref().map_or("-".into(), shown),
                     s.consent_at.as_deref().unwrap_or("-")
                 );
                 println!("since    {}\n", s.created_at);
@@ -215,6 +266,7 @@ pub(super) async fn run(cmd: SubscribersCmd, ctx: &Ctx) -> Result<Outcome> {
                     "SINCE",
                     "CONFIRMED",
                     "UNSUBSCRIBED",
+                    "WHY",
                 ]);
                 for x in subs {
                     t.row([
@@ -226,9 +278,14 @@ pub(super) async fn run(cmd: SubscribersCmd, ctx: &Ctx) -> Result<Outcome> {
                         x.created_at,
                         x.confirmed_at.unwrap_or_else(|| "-".into()),
                         x.unsubscribed_at.unwrap_or_else(|| "-".into()),
+                        x.unsubscribe_reason.unwrap_or_default(),
                     ]);
                 }
                 t.print();
+                if !bounces.is_empty() {
+                    println!("\nbounces (newest first):");
+                    super::bounces::print_rows(&bounces);
+                }
             }
         }
         SubscribersCmd::Import {

@@ -81,7 +81,9 @@ pub async fn import(store: &Store, file: &Path, list: &str, dry_run: bool) -> Re
         summary: ImportSummary::default(),
     };
     let mut rejected = 0u64;
+    let mut rows = 0u64;
     while let Some(row) = reader.next_row() {
+        rows += 1;
         match row {
             Ok(r) if r.unsubscribed => {
                 run.summary.skipped += 1;
@@ -109,6 +111,9 @@ pub async fn import(store: &Store, file: &Path, list: &str, dry_run: bool) -> Re
     }
     run.flush().await?;
     let summary = run.summary;
+    if rows == 0 {
+        eprintln!("{name}: warning: the file has a header row but no rows after it");
+    }
 
     let verb = if dry_run { "would import" } else { "imported" };
     println!(

@@ -78,9 +78,6 @@ pub(super) const BOUNDS: &[Bound] = &[
     number("sending", "max_attempts", 1, 100, |c| {
         u64::from(c.sending.max_attempts)
     }),
-    number("sending", "bounce_threshold", 1, 100, |c| {
-        u64::from(c.sending.bounce_threshold)
-    }),
     number("sending", "retry_base_secs", 0, 86_400, |c| {
         c.sending.retry_base_secs
     }),
@@ -109,6 +106,19 @@ pub(super) const BOUNDS: &[Bound] = &[
     }),
     number("retention", "days", 1, 3650, |c| {
         u64::from(c.retention.days)
+    }),
+    number("bounces", "hard_threshold", 1, 100, |c| {
+        u64::from(c.bounces.hard_threshold)
+    }),
+    number("bounces", "soft_threshold", 1, 100, |c| {
+        u64::from(c.bounces.soft_threshold)
+    }),
+    number("bounces.imap", "port", 1, 65_535, |c| {
+        u64::from(c.bounces.imap.port)
+    }),
+    // Polling more often than every 5 s only loads the mail server; a day is plenty.
+    number("bounces.imap", "poll_secs", 5, 86_400, |c| {
+        c.bounces.imap.poll_secs
     }),
 ];
 

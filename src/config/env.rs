@@ -23,7 +23,15 @@ pub(super) const OPTIONAL_STRING_KEYS: &[&str] = &[
     "dkim.domain",
     "dkim.selector",
     "dkim.private_key_path",
+    "bounces.return_path_domain",
+    "bounces.imap.host",
+    "bounces.imap.ca_file",
+    "bounces.imap.username",
+    "bounces.imap.password",
 ];
+
+/// Settings that were renamed: the old variable still sets the new key.
+const RENAMED: &[(&str, &str, &str)] = &[("sending.bounce_threshold", "bounces", "hard_threshold")];
 
 /// Variables that are not settings.
 const NOT_SETTINGS: &[&str] = &["DISPATCH_CONFIG", "DISPATCH_LOG", "DISPATCH_REQUIRE_TOOLS"];
@@ -53,12 +61,42 @@ pub(super) fn apply(
                 "expected DISPATCH_<SECTION>_<KEY>, e.g. DISPATCH_SMTP_PASSWORD".into(),
             ));
         };
-        let (section, key) = (section.to_lowercase(), key.to_lowercase());
-        let dotted = format!("{section}.{key}");
-        let template = defaults
+        let (mut section, mut key) = (section.to_lowercase(), key.to_lowercase());
+        if let Some((_, s, k)) = RENAMED
+            .iter()
+            .find(|(old, _, _)| *old == format!("{section}.{key}"))
+        {
+            (section, key) = ((*s).to_owned(), (*k).to_owned());
+        }
+        // A nested section: DISPATCH_BOUNCES_IMAP_PORT is `[bounces.imap] port`.
+        let nested = defaults
             .get(&section)
             .and_then(|s| s.as_table())
-            .and_then(|s| s.get(&key));
+            .and_then(|t| {
+                t.iter().find_map(|(sub, v)| {
+                    let rest = key.strip_prefix(sub.as_str())?.strip_prefix('_')?;
+                    v.as_table().map(|t| (sub.clone(), rest.to_owned(), t))
+                })
+            });
+        let (path, template): (Vec<String>, Option<&toml::Value>) = match nested {
+            Some((sub, rest, t)) => {
+                let template = t.get(&rest);
+                (vec![section.clone(), sub, rest], template)
+            }
+            None => {
+                let template = defaults
+                    .get(&section)
+                    .and_then(|s| s.as_table())
+                    .and_then(|s| s.get(&key));
+                (vec![section.clone(), key.clone()], template)
+            }
+        };
+        let dotted = path.join(".");
+        // Messages name the setting as the file does: `[bounces.imap] port`.
+        let (section, key) = match path.split_last() {
+            Some((k, s)) => (s.join("."), k.clone()),
+            None => (section, key),
+        };
         let parsed = match template {
             Some(toml::Value::Integer(_)) => value
                 .trim()
@@ -98,12 +136,15 @@ pub(super) fn apply(
                 )));
             }
         };
-        table
-            .entry(section)
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            .as_table_mut()
-            .ok_or_else(|| env_err("that section is not a table in the file".into()))?
-            .insert(key, parsed);
+        let mut at = &mut *table;
+        for name in &path[..path.len() - 1] {
+            at = at
+                .entry(name.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| env_err("that section is not a table in the file".into()))?;
+        }
+        at.insert(key, parsed);
         set_by.insert(dotted, var.clone());
     }
     Ok(set_by)

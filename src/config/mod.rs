@@ -60,7 +60,12 @@ pub struct Config {
     pub digest: Digest,
     pub schedule: ScheduleCfg,
     pub retention: Retention,
+    pub bounces: Bounces,
     pub log: Log,
+    /// What the operator should change in their config (deprecated names), for the log once
+    /// logging is set up. Never read from or written to the file.
+    #[serde(skip)]
+    pub notices: Vec<String>,
 }
 
 /// `[publication]`: who sends, shown in every message.
@@ -212,7 +217,10 @@ pub struct Smtp {
 pub struct Sending {
     pub rate_per_second: u32,
     pub max_attempts: u32,
-    pub bounce_threshold: u32,
+    /// Deprecated: the old name of `[bounces] hard_threshold`, still read (moved there at
+    /// load), never written.
+    #[serde(skip_serializing)]
+    pub bounce_threshold: Option<u32>,
     pub retry_base_secs: u64,
     pub lease_secs: u64,
     pub pause_after_secs: u64,
@@ -256,6 +264,117 @@ pub struct Retention {
 impl Default for Retention {
     fn default() -> Self {
         Self { days: 90 }
+    }
+}
+
+/// `[bounces]`: what comes back (delivery status notifications, complaints, `mailto:`
+/// unsubscribes) and what it does to a reader.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Bounces {
+    /// The domain of the per-message envelope sender `b+<id>@<domain>` (VERP). Unset: every
+    /// message's envelope sender is `[publication] from`, and bounces are matched by the
+    /// returned headers instead.
+    pub return_path_domain: Option<ReturnPathDomain>,
+    /// Hard bounces (at SMTP time or by DSN) after which a reader is marked bounced.
+    pub hard_threshold: u32,
+    /// Soft bounces in a row after which a reader is marked bounced.
+    pub soft_threshold: u32,
+    /// The bounce mailbox the daemon polls (when `host` is set).
+    pub imap: Imap,
+}
+
+impl Default for Bounces {
+    fn default() -> Self {
+        Self {
+            return_path_domain: None,
+            hard_threshold: 1,
+            soft_threshold: 5,
+            imap: Imap::default(),
+        }
+    }
+}
+
+/// How the IMAP connection is secured; there is no plain-text choice (the password and
+/// readers' mail cross it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapSecurity {
+    /// TLS from the first byte (RFC 8314 §3.2, port 993).
+    Tls,
+    /// Plain connection upgraded with STARTTLS, which must succeed (RFC 9051 §6.2.1).
+    Starttls,
+}
+
+/// `[bounces.imap]`: the mailbox bounces and complaints arrive in.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Imap {
+    /// The IMAP server; unset: no mailbox is polled.
+    pub host: Option<String>,
+    pub port: u16,
+    pub security: ImapSecurity,
+    /// Extra trusted root certificate (PEM), as in `[smtp] ca_file`.
+    pub ca_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The folder new messages arrive in; the only one read.
+    pub folder: String,
+    /// Seconds between polls.
+    pub poll_secs: u64,
+}
+
+impl Default for Imap {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: 993,
+            security: ImapSecurity::Tls,
+            ca_file: None,
+            username: None,
+            password: None,
+            folder: "INBOX".into(),
+            poll_secs: 60,
+        }
+    }
+}
+
+/// `[bounces] return_path_domain`: a domain name, lower-cased, checked at load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ReturnPathDomain(String);
+
+impl ReturnPathDomain {
+    /// Parses a domain such as `bounces.news.example.com`: dot-separated labels of letters,
+    /// digits and `-` (RFC 5321 §4.1.2 `Domain`), at most 200 characters so that
+    /// `b+<id>@` still fits a path.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let d = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if d.len() > 200 || !d.contains('.') || !d.split('.').all(label_ok) {
+            return Err(format!(
+                "expected a domain name such as \"bounces.news.example.com\", got {raw:?}"
+            ));
+        }
+        Ok(Self(d))
+    }
+
+    /// The domain as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ReturnPathDomain {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
     }
 }
 
@@ -340,7 +459,7 @@ impl Default for Sending {
         Self {
             rate_per_second: 0,
             max_attempts: 5,
-            bounce_threshold: 3,
+            bounce_threshold: None,
             retry_base_secs: 60,
             lease_secs: 300,
             pause_after_secs: 300,
@@ -406,10 +525,15 @@ impl Key {
             serde_path_to_error::Segment::Map { key } => Some(key.clone()),
             _ => None,
         });
-        Self {
-            section: names.next(),
-            key: names.next(),
+        let section = names.next();
+        let mut key = names.next();
+        let mut section = section;
+        // A nested section (`[bounces.imap] port`) is named as the file writes its header.
+        if let (Some(s), Some(k), Some(inner)) = (&section, &key, names.next()) {
+            section = Some(format!("{s}.{k}"));
+            key = Some(inner);
         }
+        Self { section, key }
     }
 
     /// `smtp.port`, as the overlay records which variable set what.
@@ -552,8 +676,29 @@ impl Config {
                 .unwrap_or_else(|| origin.to_owned()),
             message: p.to_string(),
         };
-        let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+        let new_name_set = table
+            .get("bounces")
+            .and_then(|b| b.get("hard_threshold"))
+            .is_some();
+        let mut cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| report(Problem::toml(Key::of_path(e.path()), e.inner(), None)))?;
+        // The one hard-bounce rule used to be `[sending] bounce_threshold`.
+        if let Some(n) = cfg.sending.bounce_threshold.take() {
+            if new_name_set {
+                return Err(report(Problem::at(
+                    "sending",
+                    "bounce_threshold",
+                    "is the old name of [bounces] hard_threshold, which is set too: remove it"
+                        .into(),
+                )));
+            }
+            cfg.bounces.hard_threshold = n;
+            cfg.notices.push(
+                "[sending] bounce_threshold is deprecated: it now applies to bounces by DSN too; \
+                 rename it to [bounces] hard_threshold"
+                    .into(),
+            );
+        }
         cfg.validate().map_err(report)?;
         Ok(cfg)
     }
@@ -589,6 +734,33 @@ impl Config {
         for c in &self.digest.category_order {
             Category::parse(c)
                 .map_err(|e| Problem::at("digest", "category_order", e.to_string()))?;
+        }
+        let imap = &self.bounces.imap;
+        if let Some(host) = &imap.host {
+            if host.trim().is_empty() {
+                return Err(Problem::at(
+                    "bounces.imap",
+                    "host",
+                    "must not be empty".into(),
+                ));
+            }
+            if imap.username.is_none() || imap.password.is_none() {
+                return Err(Problem {
+                    key: Key {
+                        section: Some("bounces.imap".into()),
+                        key: Some("username and password".into()),
+                    },
+                    line: None,
+                    message: "set both when host is set".into(),
+                });
+            }
+            if imap.folder.trim().is_empty() {
+                return Err(Problem::at(
+                    "bounces.imap",
+                    "folder",
+                    "must not be empty".into(),
+                ));
+            }
         }
         if let Some(d) = &self.dkim {
             if d.domain.trim().is_empty() || !d.domain.contains('.') {

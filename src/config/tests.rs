@@ -160,22 +160,46 @@ fn errors_name_file_key_and_expectation() {
     assert!(e.contains("username and password"), "{e}");
 }
 
+/// The defaults' settings, with nested sections dotted (`bounces.imap`): (section, key, value).
+fn default_settings() -> Vec<(String, String, toml::Value)> {
+    fn walk(prefix: &str, t: &toml::Table, out: &mut Vec<(String, String, toml::Value)>) {
+        for (k, v) in t {
+            match v.as_table() {
+                Some(inner) if !prefix.is_empty() => walk(&format!("{prefix}.{k}"), inner, out),
+                Some(inner) => walk(k, inner, out),
+                None => out.push((prefix.to_owned(), k.clone(), v.clone())),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        "",
+        &toml::Table::try_from(Config::default()).unwrap(),
+        &mut out,
+    );
+    out
+}
+
 /// Every integer or duration in the defaults has a bound, and every bound is a real key.
 #[test]
 fn every_numeric_setting_has_a_bound() {
-    let defaults = toml::Table::try_from(Config::default()).unwrap();
-    for (section, keys) in &defaults {
-        for (key, value) in keys.as_table().unwrap() {
-            let numeric = value.is_integer() || (section == "schedule" && key == "max_lateness");
-            assert_eq!(
-                numeric,
-                bounds::of(section, key).is_some(),
-                "[{section}] {key}: numeric settings need a bound, others none"
-            );
-        }
+    let settings = default_settings();
+    for (section, key, value) in &settings {
+        let numeric = value.is_integer() || (section == "schedule" && key == "max_lateness");
+        assert_eq!(
+            numeric,
+            bounds::of(section, key).is_some(),
+            "[{section}] {key}: numeric settings need a bound, others none"
+        );
     }
     for b in bounds::BOUNDS {
-        assert!(defaults[b.section].get(b.key).is_some(), "{}", b.key);
+        assert!(
+            settings
+                .iter()
+                .any(|(s, k, _)| s == b.section && k == b.key),
+            "{}",
+            b.key
+        );
     }
 }
 
@@ -227,7 +251,9 @@ fn file_with(b: &bounds::Bound, value: &str) -> String {
 }
 
 fn var_of(b: &bounds::Bound) -> String {
-    format!("DISPATCH_{}_{}", b.section, b.key).to_uppercase()
+    format!("DISPATCH_{}_{}", b.section, b.key)
+        .replace('.', "_")
+        .to_uppercase()
 }
 
 #[test]
@@ -264,6 +290,86 @@ fn each_bound_is_accepted_and_one_past_it_is_an_error_naming_the_key() {
     }
 }
 
+#[test]
+fn bounces_settings_arrive_typed_and_nested_env_vars_reach_them() {
+    let cfg = Config::from_parts(
+        "x.toml",
+        "[bounces]\nreturn_path_domain = \"Bounces.News.Example.COM.\"\nsoft_threshold = 3\n\
+         [bounces.imap]\nhost = \"imap.example.com\"\nusername = \"b\"\n",
+        &vars(&[
+            ("DISPATCH_BOUNCES_IMAP_PASSWORD", "hunter2"),
+            ("DISPATCH_BOUNCES_IMAP_POLL_SECS", "7"),
+            ("DISPATCH_BOUNCES_IMAP_SECURITY", "starttls"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.bounces.return_path_domain.as_ref().unwrap().as_str(),
+        "bounces.news.example.com"
+    );
+    assert_eq!(cfg.bounces.soft_threshold, 3);
+    assert_eq!(cfg.bounces.hard_threshold, 1);
+    assert_eq!(cfg.bounces.imap.poll_secs, 7);
+    assert_eq!(cfg.bounces.imap.security, ImapSecurity::Starttls);
+    assert_eq!(
+        cfg.bounces.imap.password.as_ref().unwrap().expose(),
+        "hunter2"
+    );
+    assert!(!format!("{cfg:?}").contains("hunter2"));
+
+    let e = err("[bounces.imap]\npoll_secs = 1\n", &[]);
+    assert!(
+        e.contains("[bounces.imap] poll_secs") && e.contains("5-86400"),
+        "{e}"
+    );
+    let e = err("", &[("DISPATCH_BOUNCES_IMAP_PORT", "0")]);
+    assert!(
+        e.contains("environment variable DISPATCH_BOUNCES_IMAP_PORT")
+            && e.contains("[bounces.imap] port"),
+        "{e}"
+    );
+    let e = err("[bounces.imap]\nhost = \"imap.example.com\"\n", &[]);
+    assert!(e.contains("[bounces.imap] username and password"), "{e}");
+    let e = err("[bounces]\nreturn_path_domain = \"not a domain\"\n", &[]);
+    assert!(
+        e.contains("[bounces] return_path_domain") && e.contains("line 2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_old_bounce_threshold_still_sets_the_hard_threshold_with_a_notice() {
+    let cfg =
+        Config::from_parts("x.toml", "[sending]\nbounce_threshold = 4\n", &vars(&[])).unwrap();
+    assert_eq!(cfg.bounces.hard_threshold, 4);
+    assert!(
+        cfg.notices[0].contains("[bounces] hard_threshold"),
+        "{:?}",
+        cfg.notices
+    );
+    let cfg = Config::from_parts(
+        "x.toml",
+        "",
+        &vars(&[("DISPATCH_SENDING_BOUNCE_THRESHOLD", "2")]),
+    )
+    .unwrap();
+    assert_eq!(cfg.bounces.hard_threshold, 2);
+    let e = err(
+        "[sending]\nbounce_threshold = 4\n[bounces]\nhard_threshold = 2\n",
+        &[],
+    );
+    assert!(
+        e.contains("[sending] bounce_threshold") && e.contains("old name"),
+        "{e}"
+    );
+    // Written back, only the new name appears.
+    let text = toml::to_string(&cfg).unwrap();
+    assert!(
+        !text.contains("bounce_threshold") && text.contains("hard_threshold = 2"),
+        "{text}"
+    );
+}
+
 /// The three values of issue 11 that used to validate and then panic later.
 #[test]
 fn values_that_used_to_panic_later_are_refused_at_load() {
@@ -298,20 +404,14 @@ fn values_that_used_to_panic_later_are_refused_at_load() {
     }
 }
 
-/// Every key the file may hold, dotted.
+/// Every key the file may hold: (section, key), nested sections dotted.
 fn all_keys() -> Vec<(String, String)> {
-    let defaults = toml::Table::try_from(Config::default()).unwrap();
-    let mut keys: Vec<(String, String)> = defaults
-        .iter()
-        .flat_map(|(s, t)| {
-            t.as_table()
-                .unwrap()
-                .keys()
-                .map(move |k| (s.clone(), k.clone()))
-        })
+    let mut keys: Vec<(String, String)> = default_settings()
+        .into_iter()
+        .map(|(s, k, _)| (s, k))
         .collect();
     for k in env::OPTIONAL_STRING_KEYS {
-        let (s, k) = k.split_once('.').unwrap();
+        let (s, k) = k.rsplit_once('.').unwrap();
         keys.push((s.into(), k.into()));
     }
     keys
@@ -364,12 +464,17 @@ fn env_text(value: toml::Value) -> String {
 fn file_of(picks: &[(&(String, String), toml::Value)]) -> String {
     let mut doc = toml::Table::new();
     for ((section, key), value) in picks {
-        if let toml::Value::Table(t) = doc
-            .entry(section.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-        {
-            t.insert(key.clone(), value.clone());
+        let mut at = &mut doc;
+        for name in section.split('.') {
+            let toml::Value::Table(t) = at
+                .entry(name.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            else {
+                unreachable!("only tables are inserted here")
+            };
+            at = t;
         }
+        at.insert(key.clone(), value.clone());
     }
     toml::to_string(&doc).unwrap()
 }
@@ -384,7 +489,7 @@ proptest! {
         for key in &all_keys() {
             let text = file_of(&[(key, value.clone())]);
             let _ = Config::from_parts("fuzz.toml", &text, &BTreeMap::new());
-            let var = format!("DISPATCH_{}_{}", key.0, key.1).to_uppercase();
+            let var = format!("DISPATCH_{}_{}", key.0, key.1).replace('.', "_").to_uppercase();
             let env_vars = BTreeMap::from([(var, env_text(value.clone()))]);
             let _ = Config::from_parts("fuzz.toml", "", &env_vars);
         }
@@ -401,7 +506,7 @@ proptest! {
         let mut env_vars = BTreeMap::new();
         if let Some((i, value)) = env_pick {
             let (s, k) = i.get(&keys);
-            env_vars.insert(format!("DISPATCH_{s}_{k}").to_uppercase(), env_text(value));
+            env_vars.insert(format!("DISPATCH_{s}_{k}").replace('.', "_").to_uppercase(), env_text(value));
         }
         let _ = Config::from_parts("fuzz.toml", &file_of(&picks), &env_vars);
     }

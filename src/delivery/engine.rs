@@ -18,6 +18,7 @@ use super::{Mode, Progress, Report, Scope};
 use crate::config::Config;
 use crate::mail::dkim::{DkimSigner, SigningPool};
 use crate::mail::transport::Transport;
+use crate::mail::verp::VerpItem;
 use crate::store::{Item, Outcome, SenderId, Store, Verdict};
 
 /// Jobs waiting in one worker's queue, at most. Claimed work waits here, not in the database:
@@ -142,7 +143,7 @@ impl Engine {
         let paused: Arc<Mutex<HashSet<i64>>> = Arc::default();
         let (recorder, recorder_task) = Recorder::start(
             self.store.clone(),
-            self.config.sending.bounce_threshold,
+            self.config.bounces.hard_threshold,
             Arc::clone(&paused),
             Arc::clone(&self.progress),
         );
@@ -161,7 +162,6 @@ impl Engine {
 
         let shared = Arc::new(Shared {
             transport: Arc::clone(&self.transport),
-            envelope_from: messages::envelope_from(&self.config),
             signer: self.signer.clone(),
             limiter: self.limiter.clone(),
             paused: Arc::clone(&paused),
@@ -372,11 +372,17 @@ impl Dispatch<'_> {
                 for m in store.claim_mail(limit, self.lease, self.me).await? {
                     let Some(permit) = room.split(1) else { break };
                     let (bytes, message_id) = messages::transactional(&self.engine.config, &m)?;
+                    let envelope_from = messages::envelope_from(
+                        &self.engine.config,
+                        store,
+                        VerpItem::Mail { id: m.id },
+                    );
                     jobs.push(Job {
                         item: Item::Mail { id: m.id },
                         edition_id: None,
                         attempt: m.attempt,
                         to: m.to,
+                        envelope_from,
                         message_id,
                         bytes,
                         claimed_at: Instant::now(),
@@ -440,11 +446,20 @@ impl Dispatch<'_> {
                 };
                 let Some(permit) = room.split(1) else { break };
                 let message_id = messages::personalise(&e, &c, &template, &mut self.scratch);
+                let envelope_from = messages::envelope_from(
+                    &self.engine.config,
+                    store,
+                    VerpItem::Delivery {
+                        edition_id: e.id,
+                        subscriber_id: c.subscriber_id,
+                    },
+                );
                 jobs.push(Job {
                     item,
                     edition_id: Some(e.id),
                     attempt: c.attempt,
                     to: c.email,
+                    envelope_from,
                     message_id,
                     bytes: self.scratch.clone(),
                     claimed_at: Instant::now(),

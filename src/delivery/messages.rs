@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::domain::EmailAddress;
 use crate::edition::{self, EditionRenderer};
 use crate::mail::mime::{MessageTemplate, Recipient};
+use crate::mail::verp::{self, VerpItem};
 use crate::store::{Claimed, ClaimedMail, EditionRow, MailKind, Store};
 
 /// The renderings of the editions being sent, kept while they send.
@@ -162,7 +163,12 @@ fn confirmation(config: &Config, m: &ClaimedMail) -> Result<(Vec<u8>, String)> {
     Ok((msg.formatted(), message_id))
 }
 
-/// The envelope sender of every message: `[publication] from`'s address.
-pub(super) fn envelope_from(config: &Config) -> EmailAddress {
-    config.publication.from.address().clone()
+/// The envelope sender (RFC 5321 `MAIL FROM`) of one message: its VERP address under
+/// `[bounces] return_path_domain` when that is set, so a bounce names the message it is
+/// about; otherwise `[publication] from`'s address.
+pub(super) fn envelope_from(config: &Config, store: &Store, item: VerpItem) -> EmailAddress {
+    match &config.bounces.return_path_domain {
+        Some(domain) => verp::address(store.verp_key(), item, domain),
+        None => config.publication.from.address().clone(),
+    }
 }

@@ -3,17 +3,17 @@
 //!
 //! A message travels:
 //!
-//! 1. **Claim** ([`engine`]): the dispatcher claims a batch of due rows (transactional mail
+//! 1. **Claim** (`engine`): the dispatcher claims a batch of due rows (transactional mail
 //!    first, then breaking news, then digests) under a lease that names this process. The claim
 //!    re-checks each reader's subscription under the write lock.
-//! 2. **Personalise** ([`messages`]): each edition variant is encoded once; a reader's message
+//! 2. **Personalise** (`messages`): each edition variant is encoded once; a reader's message
 //!    is a splice of their address, name, token and Message-ID.
-//! 3. **Send** ([`worker`]): one worker per connection, each with its own queue; it re-checks a
+//! 3. **Send** (`worker`): one worker per connection, each with its own queue; it re-checks a
 //!    subscription that waited, signs (DKIM, on the signing pool's threads, never the async
 //!    ones: [`crate::mail::dkim::SigningPool`]) and sends.
-//! 4. **Judge** ([`policy`]): sent, retried with backoff, failed, a hard bounce, or a pause of
+//! 4. **Judge** (`policy`): sent, retried with backoff, failed, a hard bounce, or a pause of
 //!    the whole edition.
-//! 5. **Record** ([`recorder`]): outcomes are committed in groups across connections, and a
+//! 5. **Record** (`recorder`): outcomes are committed in groups across connections, and a
 //!    connection waits for the commit of one message before it starts the message after next.
 //!
 //! What a crash can repeat: the messages the relay accepted whose outcome was not committed,

@@ -4,7 +4,7 @@
 //! - A 4xx reply, a timeout or a dropped connection is retried with exponential backoff and
 //!   jitter, until `[sending] max_attempts`.
 //! - A 5xx reply with an RFC 3463 `5.1.x`/`5.2.1` code is a hard bounce: it counts against the
-//!   reader (marked bounced after `[sending] bounce_threshold`). Any other 5xx fails this
+//!   reader (marked bounced after `[bounces] hard_threshold`). Any other 5xx fails this
 //!   message only.
 //! - An error that would fail every message (AUTH refused, TLS failure, our sender rejected,
 //!   the relay unreachable for longer than `[sending] pause_after_secs`) pauses the edition

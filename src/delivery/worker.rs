@@ -40,6 +40,9 @@ pub(super) struct Job {
     /// Attempts including this one.
     pub attempt: i64,
     pub to: EmailAddress,
+    /// This message's envelope sender (a VERP address when `[bounces] return_path_domain`
+    /// is set).
+    pub envelope_from: EmailAddress,
     /// For the log: the Message-ID, never the address.
     pub message_id: String,
     pub bytes: Vec<u8>,
@@ -52,7 +55,6 @@ pub(super) struct Job {
 /// What every worker shares.
 pub(super) struct Shared {
     pub transport: Arc<Transport>,
-    pub envelope_from: EmailAddress,
     pub signer: Option<SigningPool>,
     pub limiter: Option<Arc<DefaultDirectRateLimiter>>,
     pub paused: Arc<Mutex<HashSet<i64>>>,
@@ -180,13 +182,14 @@ async fn attempt(
         },
         None => bytes,
     };
-    Attempt::Done(send_one(n, shared, session, &job.to, &bytes).await)
+    Attempt::Done(send_one(n, shared, session, &job.envelope_from, &job.to, &bytes).await)
 }
 
 async fn send_one(
     n: usize,
     shared: &Shared,
     session: &mut Option<Session>,
+    from: &EmailAddress,
     to: &EmailAddress,
     bytes: &[u8],
 ) -> Result<(), SendError> {
@@ -198,7 +201,7 @@ async fn send_one(
             session.insert(s)
         }
     };
-    let r = s.send(&shared.envelope_from, to, bytes).await;
+    let r = s.send(from, to, bytes).await;
     if r.is_err() && !s.is_usable() {
         // A broken conversation is not reused: the next message opens a fresh connection.
         *session = None;

@@ -150,6 +150,43 @@ stored_enum! {
     }
 }
 
+stored_enum! {
+    /// What a message that came back was (`bounce_events.type`) (see the bounces module).
+    BounceType {
+        /// The address does not work: counts towards `[bounces] hard_threshold`.
+        Hard = "hard",
+        /// Delivery was delayed or failed for now: counts towards `soft_threshold` in a row.
+        Soft = "soft",
+        /// Refused for a reason not about the address (policy, content, size): the reader is
+        /// left alone.
+        Rejected = "rejected",
+        /// The reader reported the message as spam (ARF): unsubscribed from every list.
+        Complaint = "complaint",
+        /// An automatic reply (RFC 3834), such as a vacation notice: counted, nothing else.
+        #[serde(rename = "auto-reply")]
+        #[sqlx(rename = "auto-reply")]
+        AutoReply = "auto-reply",
+        /// A `mailto:` unsubscribe (RFC 2369): that subscription ends.
+        Unsubscribe = "unsubscribe",
+        /// A report that needs nothing done (a DSN saying delivered, a non-complaint ARF).
+        Other = "other",
+        /// Nothing in it names a reader of ours (or its VERP MAC was forged): kept for a person.
+        Unidentified = "unidentified",
+    }
+}
+
+stored_enum! {
+    /// Where a bounce event came from (`bounce_events.source`).
+    BounceSource {
+        /// The relay refused the recipient during our SMTP conversation.
+        Smtp = "smtp",
+        /// `dispatch bounces ingest` (a Postfix pipe or alias).
+        Pipe = "pipe",
+        /// The `[bounces.imap]` mailbox.
+        Imap = "imap",
+    }
+}
+
 /// A timestamp in the one text form the database stores: `2026-11-28T07:00:00Z`.
 ///
 /// Fixed width and always UTC, so SQL string comparison orders it correctly and a CMS writing

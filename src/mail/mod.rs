@@ -8,11 +8,13 @@
 //!    and the reader's values into a reused buffer (no template work, no allocation).
 //! 3. [`dkim::SigningPool::sign`] puts the `DKIM-Signature` header in front, on threads of
 //!    its own ([`dkim::DkimSigner::sign`] is the same work, for callers off the runtime).
-//! 4. A [`transport::Session`] (one per worker task) hands the bytes to the relay.
+//! 4. A [`transport::Session`] (one per worker task) hands the bytes to the relay, from the
+//!    message's own envelope sender ([`verp`] when `[bounces] return_path_domain` is set).
 
 pub mod dkim;
 pub mod mime;
 pub mod transport;
+pub mod verp;
 
 pub use dkim::{DkimError, DkimSigner, SigningPool};
 pub use mime::{CommonHeaders, MessageTemplate, Recipient, message_id};

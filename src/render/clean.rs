@@ -4,11 +4,22 @@
 //! template. Removing control characters does two jobs: it keeps CR/LF out of anything that
 //! may end up in a header (the subject), and it guarantees that the hole markers, which are
 //! built from a control character, can only come from the templates themselves.
+//!
+//! HTML is read in time linear in its length, whatever its shape. An HTML tree builder does
+//! work proportional to the depth of the open elements for many tags (the "has an element in
+//! scope" checks of the HTML standard, §13.2.4.2), so 40,000 nested `<div>`s cost it ~10⁹
+//! steps. So [`summary`] first reads HTML with html5ever's *tokenizer* alone, which keeps no
+//! tree ([`crate::domain::html`]), and hands the tree builder (ammonia) only the tags its
+//! whitelist keeps, at most [`MAX_SUMMARY_TAGS`] of them and never more than
+//! [`MAX_SUMMARY_DEPTH`] open at once.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
+use html5ever::{LocalName, local_name};
+
 use crate::domain::WebUrl;
+use crate::domain::html::{Piece, walk_html};
 
 /// Characters dropped from all text: bidi embeddings, overrides and isolates (an unbalanced
 /// U+202E in a headline would reverse the rest of a subject line or text paragraph), and the
@@ -23,26 +34,12 @@ fn is_breaking(c: char) -> bool {
     c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
-/// One line of display text: control characters become spaces, whitespace runs collapse to
-/// one space, and the ends are trimmed.
+/// One line of display text, cleaned by the same rule as text entering the store
+/// ([`crate::domain::clean_text`]): line breaks and whitespace runs become one space, ESC a
+/// word break, other control characters and bidi overrides go, and the ends are trimmed.
+/// Stored text passes again because a CMS may write rows directly.
 pub(crate) fn inline(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut pending_space = false;
-    for c in s.chars() {
-        if is_dropped(c) {
-            continue;
-        }
-        if is_breaking(c) || c.is_whitespace() {
-            pending_space = !out.is_empty();
-            continue;
-        }
-        if pending_space {
-            out.push(' ');
-            pending_space = false;
-        }
-        out.push(c);
-    }
-    out
+    crate::domain::clean_text(s, usize::MAX)
 }
 
 /// [`inline`], capped at `max` characters: longer text is cut at a word boundary when one is
@@ -140,7 +137,9 @@ pub(crate) fn summary(raw: &str) -> Summary {
         .map(|c| if is_breaking(c) { ' ' } else { c })
         .filter(|c| !is_dropped(*c))
         .collect();
-    let cleaned = SUMMARY_SANITIZER.clean(&pre).to_string();
+    let cleaned = SUMMARY_SANITIZER
+        .clean(&bounded_summary_html(&pre))
+        .to_string();
     // The HTML parser decodes character references, so `&#1;` in the input is a raw U+0001
     // again by now: strip controls once more, after sanitising.
     let html: String = cleaned
@@ -154,6 +153,98 @@ pub(crate) fn summary(raw: &str) -> Summary {
         html
     };
     Summary { html, paragraphs }
+}
+
+/// The most whitelisted tags of one summary that reach the tree builder; later ones are
+/// dropped and their text kept. Far above what a summary carries, and low enough that even
+/// the builder's worst case over them is a few million steps.
+pub(crate) const MAX_SUMMARY_TAGS: usize = 2_000;
+
+/// The most elements of one summary open at once; deeper start tags are dropped and their
+/// text kept. Real summaries nest two or three deep.
+pub(crate) const MAX_SUMMARY_DEPTH: usize = 32;
+
+/// Re-writes a summary as the HTML [`SUMMARY_SANITIZER`] would keep, in one linear pass: only
+/// its tags (`a` with its `href` only), no comments, text escaped, and within
+/// [`MAX_SUMMARY_TAGS`] and [`MAX_SUMMARY_DEPTH`]. The sanitiser still checks the result; this
+/// only guarantees its tree builder a small, shallow input.
+fn bounded_summary_html(html: &str) -> String {
+    let mut out = String::with_capacity(html.len().min(64 * 1024));
+    // Our model of the open elements: close enough to the HTML standard's that what it
+    // counts bounds the builder's stack (the tag cap is the backstop where it is not).
+    let mut open: Vec<LocalName> = Vec::new();
+    let mut tags = 0usize;
+    walk_html(html, |piece| match piece {
+        Piece::Text(t) => push_escaped(&mut out, t, false),
+        Piece::Start(tag) => {
+            let name = &tag.name;
+            let kept = matches!(&**name, "b" | "strong" | "i" | "em" | "a" | "p" | "br");
+            if !kept || tags >= MAX_SUMMARY_TAGS {
+                return;
+            }
+            if *name == local_name!("br") {
+                tags += 1;
+                out.push_str("<br>");
+                return;
+            }
+            if *name == local_name!("p") {
+                // A new paragraph closes the open one and whatever is open inside it.
+                if let Some(at) = open.iter().rposition(|n| *n == local_name!("p")) {
+                    open.truncate(at);
+                }
+            }
+            if open.len() >= MAX_SUMMARY_DEPTH {
+                return;
+            }
+            tags += 1;
+            open.push(name.clone());
+            out.push('<');
+            out.push_str(name);
+            if *name == local_name!("a")
+                && let Some(href) = tag
+                    .attrs
+                    .iter()
+                    .find(|a| a.name.local == local_name!("href"))
+            {
+                out.push_str(" href=\"");
+                push_escaped(&mut out, &href.value, true);
+                out.push('"');
+            }
+            out.push('>');
+        }
+        Piece::End(name) => {
+            if tags >= MAX_SUMMARY_TAGS {
+                return;
+            }
+            // An end tag without its start tag open is dropped, as the builder would mostly
+            // ignore it; `</p>` alone still ends a paragraph there, so it passes.
+            match open.iter().rposition(|n| n == name) {
+                Some(at) => open.truncate(at),
+                None if *name == local_name!("p") => {}
+                None => return,
+            }
+            tags += 1;
+            out.push_str("</");
+            out.push_str(name);
+            out.push('>');
+        }
+    });
+    out
+}
+
+/// Appends `text` with `&`, `<`, `>` (and in attribute values `"`) escaped.
+fn push_escaped(out: &mut String, text: &str, attribute: bool) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' if attribute => out.push_str("&quot;"),
+            // The tokenizer reports NUL separately; any left would only be replaced later.
+            '\0' => {}
+            c => out.push(c),
+        }
+    }
 }
 
 /// Plain text of sanitiser output. Relies on its shape: well-formed tags from the whitelist,
@@ -352,6 +443,43 @@ mod tests {
             s.html
         );
         assert_eq!(summary("<script>x</script>").html, "");
+    }
+
+    #[test]
+    fn deep_nesting_is_capped_and_the_text_kept() {
+        let deep = format!(
+            "{}<p>words</p>{}",
+            "<b><i>".repeat(50_000),
+            "</i></b>".repeat(50_000)
+        );
+        let s = summary(&deep);
+        assert_eq!(s.paragraphs, ["words"]);
+        assert!(
+            s.html.matches("<b>").count() <= MAX_SUMMARY_DEPTH,
+            "{}",
+            s.html
+        );
+        let divs = format!(
+            "{}deep{}",
+            "<div>".repeat(200_000),
+            "</div>".repeat(200_000)
+        );
+        assert_eq!(summary(&divs).paragraphs, ["deep"]);
+        assert_eq!(crate::domain::html_text(&divs).trim(), "deep");
+        // Past the tag cap, tags go and words stay.
+        let many = "<b>w</b> ".repeat(MAX_SUMMARY_TAGS);
+        let s = summary(&many);
+        assert_eq!(s.paragraphs[0].split(' ').count(), MAX_SUMMARY_TAGS);
+        assert!(s.html.matches("<b>").count() <= MAX_SUMMARY_TAGS / 2);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_cleans_without_panic_and_without_controls(raw in ".{0,400}") {
+            let s = summary(&raw);
+            proptest::prop_assert!(!s.html.chars().any(char::is_control));
+            let _ = crate::domain::html_text(&raw);
+        }
     }
 
     #[test]

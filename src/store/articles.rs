@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::FromRow;
 
 use super::{Result, Store, StoreError, db, now_text};
-use crate::domain::db_time;
+use crate::domain::{db_time, storable_time};
 
 /// An article as stored.
 #[derive(Debug, Clone, FromRow, Serialize)]
@@ -45,7 +45,12 @@ pub(crate) const ARTICLE_COLUMNS: &str = "id, external_id, url, title, summary, 
 impl Store {
     /// Stores an article unless one with the same `external_id` exists. Returns the id and
     /// whether it was new.
+    ///
+    /// A publication time outside the years the schema's fixed form holds is refused here
+    /// with a readable reason (callers validate it already; this keeps the raw `CHECK
+    /// constraint failed` from ever reaching a person).
     pub async fn insert_article(&self, a: &NewArticle) -> Result<(i64, bool)> {
+        storable_time(a.published_at).map_err(|e| StoreError::Conflict(e.to_string()))?;
         let inserted: Option<i64> = db!(self.writer(), |c| {
             sqlx::query_scalar(
                 "INSERT INTO articles (external_id, url, title, summary, author, category, language, image_url, published_at, breaking, created_at)
@@ -282,6 +287,19 @@ mod tests {
             .await
             .unwrap());
         assert_eq!(next, ["late", "future"]);
+    }
+
+    store_test!(a_time_outside_the_stored_years_is_refused_readably);
+    async fn a_time_outside_the_stored_years_is_refused_readably(backend: Backend) {
+        let (store, _d) = temp_store_on(backend).await;
+        let mut a = art("far", "Politics", "2026-11-27T10:00:00Z");
+        a.published_at = chrono::DateTime::parse_from_rfc3339("9999-12-31T23:59:59-23:59")
+            .unwrap()
+            .with_timezone(&Utc);
+        let err = store.insert_article(&a).await.unwrap_err().to_string();
+        assert!(err.contains("outside the years 0000 to 9999"), "{err}");
+        assert!(!err.contains("CHECK"), "{err}");
+        assert_eq!(store.article_counts().await.unwrap().0, 0);
     }
 
     store_test!(schema_rejects_a_non_canonical_timestamp_from_a_cms);

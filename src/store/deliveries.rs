@@ -266,19 +266,16 @@ impl Store {
     }
 
     /// Records a batch of outcomes in one transaction. A hard bounce counts against the
-    /// subscriber, who is marked bounced after `bounce_threshold` of them.
-    pub async fn record_outcomes(&self, outcomes: &[Outcome], bounce_threshold: u32) -> Result<()> {
+    /// subscriber, who is marked bounced after `hard_threshold` of them (`[bounces]`), and is
+    /// recorded as a bounce event like one that comes back by DSN.
+    pub async fn record_outcomes(&self, outcomes: &[Outcome], hard_threshold: u32) -> Result<()> {
         if outcomes.is_empty() {
             return Ok(());
         }
-        retrying(move || self.record_outcomes_once(outcomes, bounce_threshold)).await
+        retrying(move || self.record_outcomes_once(outcomes, hard_threshold)).await
     }
 
-    async fn record_outcomes_once(
-        &self,
-        outcomes: &[Outcome],
-        bounce_threshold: u32,
-    ) -> Result<()> {
+    async fn record_outcomes_once(&self, outcomes: &[Outcome], hard_threshold: u32) -> Result<()> {
         let now = DbTime::now();
         let mut tx = self.writer().begin().await?;
         // Sent messages, nearly every outcome, are recorded many per statement: one statement
@@ -330,19 +327,10 @@ impl Store {
                 }
                 (Item::Delivery { id, subscriber_id }, Verdict::Bounced { reply }) => {
                     set_delivery(&mut tx, id, DeliveryStatus::Failed, reply).await?;
-                    db!(&mut tx, |c| {
-                        sqlx::query(
-                            "UPDATE subscribers SET hard_bounces = hard_bounces + 1,
-                                 status = CASE WHEN hard_bounces + 1 >= $1 AND status = 'active' THEN 'bounced' ELSE status END,
-                                 updated_at = $2
-                             WHERE id = $3",
-                        )
-                        .bind(i64::from(bounce_threshold))
-                        .bind(now)
-                        .bind(subscriber_id)
-                        .execute(c)
-                        .await.affected()
-                    })?;
+                    // The same rule as a bounce by DSN: one counter, one threshold, one event.
+                    super::bounces::record_smtp_bounce(&mut tx, id, subscriber_id, reply, now)
+                        .await?;
+                    super::bounces::count_hard(&mut tx, subscriber_id, hard_threshold, now).await?;
                 }
                 (Item::Delivery { id, .. }, Verdict::Released) => {
                     db!(&mut tx, |c| {

@@ -45,6 +45,8 @@ pub struct MetricsSnapshot {
     pub deliveries: Vec<DeliveryCount>,
     pub subscriptions: Vec<SubscriptionCount>,
     pub editions: Vec<EditionTimes>,
+    /// Bounce events by type (`bounce_events`).
+    pub bounces: Vec<(crate::domain::BounceType, i64)>,
 }
 
 impl Store {
@@ -86,11 +88,15 @@ impl Store {
             )
             .fetch_all(&mut *c)
             .await?;
+            let bounces = sqlx::query_as("SELECT type, COUNT(*) FROM bounce_events GROUP BY type")
+                .fetch_all(&mut *c)
+                .await?;
             Ok::<_, sqlx::Error>(MetricsSnapshot {
                 lists,
                 deliveries,
                 subscriptions,
                 editions,
+                bounces,
             })
         })?;
         tx.commit().await?;

@@ -50,10 +50,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::config::DatabaseTarget;
-use crate::domain::TokenKey;
+use crate::domain::{TokenKey, VerpKey};
 
 pub mod articles;
 pub(crate) mod backend;
+pub mod bounces;
 pub mod copy;
 pub mod deliveries;
 pub mod editions;
@@ -67,12 +68,16 @@ pub mod subscribers;
 pub mod tokens;
 
 pub use crate::domain::{
-    DbTime, DeliveryStatus, EditionKind, EditionStatus, SubscriberStatus, SubscriptionStatus,
-    TokenPurpose,
+    BounceSource, BounceType, DbTime, DeliveryStatus, EditionKind, EditionStatus, SubscriberStatus,
+    SubscriptionStatus, TokenPurpose,
 };
 pub use articles::{ArticleRow, NewArticle};
 pub use backend::Backend;
 pub(crate) use backend::{Lock, Pool, Tx, db};
+pub use bounces::{
+    BounceRow, EditionBounces, Lookup, MatchedBy, NewBounceMessage, NewEvent, Recorded, Target,
+    Thresholds,
+};
 pub use deliveries::{ClaimSkips, Claimed, Item, Outcome, Verdict};
 pub use editions::{Created, EditionRow, NewEdition};
 pub use leases::{LeaseHolder, LeaseRow};
@@ -142,6 +147,8 @@ pub struct Store {
     unsubscribes: tokio::sync::mpsc::Sender<tokens::UnsubscribeRequest>,
     /// The key reader tokens are derived with (see [`crate::domain::Token::derive`]).
     token_key: std::sync::Arc<TokenKey>,
+    /// The key of VERP MACs, derived from `token_key`.
+    verp_key: std::sync::Arc<VerpKey>,
 }
 
 /// Connections a PostgreSQL store opens at most when the config does not say.
@@ -177,7 +184,9 @@ impl Store {
     }
 
     async fn start(pool: Pool, writer: Pool) -> Result<Self> {
-        let token_key = std::sync::Arc::new(load_token_key(&writer).await?);
+        let token_key = load_token_key(&writer).await?;
+        let verp_key = std::sync::Arc::new(VerpKey::derive(&token_key));
+        let token_key = std::sync::Arc::new(token_key);
         let (unsubscribes, requests) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(tokens::unsubscribe_writer(writer.clone(), requests));
         Ok(Self {
@@ -185,6 +194,7 @@ impl Store {
             writer,
             unsubscribes,
             token_key,
+            verp_key,
         })
     }
 
@@ -196,6 +206,11 @@ impl Store {
     /// The key reader tokens are derived with.
     pub(crate) fn token_key(&self) -> &TokenKey {
         &self.token_key
+    }
+
+    /// The key VERP envelope senders are signed with (VERP, in the mail module).
+    pub fn verp_key(&self) -> &VerpKey {
+        &self.verp_key
     }
 
     /// The reading pool, for the store's own modules.

@@ -37,6 +37,8 @@ pub struct SubscriptionInfo {
     pub created_at: String,
     pub confirmed_at: Option<String>,
     pub unsubscribed_at: Option<String>,
+    /// Why it ended when not by the reader's own click (a complaint, a `mailto:`).
+    pub unsubscribe_reason: Option<String>,
 }
 
 /// A row of `subscribers list`.
@@ -367,6 +369,18 @@ impl Store {
         .fetch_one(conn).await
         })?;
         let kept = unsubscribed > 0;
+        // Bounce events stay counted, but without the reader or the diagnostic (which quotes
+        // the address).
+        db!(&mut tx, |conn| {
+            sqlx::query(
+                "UPDATE bounce_events SET subscriber_id = NULL, diagnostic = NULL, note = 'the reader was erased'
+                 WHERE subscriber_id = $1",
+            )
+            .bind(sub.id)
+            .execute(conn)
+            .await
+            .affected()
+        })?;
         if kept {
             db!(&mut tx, |conn| {
                 sqlx::query(
@@ -432,7 +446,8 @@ impl Store {
     pub async fn subscriptions_of(&self, subscriber_id: i64) -> Result<Vec<SubscriptionInfo>> {
         Ok(db!(self.pool(), |conn| {
             sqlx::query_as::<_, SubscriptionInfo>(
-            "SELECT l.slug AS list, s.status, s.categories, s.created_at, s.confirmed_at, s.unsubscribed_at
+            "SELECT l.slug AS list, s.status, s.categories, s.created_at, s.confirmed_at, s.unsubscribed_at,
+                    s.unsubscribe_reason
              FROM subscriptions s JOIN lists l ON l.id = s.list_id
              WHERE s.subscriber_id = $1 ORDER BY l.slug",
         )

@@ -388,7 +388,7 @@ impl Store {
             let now = now_text();
             db!(&mut tx, |conn| {
                 sqlx::query(
-                "UPDATE subscriptions SET status = 'active', confirmed_at = $1, confirm_ip = $2, unsubscribed_at = NULL WHERE id = $3",
+                "UPDATE subscriptions SET status = 'active', confirmed_at = $1, confirm_ip = $2, unsubscribed_at = NULL, unsubscribe_reason = NULL WHERE id = $3",
             )
             .bind(&now)
             .bind(ip)
@@ -399,7 +399,8 @@ impl Store {
             db!(&mut tx, |conn| {
                 sqlx::query(
                 "UPDATE subscribers SET consent_source = 'web', consent_at = $1, consent_ip = $2, status = 'active',
-                     hard_bounces = CASE WHEN status = 'bounced' THEN 0 ELSE hard_bounces END, updated_at = $1
+                     hard_bounces = CASE WHEN status = 'bounced' THEN 0 ELSE hard_bounces END,
+                     bounce_reset_at = CASE WHEN status = 'bounced' THEN $1 ELSE bounce_reset_at END, updated_at = $1
                  WHERE id = $3",
             )
             .bind(&now)
@@ -471,7 +472,7 @@ impl Store {
             }
             let rejoined = db!(&mut tx, |conn| {
                 sqlx::query(
-                "UPDATE subscriptions SET status = 'active', confirmed_at = $1, confirm_ip = $2, unsubscribed_at = NULL
+                "UPDATE subscriptions SET status = 'active', confirmed_at = $1, confirm_ip = $2, unsubscribed_at = NULL, unsubscribe_reason = NULL
                  WHERE subscriber_id = $3 AND list_id = $4 AND status <> 'active'",
             )
             .bind(&now)

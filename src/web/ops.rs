@@ -200,6 +200,21 @@ pub fn render_metrics(snap: &MetricsSnapshot, node: &str, backend: Backend) -> S
             );
         }
     }
+
+    header(
+        &mut out,
+        "dispatch_bounces_total",
+        "counter",
+        "Messages that came back (and hard bounces at SMTP time), by type.",
+    );
+    for t in crate::domain::BounceType::ALL {
+        let n = snap
+            .bounces
+            .iter()
+            .find(|(k, _)| k == t)
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(out, "dispatch_bounces_total{{type=\"{t}\"}} {n}");
+    }
     out
 }
 
@@ -233,6 +248,7 @@ mod tests {
                 slot: Some("2026-11-28T02:00:00Z".into()),
                 slot_created_at: Some("2026-11-28T02:00:30Z".into()),
             }],
+            bounces: vec![(crate::domain::BounceType::Hard, 4)],
         };
         let text = render_metrics(&snap, "mail-1", Backend::Postgres);
         assert!(text.contains("dispatch_node_info{node=\"mail-1\",database=\"postgres\"} 1\n"));
@@ -242,5 +258,7 @@ mod tests {
         assert!(text.contains("dispatch_last_edition_lateness_seconds{list=\"daily\"} 30\n"));
         assert!(text.contains("dispatch_last_edition_timestamp_seconds{list=\"we\\\"ird\"} 0\n"));
         assert!(text.contains("dispatch_subscribers{list=\"daily\",status=\"active\"} 0\n"));
+        assert!(text.contains("dispatch_bounces_total{type=\"hard\"} 4\n"));
+        assert!(text.contains("dispatch_bounces_total{type=\"auto-reply\"} 0\n"));
     }
 }

@@ -19,7 +19,7 @@ async fn a_hard_bounce_fails_one_reader_and_suppresses_the_address() {
     }))
     .await;
     let n = 20;
-    let f = fixture(&server, n, |c| c.sending.bounce_threshold = 1).await;
+    let f = fixture(&server, n, |c| c.bounces.hard_threshold = 1).await;
     let id = f.digest().await;
     let report = f.run(Some(HashSet::from([id]))).await;
 
@@ -74,7 +74,7 @@ async fn rejections_that_are_not_about_the_mailbox_fail_without_a_bounce() {
     }))
     .await;
     let n = 12;
-    let f = fixture(&server, n, |c| c.sending.bounce_threshold = 1).await;
+    let f = fixture(&server, n, |c| c.bounces.hard_threshold = 1).await;
     let id = f.digest().await;
     let report = f.run(Some(HashSet::from([id]))).await;
 

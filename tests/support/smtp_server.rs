@@ -40,8 +40,8 @@ pub enum Event<'a> {
     Rcpt(&'a str),
     /// `DATA`.
     Data,
-    /// The first line of message data arrived.
-    DataStarted,
+    /// The first line of message data arrived, for these accepted recipients.
+    DataStarted(&'a [String]),
     /// The whole message arrived; the reply is next.
     DataEnd(&'a Received),
 }
@@ -322,7 +322,7 @@ async fn serve(
                     }
                     if first {
                         first = false;
-                        match policy(&Event::DataStarted) {
+                        match policy(&Event::DataStarted(&to)) {
                             Action::Drop => return Ok(()),
                             Action::Stall => std::future::pending::<()>().await,
                             _ => {}

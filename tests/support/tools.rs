@@ -93,6 +93,8 @@ pub(crate) const SMTP_SOURCE: Tool = Tool::program("smtp-source", "postfix");
 pub(crate) const SPAMASSASSIN: Tool = Tool::program("spamassassin", "spamassassin");
 pub(crate) const SWAKS: Tool = Tool::program("swaks", "swaks");
 pub(crate) const WRK: Tool = Tool::program("wrk", "wrk");
+/// Dovecot, an independent IMAP server (the bounce mailbox tests).
+pub(crate) const DOVECOT: Tool = Tool::program("dovecot", "dovecot-imapd");
 /// Python's `email` package, an independent MIME reader (part of Python itself).
 pub(crate) const PYTHON_EMAIL: Tool = Tool::python("email.policy", "python3");
 /// dkimpy, an independent DKIM verifier.

@@ -17,6 +17,7 @@
 //! for personalise). A benchmark whose tool is missing is reported as skipped.
 #![forbid(unsafe_code)]
 
+mod bounces;
 mod child;
 mod import;
 mod personalise;
@@ -63,6 +64,7 @@ enum Which {
     Smtp,
     Rss,
     Unsubscribe,
+    Bounces,
 }
 
 /// One benchmark, in the order `all` runs them (the snapshot reuses the import's database).
@@ -74,16 +76,18 @@ enum Bench {
     Smtp,
     Rss,
     Unsubscribe,
+    Bounces,
 }
 
 impl Bench {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::Import,
         Self::Snapshot,
         Self::Personalise,
         Self::Smtp,
         Self::Rss,
         Self::Unsubscribe,
+        Self::Bounces,
     ];
 
     fn name(self) -> &'static str {
@@ -94,6 +98,7 @@ impl Bench {
             Self::Smtp => "smtp",
             Self::Rss => "rss",
             Self::Unsubscribe => "unsubscribe",
+            Self::Bounces => "bounces",
         }
     }
 
@@ -124,6 +129,7 @@ impl Bench {
             Which::Smtp => &[Self::Smtp],
             Which::Rss => &[Self::Rss],
             Which::Unsubscribe => &[Self::Unsubscribe],
+            Which::Bounces => &[Self::Bounces],
         }
     }
 }
@@ -257,6 +263,7 @@ fn parent(benches: &[Bench], scale: Scale) -> Result<bool> {
             Bench::Smtp => rt.block_on(smtp::run(&ctx)),
             Bench::Rss => rt.block_on(rss::run(&ctx)),
             Bench::Unsubscribe => rt.block_on(unsubscribe::run(&ctx)),
+            Bench::Bounces => rt.block_on(bounces::run(&ctx)),
         };
         match result {
             Ok(r) => {
@@ -318,7 +325,8 @@ mod tests {
                 Bench::Snapshot,
                 Bench::Personalise,
                 Bench::Smtp,
-                Bench::Unsubscribe
+                Bench::Unsubscribe,
+                Bench::Bounces
             ]
         );
     }
