@@ -9,7 +9,7 @@
 //! The same holds for several nodes sharing one PostgreSQL database: every node's scheduler
 //! may race for a slot and one edition results; senders claim different readers (`SKIP
 //! LOCKED`) and take over a dead node's work; jobs only one node should run at a time
-//! (retention compaction) run under a named lease ([`singleton`]).
+//! (retention compaction, the bounce mailbox) run under a named lease ([`singleton`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -30,6 +30,9 @@ const COMPACT_EVERY: StdDuration = StdDuration::from_secs(3600);
 
 /// The named lease retention compaction runs under: one node at a time compacts.
 pub const RETENTION_LEASE: &str = "retention";
+
+/// The named lease the bounce mailbox is polled under: one node at a time polls.
+pub const BOUNCES_LEASE: &str = "bounces-imap";
 
 /// The parts of the daemon a process runs (`dispatch run --only …`); all by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,13 +248,20 @@ pub async fn run(
         None
     };
 
-    // The bounce mailbox, when one is configured: a background job, so it goes with the
-    // scheduler.
+    // Background jobs that one node at a time runs go with the scheduler, each under its
+    // named lease.
+    let holder = LeaseHolder::of(&owner::current(Some(&node)));
     let bounces = (roles.scheduler && config.bounces.imap.host.is_some()).then(|| {
-        tokio::spawn(crate::bounces::imap::run(
+        let (store, config) = (store.clone(), Arc::clone(&config));
+        let every = StdDuration::from_secs(config.bounces.imap.poll_secs);
+        tracing::info!(folder = %config.bounces.imap.folder, poll_secs = config.bounces.imap.poll_secs, "polling the bounce mailbox (one node at a time)");
+        tokio::spawn(singleton(
             store.clone(),
-            Arc::clone(&config),
+            BOUNCES_LEASE,
+            holder.clone(),
+            every,
             shutdown.clone(),
+            move || crate::bounces::imap::poll_logged(store.clone(), Arc::clone(&config)),
         ))
     });
     let sched = roles.scheduler.then(|| {
@@ -263,7 +273,6 @@ pub async fn run(
     });
     let retention = roles.scheduler.then(|| {
         let (store, days) = (store.clone(), config.retention.days);
-        let holder = LeaseHolder::of(&owner::current(Some(&node)));
         tokio::spawn(singleton(
             store.clone(),
             RETENTION_LEASE,
@@ -357,8 +366,8 @@ async fn compact(store: Store, days: u32) {
 /// the holder dies, another node takes the lease over once it has run out, within two
 /// periods. At shutdown the lease is given up so another node need not wait.
 ///
-/// For jobs any node may run but only one should at once: retention compaction here, feed
-/// and SQL-source polling.
+/// For jobs any node may run but only one should at once: retention compaction and the
+/// bounce mailbox here; the feed and SQL-source pollers are meant to use it too.
 pub async fn singleton<F, Fut>(
     store: Store,
     name: &'static str,
@@ -379,7 +388,12 @@ pub async fn singleton<F, Fut>(
                     tracing::info!(job = name, "this node runs the job now");
                 }
                 held = true;
-                job().await;
+                // A job stopped mid-run must be safe to drop (compaction is one transaction;
+                // a bounce poll moves a message only after recording it).
+                tokio::select! {
+                    _ = job() => {}
+                    _ = shutdown.wait_for(|s| *s) => break,
+                }
             }
             Ok(false) => {
                 if held {
@@ -411,4 +425,73 @@ async fn until_next_slot(store: &Store, now: DateTime<Utc>) -> StdDuration {
         .and_then(|t| (t - now).to_std().ok())
         .map(|d| d + StdDuration::from_millis(50))
         .unwrap_or(SCHEDULE_TICK)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::store::Backend;
+    use crate::store::testutil::{store_test, temp_store_on};
+
+    /// Polls `f` every 20 ms until it holds, for at most 30 s.
+    async fn until(what: &str, f: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + StdDuration::from_secs(30);
+        while !f() {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+    }
+
+    fn holder(node: &str) -> LeaseHolder {
+        LeaseHolder::of(&owner::current(Some(node)))
+    }
+
+    store_test!(a_singleton_job_runs_on_one_node_and_moves_when_that_node_stops);
+    async fn a_singleton_job_runs_on_one_node_and_moves_when_that_node_stops(backend: Backend) {
+        let (store, db) = temp_store_on(backend).await;
+        let other = db.reopen().await;
+        let (runs_a, runs_b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (stop_a, stop_a_rx) = watch::channel(false);
+        let (stop_b, stop_b_rx) = watch::channel(false);
+        let every = StdDuration::from_millis(500);
+        let job = |n: &Arc<AtomicUsize>| {
+            let n = Arc::clone(n);
+            move || {
+                n.fetch_add(1, Ordering::SeqCst);
+                std::future::ready(())
+            }
+        };
+        let a = tokio::spawn(singleton(
+            store.clone(),
+            "job",
+            holder("a"),
+            every,
+            stop_a_rx,
+            job(&runs_a),
+        ));
+        until("a runs the job", || runs_a.load(Ordering::SeqCst) >= 1).await;
+        let b = tokio::spawn(singleton(
+            other.clone(),
+            "job",
+            holder("b"),
+            every,
+            stop_b_rx,
+            job(&runs_b),
+        ));
+        // a renews its lease (two periods long) every period: b never gets it meanwhile.
+        until("a runs it twice more", || {
+            runs_a.load(Ordering::SeqCst) >= 3
+        })
+        .await;
+        assert_eq!(runs_b.load(Ordering::SeqCst), 0, "one node at a time");
+        // a stops and gives the lease up: b takes the job.
+        stop_a.send(true).unwrap();
+        a.await.unwrap();
+        until("b runs the job", || runs_b.load(Ordering::SeqCst) >= 1).await;
+        stop_b.send(true).unwrap();
+        b.await.unwrap();
+        assert!(store.leases().await.unwrap().is_empty(), "both gave it up");
+    }
 }
