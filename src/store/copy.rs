@@ -7,7 +7,7 @@
 //! a table or column added by a later migration is copied without touching this file. The
 //! token key travels with `settings`, so every reader link already sent keeps working.
 //! Afterwards the row counts of every table are compared, and identity sequences start past
-//! the copied ids.
+//! the copied ids, and the tables are analysed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -233,6 +233,9 @@ pub async fn copy_sqlite_to_postgres(
             )));
         }
     }
+    // Fresh statistics, so the first edition's snapshot is planned for the copied rows
+    // rather than for empty tables (autovacuum would get there, later).
+    sqlx::query("ANALYZE").execute(&target).await?;
     target.close().await;
     source.close().await;
     Ok(counts)

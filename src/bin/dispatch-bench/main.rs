@@ -1,7 +1,7 @@
 //! `dispatch-bench`: measures the performance targets and prints a table.
 //!
 //! ```text
-//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|rss|unsubscribe]... [--quick]
+//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|rss|unsubscribe|bounces|pg-snapshot]... [--quick]
 //! ```
 //!
 //! The parent prepares each benchmark's data in a temporary folder (never `data/` or
@@ -21,6 +21,7 @@ mod bounces;
 mod child;
 mod import;
 mod personalise;
+mod pg_snapshot;
 mod rss;
 mod setup;
 mod smtp;
@@ -65,6 +66,7 @@ enum Which {
     Rss,
     Unsubscribe,
     Bounces,
+    PgSnapshot,
 }
 
 /// One benchmark, in the order `all` runs them (the snapshot reuses the import's database).
@@ -77,10 +79,11 @@ enum Bench {
     Rss,
     Unsubscribe,
     Bounces,
+    PgSnapshot,
 }
 
 impl Bench {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::Import,
         Self::Snapshot,
         Self::Personalise,
@@ -88,6 +91,7 @@ impl Bench {
         Self::Rss,
         Self::Unsubscribe,
         Self::Bounces,
+        Self::PgSnapshot,
     ];
 
     fn name(self) -> &'static str {
@@ -99,6 +103,7 @@ impl Bench {
             Self::Rss => "rss",
             Self::Unsubscribe => "unsubscribe",
             Self::Bounces => "bounces",
+            Self::PgSnapshot => "pg-snapshot",
         }
     }
 
@@ -130,6 +135,7 @@ impl Bench {
             Which::Rss => &[Self::Rss],
             Which::Unsubscribe => &[Self::Unsubscribe],
             Which::Bounces => &[Self::Bounces],
+            Which::PgSnapshot => &[Self::PgSnapshot],
         }
     }
 }
@@ -198,6 +204,7 @@ fn run_step(name: &str, params: &str) -> Result<()> {
         personalise::PersonaliseStep::NAME => child::serve::<personalise::PersonaliseStep>(params),
         smtp::SendStep::NAME => child::serve::<smtp::SendStep>(params),
         unsubscribe::UnsubscribeStep::NAME => child::serve::<unsubscribe::UnsubscribeStep>(params),
+        pg_snapshot::PgSnapshotStep::NAME => child::serve::<pg_snapshot::PgSnapshotStep>(params),
         other => bail!("unknown step {other:?}"),
     }
 }
@@ -264,6 +271,7 @@ fn parent(benches: &[Bench], scale: Scale) -> Result<bool> {
             Bench::Rss => rt.block_on(rss::run(&ctx)),
             Bench::Unsubscribe => rt.block_on(unsubscribe::run(&ctx)),
             Bench::Bounces => rt.block_on(bounces::run(&ctx)),
+            Bench::PgSnapshot => rt.block_on(pg_snapshot::run(&ctx)),
         };
         match result {
             Ok(r) => {
@@ -326,7 +334,8 @@ mod tests {
                 Bench::Personalise,
                 Bench::Smtp,
                 Bench::Unsubscribe,
-                Bench::Bounces
+                Bench::Bounces,
+                Bench::PgSnapshot
             ]
         );
     }
@@ -347,6 +356,7 @@ mod tests {
             personalise::PersonaliseStep::NAME,
             smtp::SendStep::NAME,
             unsubscribe::UnsubscribeStep::NAME,
+            pg_snapshot::PgSnapshotStep::NAME,
         ] {
             let err = run_step(name, "not json").expect_err("bad parameters");
             assert!(
