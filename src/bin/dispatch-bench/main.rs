@@ -1,7 +1,7 @@
 //! `dispatch-bench`: measures the performance targets and prints a table.
 //!
 //! ```text
-//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|rss|unsubscribe|bounces|pg-snapshot]... [--quick]
+//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|rss|unsubscribe|bounces|pg-snapshot|pg-smtp]... [--quick]
 //! ```
 //!
 //! The parent prepares each benchmark's data in a temporary folder (never `data/` or
@@ -21,6 +21,7 @@ mod bounces;
 mod child;
 mod import;
 mod personalise;
+mod pg_smtp;
 mod pg_snapshot;
 mod rss;
 mod setup;
@@ -67,6 +68,7 @@ enum Which {
     Unsubscribe,
     Bounces,
     PgSnapshot,
+    PgSmtp,
 }
 
 /// One benchmark, in the order `all` runs them (the snapshot reuses the import's database).
@@ -80,10 +82,11 @@ enum Bench {
     Unsubscribe,
     Bounces,
     PgSnapshot,
+    PgSmtp,
 }
 
 impl Bench {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::Import,
         Self::Snapshot,
         Self::Personalise,
@@ -92,6 +95,7 @@ impl Bench {
         Self::Unsubscribe,
         Self::Bounces,
         Self::PgSnapshot,
+        Self::PgSmtp,
     ];
 
     fn name(self) -> &'static str {
@@ -104,6 +108,7 @@ impl Bench {
             Self::Unsubscribe => "unsubscribe",
             Self::Bounces => "bounces",
             Self::PgSnapshot => "pg-snapshot",
+            Self::PgSmtp => "pg-smtp",
         }
     }
 
@@ -136,6 +141,7 @@ impl Bench {
             Which::Unsubscribe => &[Self::Unsubscribe],
             Which::Bounces => &[Self::Bounces],
             Which::PgSnapshot => &[Self::PgSnapshot],
+            Which::PgSmtp => &[Self::PgSmtp],
         }
     }
 }
@@ -272,6 +278,7 @@ fn parent(benches: &[Bench], scale: Scale) -> Result<bool> {
             Bench::Unsubscribe => rt.block_on(unsubscribe::run(&ctx)),
             Bench::Bounces => rt.block_on(bounces::run(&ctx)),
             Bench::PgSnapshot => rt.block_on(pg_snapshot::run(&ctx)),
+            Bench::PgSmtp => rt.block_on(pg_smtp::run(&ctx)),
         };
         match result {
             Ok(r) => {
@@ -335,7 +342,8 @@ mod tests {
                 Bench::Smtp,
                 Bench::Unsubscribe,
                 Bench::Bounces,
-                Bench::PgSnapshot
+                Bench::PgSnapshot,
+                Bench::PgSmtp
             ]
         );
     }
