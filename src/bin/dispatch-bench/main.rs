@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --release   # the crash benchmark kills the real `dispatch` binary
-//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|latency|dkim|crash|growth|rss|unsubscribe|bounces|pg-snapshot|pg-smtp]... [--quick]
+//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|latency|dkim|crash|growth|rss|unsubscribe|bounces|pg-snapshot|pg-smtp|pg-nodes]... [--quick]
 //! ```
 //!
 //! The parent prepares each benchmark's data in a temporary folder (never `data/` or
@@ -30,6 +30,7 @@ mod growth;
 mod import;
 mod latency;
 mod personalise;
+mod pg_nodes;
 mod pg_smtp;
 mod pg_snapshot;
 mod postfix;
@@ -84,6 +85,7 @@ enum Which {
     Bounces,
     PgSnapshot,
     PgSmtp,
+    PgNodes,
 }
 
 /// One benchmark, in the order `all` runs them (the snapshot reuses the import's database).
@@ -102,10 +104,11 @@ enum Bench {
     Bounces,
     PgSnapshot,
     PgSmtp,
+    PgNodes,
 }
 
 impl Bench {
-    const ALL: [Self; 13] = [
+    const ALL: [Self; 14] = [
         Self::Import,
         Self::Snapshot,
         Self::Personalise,
@@ -119,6 +122,7 @@ impl Bench {
         Self::Bounces,
         Self::PgSnapshot,
         Self::PgSmtp,
+        Self::PgNodes,
     ];
 
     fn name(self) -> &'static str {
@@ -136,6 +140,7 @@ impl Bench {
             Self::Bounces => "bounces",
             Self::PgSnapshot => "pg-snapshot",
             Self::PgSmtp => "pg-smtp",
+            Self::PgNodes => "pg-nodes",
         }
     }
 
@@ -173,6 +178,7 @@ impl Bench {
             Which::Bounces => &[Self::Bounces],
             Which::PgSnapshot => &[Self::PgSnapshot],
             Which::PgSmtp => &[Self::PgSmtp],
+            Which::PgNodes => &[Self::PgNodes],
         }
     }
 }
@@ -245,6 +251,7 @@ fn run_step(name: &str, params: &str) -> Result<()> {
         growth::GrowthStep::NAME => child::serve::<growth::GrowthStep>(params),
         unsubscribe::UnsubscribeStep::NAME => child::serve::<unsubscribe::UnsubscribeStep>(params),
         pg_snapshot::PgSnapshotStep::NAME => child::serve::<pg_snapshot::PgSnapshotStep>(params),
+        pg_nodes::NodeStep::NAME => child::serve::<pg_nodes::NodeStep>(params),
         other => bail!("unknown step {other:?}"),
     }
 }
@@ -317,6 +324,7 @@ fn parent(benches: &[Bench], scale: Scale) -> Result<bool> {
             Bench::Bounces => rt.block_on(bounces::run(&ctx)),
             Bench::PgSnapshot => rt.block_on(pg_snapshot::run(&ctx)),
             Bench::PgSmtp => rt.block_on(pg_smtp::run(&ctx)),
+            Bench::PgNodes => rt.block_on(pg_nodes::run(&ctx)),
         };
         match result {
             Ok(r) => {
@@ -385,7 +393,8 @@ mod tests {
                 Bench::Unsubscribe,
                 Bench::Bounces,
                 Bench::PgSnapshot,
-                Bench::PgSmtp
+                Bench::PgSmtp,
+                Bench::PgNodes
             ]
         );
     }
@@ -410,6 +419,7 @@ mod tests {
             growth::GrowthStep::NAME,
             unsubscribe::UnsubscribeStep::NAME,
             pg_snapshot::PgSnapshotStep::NAME,
+            pg_nodes::NodeStep::NAME,
         ] {
             let err = run_step(name, "not json").expect_err("bad parameters");
             assert!(
