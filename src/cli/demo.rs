@@ -151,6 +151,7 @@ pub(super) async fn run(args: DemoArgs, ctx: &Ctx) -> Result<Outcome> {
     crate::daemon::run(
         store,
         Arc::new(ctx.config.clone()),
+        crate::daemon::Roles::ALL,
         crate::daemon::shutdown_on_signals(),
     )
     .await?;

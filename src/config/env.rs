@@ -12,6 +12,8 @@ use super::{ConfigError, bounds};
 
 /// Keys that exist but have no value in the defaults (so their type cannot be read from there).
 pub(super) const OPTIONAL_STRING_KEYS: &[&str] = &[
+    "database.url",
+    "node.name",
     "publication.reply_to",
     "web.client_ip_header",
     "smtp.username",

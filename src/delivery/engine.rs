@@ -103,7 +103,7 @@ impl Engine {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Report> {
         let scope = scope.into();
-        let who = owner::current(None);
+        let who = owner::current(Some(&self.config.node.name_or_host()));
         let me = self
             .store
             .register_sender(&who)

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --release   # the crash benchmark kills the real `dispatch` binary
-//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|latency|dkim|crash|growth|rss|unsubscribe|bounces]... [--quick]
+//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|latency|dkim|crash|growth|rss|unsubscribe|bounces|pg-snapshot|pg-smtp|pg-nodes]... [--quick]
 //! ```
 //!
 //! The parent prepares each benchmark's data in a temporary folder (never `data/` or
@@ -30,6 +30,9 @@ mod growth;
 mod import;
 mod latency;
 mod personalise;
+mod pg_nodes;
+mod pg_smtp;
+mod pg_snapshot;
 mod postfix;
 mod proxy;
 mod rss;
@@ -80,6 +83,9 @@ enum Which {
     Rss,
     Unsubscribe,
     Bounces,
+    PgSnapshot,
+    PgSmtp,
+    PgNodes,
 }
 
 /// One benchmark, in the order `all` runs them (the snapshot reuses the import's database).
@@ -96,10 +102,13 @@ enum Bench {
     Rss,
     Unsubscribe,
     Bounces,
+    PgSnapshot,
+    PgSmtp,
+    PgNodes,
 }
 
 impl Bench {
-    const ALL: [Self; 11] = [
+    const ALL: [Self; 14] = [
         Self::Import,
         Self::Snapshot,
         Self::Personalise,
@@ -111,6 +120,9 @@ impl Bench {
         Self::Rss,
         Self::Unsubscribe,
         Self::Bounces,
+        Self::PgSnapshot,
+        Self::PgSmtp,
+        Self::PgNodes,
     ];
 
     fn name(self) -> &'static str {
@@ -126,6 +138,9 @@ impl Bench {
             Self::Rss => "rss",
             Self::Unsubscribe => "unsubscribe",
             Self::Bounces => "bounces",
+            Self::PgSnapshot => "pg-snapshot",
+            Self::PgSmtp => "pg-smtp",
+            Self::PgNodes => "pg-nodes",
         }
     }
 
@@ -161,6 +176,9 @@ impl Bench {
             Which::Rss => &[Self::Rss],
             Which::Unsubscribe => &[Self::Unsubscribe],
             Which::Bounces => &[Self::Bounces],
+            Which::PgSnapshot => &[Self::PgSnapshot],
+            Which::PgSmtp => &[Self::PgSmtp],
+            Which::PgNodes => &[Self::PgNodes],
         }
     }
 }
@@ -232,6 +250,8 @@ fn run_step(name: &str, params: &str) -> Result<()> {
         dkim::DkimStep::NAME => child::serve::<dkim::DkimStep>(params),
         growth::GrowthStep::NAME => child::serve::<growth::GrowthStep>(params),
         unsubscribe::UnsubscribeStep::NAME => child::serve::<unsubscribe::UnsubscribeStep>(params),
+        pg_snapshot::PgSnapshotStep::NAME => child::serve::<pg_snapshot::PgSnapshotStep>(params),
+        pg_nodes::NodeStep::NAME => child::serve::<pg_nodes::NodeStep>(params),
         other => bail!("unknown step {other:?}"),
     }
 }
@@ -302,6 +322,9 @@ fn parent(benches: &[Bench], scale: Scale) -> Result<bool> {
             Bench::Rss => rt.block_on(rss::run(&ctx)),
             Bench::Unsubscribe => rt.block_on(unsubscribe::run(&ctx)),
             Bench::Bounces => rt.block_on(bounces::run(&ctx)),
+            Bench::PgSnapshot => rt.block_on(pg_snapshot::run(&ctx)),
+            Bench::PgSmtp => rt.block_on(pg_smtp::run(&ctx)),
+            Bench::PgNodes => rt.block_on(pg_nodes::run(&ctx)),
         };
         match result {
             Ok(r) => {
@@ -368,7 +391,10 @@ mod tests {
                 Bench::Crash,
                 Bench::Growth,
                 Bench::Unsubscribe,
-                Bench::Bounces
+                Bench::Bounces,
+                Bench::PgSnapshot,
+                Bench::PgSmtp,
+                Bench::PgNodes
             ]
         );
     }
@@ -392,6 +418,8 @@ mod tests {
             dkim::DkimStep::NAME,
             growth::GrowthStep::NAME,
             unsubscribe::UnsubscribeStep::NAME,
+            pg_snapshot::PgSnapshotStep::NAME,
+            pg_nodes::NodeStep::NAME,
         ] {
             let err = run_step(name, "not json").expect_err("bad parameters");
             assert!(
