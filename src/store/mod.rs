@@ -62,10 +62,13 @@ pub mod leases;
 pub mod lists;
 pub mod mail_queue;
 pub mod metrics;
+pub mod preferences;
 pub mod retention;
 pub mod senders;
+pub mod signup;
 pub mod subscribers;
 pub mod tokens;
+pub mod unsubscribe;
 
 pub use crate::domain::{
     BounceSource, BounceType, DbTime, DeliveryStatus, EditionKind, EditionStatus, SubscriberStatus,
@@ -84,12 +87,12 @@ pub use leases::{LeaseHolder, LeaseRow};
 pub use lists::{ListRow, ListSpec};
 pub use mail_queue::{ClaimedMail, MailKind};
 pub use metrics::MetricsSnapshot;
+pub use preferences::{PreferenceChange, PreferenceRow, Preferences};
 pub use senders::{SenderId, SenderIdentity, SenderRow, TakenOver};
+pub use signup::{Confirmed, SignupOutcome, WebSignup};
 pub use subscribers::{ImportOutcome, ImportSummary, SubscriberRow, SubscriptionInfo};
-pub use tokens::{
-    Confirmed, PreferenceChange, PreferenceRow, Preferences, SignupOutcome, TokenTarget,
-    Unsubscribed, WebSignup,
-};
+pub use tokens::TokenTarget;
+pub use unsubscribe::Unsubscribed;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -143,8 +146,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     pool: Pool,
     writer: Pool,
-    /// One-click unsubscribes, committed in batches by [`tokens::unsubscribe_writer`].
-    unsubscribes: tokio::sync::mpsc::Sender<tokens::UnsubscribeRequest>,
+    /// One-click unsubscribes, committed in batches by [`unsubscribe::unsubscribe_writer`].
+    unsubscribes: tokio::sync::mpsc::Sender<unsubscribe::UnsubscribeRequest>,
     /// The key reader tokens are derived with (see [`crate::domain::Token::derive`]).
     token_key: std::sync::Arc<TokenKey>,
     /// The key of VERP MACs, derived from `token_key`.
@@ -188,7 +191,7 @@ impl Store {
         let verp_key = std::sync::Arc::new(VerpKey::derive(&token_key));
         let token_key = std::sync::Arc::new(token_key);
         let (unsubscribes, requests) = tokio::sync::mpsc::channel(1024);
-        tokio::spawn(tokens::unsubscribe_writer(writer.clone(), requests));
+        tokio::spawn(unsubscribe::unsubscribe_writer(writer.clone(), requests));
         Ok(Self {
             pool,
             writer,
