@@ -1,5 +1,5 @@
-//! `dispatch run`: the scheduler, the breaking-news poll, the sender and the web pages in
-//! one process.
+//! `dispatch run`: the scheduler, the breaking-news poll, the feed poller, the sender and the
+//! web pages in one process.
 //!
 //! Every piece talks to the others only through the database, so a crash anywhere leaves rows
 //! that say what was done, and a restart carries on: a slot has at most one edition (unique
@@ -242,9 +242,32 @@ pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bo
         ))
     });
 
+    // The feeds, when any are configured. A poller that cannot start (no TLS setup) is
+    // logged and leaves the rest of the daemon running.
+    let feeds = if config.feeds.is_empty() {
+        None
+    } else {
+        match crate::intake::feeds::Poller::new(
+            store.clone(),
+            crate::intake::fetch::FetchLimits::default(),
+            crate::intake::feeds::Poller::holder_name(),
+        ) {
+            Ok(poller) => Some(tokio::spawn(
+                poller.run(config.feeds.clone(), shutdown.clone()),
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "the feed poller could not start; feeds are not polled");
+                None
+            }
+        }
+    };
+
     let result = engine.run(None, Mode::Forever, shutdown).await;
     if let Some(b) = bounces {
         let _ = b.await;
+    }
+    if let Some(f) = feeds {
+        let _ = f.await;
     }
     let _ = retention.await;
     let _ = sched.await;

@@ -49,6 +49,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "bounces",
         &["domain", "config", "store", "delivery", "mail"],
     ),
+    // Newsroom intake: feeds fetched, parsed by import's readers, stored through the store.
+    ("intake", &["domain", "config", "store", "import"]),
     // Reader pages and operator endpoints: the store, never the sender.
     ("web", &["domain", "config", "store", "render", "schedule"]),
 ];

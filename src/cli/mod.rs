@@ -12,6 +12,7 @@ mod articles;
 mod articles_import;
 pub mod bounces;
 mod demo;
+mod feeds;
 mod lists;
 mod output;
 mod preview;
@@ -53,6 +54,9 @@ pub enum Command {
     /// Manage articles.
     #[command(subcommand)]
     Articles(articles::ArticlesCmd),
+    /// The [[feeds]] the daemon polls: their state, or a poll now.
+    #[command(subcommand)]
+    Feeds(feeds::FeedsCmd),
     /// Build a list's next digest without recording it: writes digest.html, digest.txt, digest.eml.
     Preview(preview::PreviewArgs),
     /// First run: seed sample lists, readers and stories, send a digest to the outbox, serve the reader pages.
@@ -121,6 +125,7 @@ pub async fn run(cli: Cli, ctx: Ctx) -> Result<Outcome> {
         Command::Lists(cmd) => lists::run(cmd, &ctx).await,
         Command::Subscribers(cmd) => subscribers::run(cmd, &ctx).await,
         Command::Articles(cmd) => articles::run(cmd, &ctx).await,
+        Command::Feeds(cmd) => feeds::run(cmd, &ctx).await,
         Command::Status(flag) => status(&ctx, flag).await,
         Command::Preview(args) => preview::run(args, &ctx).await,
         Command::Demo(args) => demo::run(args, &ctx).await,

@@ -19,6 +19,8 @@ pub mod articles;
 pub mod bounces;
 pub mod deliveries;
 pub mod editions;
+pub mod feeds;
+pub mod leases;
 pub mod lists;
 pub mod mail_queue;
 pub mod metrics;
@@ -38,6 +40,7 @@ pub use bounces::{
 };
 pub use deliveries::{ClaimSkips, Claimed, Item, Outcome, Verdict};
 pub use editions::{Created, EditionRow, NewEdition};
+pub use feeds::{FeedPoll, FeedState};
 pub use lists::{ListRow, ListSpec};
 pub use mail_queue::{ClaimedMail, MailKind};
 pub use metrics::MetricsSnapshot;
