@@ -9,6 +9,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
+mod access;
 pub(crate) mod html;
 mod status;
 mod text;
@@ -19,6 +20,7 @@ pub use status::{
 };
 pub mod template;
 
+pub use access::{ApiKey, Role};
 pub use html::html_text;
 pub use template::{Hole, Segment, Template};
 pub use text::{

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 use crate::store::Store;
 
+mod api_keys;
 mod articles;
 mod articles_import;
 pub mod bounces;
@@ -54,6 +55,9 @@ pub enum Command {
     /// Manage articles.
     #[command(subcommand)]
     Articles(articles::ArticlesCmd),
+    /// Bearer keys for the HTTP API (/api/v1/): create, list, revoke.
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(api_keys::ApiKeysCmd),
     /// The [[feeds]] the daemon polls: their state, or a poll now.
     #[command(subcommand)]
     Feeds(feeds::FeedsCmd),
@@ -126,6 +130,7 @@ pub async fn run(cli: Cli, ctx: Ctx) -> Result<Outcome> {
         Command::Subscribers(cmd) => subscribers::run(cmd, &ctx).await,
         Command::Articles(cmd) => articles::run(cmd, &ctx).await,
         Command::Feeds(cmd) => feeds::run(cmd, &ctx).await,
+        Command::ApiKeys(cmd) => api_keys::run(cmd, &ctx).await,
         Command::Status(flag) => status(&ctx, flag).await,
         Command::Preview(args) => preview::run(args, &ctx).await,
         Command::Demo(args) => demo::run(args, &ctx).await,

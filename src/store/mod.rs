@@ -15,6 +15,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use crate::domain::{TokenKey, VerpKey};
 
+pub mod api_keys;
+pub mod article_upsert;
 pub mod articles;
 pub mod bounces;
 pub mod deliveries;
@@ -33,6 +35,8 @@ pub use crate::domain::{
     BounceSource, BounceType, DbTime, DeliveryStatus, EditionKind, EditionStatus, SubscriberStatus,
     SubscriptionStatus, TokenPurpose,
 };
+pub use api_keys::ApiKeyRow;
+pub use article_upsert::Upserted;
 pub use articles::{ArticleRow, NewArticle};
 pub use bounces::{
     BounceRow, EditionBounces, Lookup, MatchedBy, NewBounceMessage, NewEvent, Recorded, Target,
