@@ -613,3 +613,50 @@ fn api_keys_are_printed_once_listed_without_secrets_and_revoked_by_name() {
         "{rows}"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_public_and_describes_every_endpoint() {
+    let api = start().await;
+    let res = api
+        .http
+        .get(format!("{}/openapi.json", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let doc: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
+    for (method, path, _) in endpoints() {
+        // The template of the concrete path used in the other tests.
+        let template = path
+            .replace("/cms-1", "/{external_id}")
+            .replace("/editions/1", "/editions/{id}")
+            .replace("/daily/", "/{slug}/")
+            .replace("/reader@example.com", "/{email}");
+        let op = &doc["paths"][format!("/api/v1{template}")][method.to_lowercase()];
+        assert!(op.is_object(), "{method} {template} is not described");
+        assert_eq!(
+            op["security"][0]["bearer"],
+            json!([]),
+            "{method} {template}"
+        );
+        assert!(op["responses"]["401"].is_object(), "{method} {template}");
+    }
+    assert_eq!(doc["paths"].as_object().unwrap().len(), 7);
+    let problem = &doc["components"]["schemas"]["Problem"]["properties"];
+    for field in ["type", "title", "status", "detail", "field"] {
+        assert!(problem[field].is_object(), "Problem.{field}: {problem}");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let article = &doc["components"]["schemas"]["ArticleIn"];
+    assert!(
+        article["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("title")),
+        "{article}"
+    );
+}

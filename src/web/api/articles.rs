@@ -7,6 +7,7 @@ use axum::http::header::LOCATION;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::problem::Problem;
 use super::{ApiJson, Caller};
@@ -21,7 +22,7 @@ use crate::web::AppState;
 const MAX_EXTERNAL_ID_LEN: usize = 2048;
 
 /// An article as the CMS sends it: the fields of `dispatch articles add`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ArticleIn {
     title: String,
@@ -40,7 +41,7 @@ pub(crate) struct ArticleIn {
 }
 
 /// An article as stored, as answered.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ArticleOut {
     id: i64,
     external_id: String,
@@ -158,6 +159,20 @@ fn validate(
 }
 
 /// Creates (201) or updates (200) the article with this external id.
+#[utoipa::path(
+    put,
+    path = "/api/v1/articles/{external_id}",
+    tag = "articles",
+    summary = "Create or update an article (idempotent)",
+    params(("external_id" = String, Path, description = "The CMS's id for the article")),
+    request_body = ArticleIn,
+    responses(
+        (status = 201, description = "created", body = ArticleOut),
+        (status = 200, description = "updated, or already so", body = ArticleOut),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"), (status = 401, description = "missing, unknown or revoked key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "the key's role may not", body = Problem, content_type = "application/problem+json"), (status = 413, description = "body over 1 MB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "not application/json", body = Problem, content_type = "application/problem+json"), (status = 422, description = "a field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn put_article(
     State(st): State<AppState>,
     caller: Caller,
@@ -212,7 +227,7 @@ fn urlencode(s: &str) -> String {
 }
 
 /// `{"lists": ["daily"]}`, all optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BreakingIn {
     /// The lists to send to; absent: every list that carries breaking news.
@@ -220,7 +235,7 @@ pub(crate) struct BreakingIn {
 }
 
 /// One edition a breaking send made or found.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct BreakingEdition {
     id: i64,
     list: String,
@@ -228,7 +243,28 @@ pub(crate) struct BreakingEdition {
     created: bool,
 }
 
+/// What a breaking send answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BreakingOut {
+    /// The article's id.
+    article: i64,
+    editions: Vec<BreakingEdition>,
+}
+
 /// Sends the article as breaking news: once per article per list (202 with the editions).
+#[utoipa::path(
+    post,
+    path = "/api/v1/articles/{external_id}/breaking",
+    tag = "articles",
+    summary = "Send an article as breaking news, once per list",
+    params(("external_id" = String, Path, description = "The CMS's id for the article")),
+    request_body(content = Option<BreakingIn>, description = "Optional; absent: every list that carries breaking news"),
+    responses(
+        (status = 202, description = "the editions made or found; a repeat makes none", body = BreakingOut),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"), (status = 401, description = "missing, unknown or revoked key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "the key's role may not", body = Problem, content_type = "application/problem+json"), (status = 404, description = "no such thing", body = Problem, content_type = "application/problem+json"), (status = 413, description = "body over 1 MB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "not application/json", body = Problem, content_type = "application/problem+json"), (status = 422, description = "a field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn send_breaking(
     State(st): State<AppState>,
     caller: Caller,
@@ -283,7 +319,10 @@ pub(super) async fn send_breaking(
     tracing::info!(key = %caller.name, article = article.id, editions = made.len(), new = made.iter().filter(|e| e.created).count(), "API breaking news");
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "article": article.id, "editions": made })),
+        Json(BreakingOut {
+            article: article.id,
+            editions: made,
+        }),
     )
         .into_response())
 }

@@ -13,7 +13,7 @@ use crate::store::{EditionRow, StoreError};
 use crate::web::AppState;
 
 /// An edition and its deliveries by status.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct EditionOut {
     id: i64,
     list: String,
@@ -54,6 +54,18 @@ async fn describe(st: &AppState, e: EditionRow) -> Result<EditionOut, Problem> {
 }
 
 /// One edition.
+#[utoipa::path(
+    get,
+    path = "/api/v1/editions/{id}",
+    tag = "editions",
+    summary = "An edition and its deliveries by status",
+    params(("id" = i64, Path, description = "The edition's number")),
+    responses(
+        (status = 200, description = "the edition", body = EditionOut),
+        (status = 401, description = "missing, unknown or revoked key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "the key's role may not", body = Problem, content_type = "application/problem+json"), (status = 404, description = "no such thing", body = Problem, content_type = "application/problem+json"), (status = 422, description = "a field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn edition(
     State(st): State<AppState>,
     caller: Caller,
@@ -78,6 +90,21 @@ struct EditionsQuery {
 }
 
 /// The newest editions, of one list (`?list=daily`) or all, at most `limit` (1-100, 20).
+#[utoipa::path(
+    get,
+    path = "/api/v1/editions",
+    tag = "editions",
+    summary = "The newest editions",
+    params(
+        ("list" = Option<String>, Query, description = "Only this list's editions"),
+        ("limit" = Option<i64>, Query, description = "At most this many (1-100, default 20)"),
+    ),
+    responses(
+        (status = 200, description = "newest first", body = Vec<EditionOut>),
+        (status = 401, description = "missing, unknown or revoked key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "the key's role may not", body = Problem, content_type = "application/problem+json"), (status = 422, description = "a field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn list_editions(
     State(st): State<AppState>,
     caller: Caller,

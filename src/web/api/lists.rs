@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::problem::Problem;
 use super::{ApiJson, Caller};
@@ -13,7 +14,7 @@ use crate::store::{ListRow, SignupOutcome, StoreError, WebSignup};
 use crate::web::{AppState, ClientIp};
 
 /// A list as answered.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ListOut {
     slug: String,
     name: String,
@@ -25,14 +26,25 @@ pub(crate) struct ListOut {
     subscribers: Counts,
 }
 
-#[derive(Debug, Serialize)]
-struct Counts {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Counts {
     pending: i64,
     active: i64,
     unsubscribed: i64,
 }
 
 /// Every list with its subscriber counts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/lists",
+    tag = "lists",
+    summary = "Every list with its subscriber counts",
+    responses(
+        (status = 200, description = "by slug", body = Vec<ListOut>),
+        (status = 401, description = "missing, unknown or revoked key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "the key's role may not", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn lists(
     State(st): State<AppState>,
     caller: Caller,
@@ -80,7 +92,7 @@ async fn list(st: &AppState, slug: &str) -> Result<ListRow, Problem> {
 }
 
 /// A sign-up from the site's own form.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubscribeIn {
     email: String,
@@ -91,8 +103,37 @@ pub(crate) struct SubscribeIn {
     categories: Vec<String>,
 }
 
+/// What a sign-up answers: `active`, `confirmation_sent` or `already_active`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SignupOut {
+    list: String,
+    status: &'static str,
+}
+
+/// What an unsubscribe answers: whether a subscription changed.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UnsubscribeOut {
+    list: String,
+    unsubscribed: bool,
+}
+
 /// Subscribes an address as our sign-up page does: double opt-in applies (202, a
 /// confirmation is mailed), else the subscription is active at once (201).
+#[utoipa::path(
+    post,
+    path = "/api/v1/lists/{slug}/subscribers",
+    tag = "subscribers",
+    summary = "Sign a reader up (admin; double opt-in applies)",
+    params(("slug" = String, Path, description = "The list")),
+    request_body = SubscribeIn,
+    responses(
+        (status = 201, description = "active at once (single opt-in list)", body = SignupOut),
+        (status = 202, description = "a confirmation message is queued", body = SignupOut),
+        (status = 200, description = "already subscribed; nothing changed", body = SignupOut),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"), (status = 401, description = "missing, unknown or revoked key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "the key's role may not", body = Problem, content_type = "application/problem+json"), (status = 404, description = "no such thing", body = Problem, content_type = "application/problem+json"), (status = 413, description = "body over 1 MB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "not application/json", body = Problem, content_type = "application/problem+json"), (status = 422, description = "a field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn subscribe(
     State(st): State<AppState>,
     caller: Caller,
@@ -153,12 +194,30 @@ pub(super) async fn subscribe(
     };
     Ok((
         status,
-        Json(serde_json::json!({ "list": list.slug, "status": word })),
+        Json(SignupOut {
+            list: list.slug,
+            status: word,
+        }),
     )
         .into_response())
 }
 
 /// Unsubscribes an address from the list (erasing stays a CLI act).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/lists/{slug}/subscribers/{email}",
+    tag = "subscribers",
+    summary = "Unsubscribe a reader from a list (admin)",
+    params(
+        ("slug" = String, Path, description = "The list"),
+        ("email" = String, Path, description = "The reader's address"),
+    ),
+    responses(
+        (status = 200, description = "done (or already unsubscribed)", body = UnsubscribeOut),
+        (status = 401, description = "missing, unknown or revoked key", body = Problem, content_type = "application/problem+json"), (status = 403, description = "the key's role may not", body = Problem, content_type = "application/problem+json"), (status = 404, description = "no such thing", body = Problem, content_type = "application/problem+json"), (status = 422, description = "a field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn unsubscribe(
     State(st): State<AppState>,
     caller: Caller,
@@ -178,7 +237,10 @@ pub(super) async fn unsubscribe(
     tracing::info!(key = %caller.name, list = %list.slug, domain = %email.domain(), changed, "API unsubscribe");
     Ok((
         StatusCode::OK,
-        Json(serde_json::json!({ "list": list.slug, "unsubscribed": changed > 0 })),
+        Json(UnsubscribeOut {
+            list: list.slug,
+            unsubscribed: changed > 0,
+        }),
     )
         .into_response())
 }

@@ -3,6 +3,7 @@
 //! - `PUT /articles/{external_id}`, `POST /articles/{external_id}/breaking` (editor)
 //! - `GET /editions`, `GET /editions/{id}`, `GET /lists` (editor)
 //! - `POST /lists/{slug}/subscribers`, `DELETE /lists/{slug}/subscribers/{email}` (admin)
+//! - `GET /openapi.json`: the OpenAPI 3.1 description ([`ApiDoc`]), without a key
 //!
 //! Every route is behind [`authenticate`]: `Authorization: Bearer <key>` (RFC 6750 §2.1),
 //! looked up by its SHA-256; 401 when missing, malformed, unknown or revoked, 403 when the
@@ -50,6 +51,8 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
             delete(lists::unsubscribe),
         )
         .route_layer(axum::middleware::from_fn_with_state(state, authenticate))
+        // Added after the key check's layer, so it is outside it.
+        .route("/openapi.json", get(openapi))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such API endpoint") })
 }
 
@@ -201,4 +204,53 @@ fn without_position(msg: &str) -> String {
     msg.rsplit_once(" at line ")
         .map_or(msg, |(m, _)| m)
         .to_owned()
+}
+
+/// The OpenAPI 3.1 description of this API, generated from the handlers' annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "dispatch CMS API",
+        description = "Articles in, breaking news out, for a newsroom's CMS. Authenticate with `Authorization: Bearer <key>` (`dispatch api-keys create`). Errors are RFC 9457 problem documents."
+    ),
+    paths(
+        articles::put_article,
+        articles::send_breaking,
+        editions::list_editions,
+        editions::edition,
+        lists::lists,
+        lists::subscribe,
+        lists::unsubscribe,
+    ),
+    components(schemas(Problem)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+/// Adds the `bearer` security scheme the paths refer to.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key made by `dispatch api-keys create`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// `GET /api/v1/openapi.json`: public, like any API description.
+async fn openapi() -> Response {
+    use utoipa::OpenApi as _;
+    match ApiDoc::openapi().to_json() {
+        Ok(json) => ([(CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => Problem::internal("serialising the OpenAPI document failed", e).into_response(),
+    }
 }
