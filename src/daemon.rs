@@ -262,7 +262,20 @@ pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bo
         }
     };
 
+    let sources = (!config.sql_sources.is_empty()).then(|| {
+        tokio::spawn(
+            crate::intake::sql::SqlPoller::new(
+                store.clone(),
+                crate::intake::feeds::Poller::holder_name(),
+            )
+            .run(config.sql_sources.clone(), shutdown.clone()),
+        )
+    });
+
     let result = engine.run(None, Mode::Forever, shutdown).await;
+    if let Some(s) = sources {
+        let _ = s.await;
+    }
     if let Some(b) = bounces {
         let _ = b.await;
     }

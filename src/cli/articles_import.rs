@@ -8,7 +8,7 @@ use chrono::Utc;
 use super::Outcome;
 use crate::domain::Category;
 use crate::import::feeds;
-use crate::intake::store_records;
+use crate::intake::{Write, store_records};
 use crate::store::Store;
 
 /// Imports a feed file. Items are idempotent on their GUID (or URL); items that cannot be
@@ -22,7 +22,7 @@ pub(super) async fn import(
     let name = file.display().to_string();
     let (format, items) =
         feeds::parse(bytes, default, Utc::now()).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    let stored = store_records(store, items, false).await?;
+    let stored = store_records(store, items, false, Write::New).await?;
     for e in &stored.rejected {
         eprintln!("{}", e.located(&name, format));
     }

@@ -18,6 +18,7 @@ mod lists;
 mod output;
 mod preview;
 mod send;
+mod sources;
 mod subscribers;
 pub mod subscribers_import;
 
@@ -61,6 +62,9 @@ pub enum Command {
     /// The [[feeds]] the daemon polls: their state, or a poll now.
     #[command(subcommand)]
     Feeds(feeds::FeedsCmd),
+    /// The [[sql_sources]] (CMS SQLite files) the daemon reads: their state, or a poll now.
+    #[command(subcommand)]
+    Sources(sources::SourcesCmd),
     /// Build a list's next digest without recording it: writes digest.html, digest.txt, digest.eml.
     Preview(preview::PreviewArgs),
     /// First run: seed sample lists, readers and stories, send a digest to the outbox, serve the reader pages.
@@ -130,6 +134,7 @@ pub async fn run(cli: Cli, ctx: Ctx) -> Result<Outcome> {
         Command::Subscribers(cmd) => subscribers::run(cmd, &ctx).await,
         Command::Articles(cmd) => articles::run(cmd, &ctx).await,
         Command::Feeds(cmd) => feeds::run(cmd, &ctx).await,
+        Command::Sources(cmd) => sources::run(cmd, &ctx).await,
         Command::ApiKeys(cmd) => api_keys::run(cmd, &ctx).await,
         Command::Status(flag) => status(&ctx, flag).await,
         Command::Preview(args) => preview::run(args, &ctx).await,

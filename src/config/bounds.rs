@@ -137,6 +137,27 @@ pub(super) const FEED_BOUNDS: &[FeedBound] = &[
     },
 ];
 
+/// Every numeric setting of a `[[sql_sources]]` entry.
+pub(super) const SOURCE_BOUNDS: &[(&str, u64, u64)] = &[
+    // The CMS's own database: every 10 s at most.
+    ("poll_secs", 10, 86_400),
+];
+
+/// The first setting of source `section` (`sql_sources[1]`) outside its range.
+pub(super) fn check_source(section: &str, src: &super::SqlSource) -> Result<(), Problem> {
+    for &(key, min, max) in SOURCE_BOUNDS {
+        let v = src.poll_secs;
+        if v < min || v > max {
+            return Err(Problem::at(
+                section,
+                key,
+                format!("expected {min}-{max}, got {v}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The first setting of feed `section` (`feeds[2]`) outside its range.
 pub(super) fn check_feed(section: &str, feed: &super::Feed) -> Result<(), Problem> {
     for b in FEED_BOUNDS {

@@ -64,6 +64,9 @@ pub struct Config {
     /// `[[feeds]]`: RSS, Atom and JSON Feed URLs the daemon polls.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub feeds: Vec<Feed>,
+    /// `[[sql_sources]]`: CMS SQLite files the daemon reads articles from, read-only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sql_sources: Vec<SqlSource>,
     /// What the operator should change in their config (deprecated names), for the log once
     /// logging is set up. Never read from or written to the file.
     #[serde(skip)]
@@ -366,6 +369,30 @@ impl Feed {
             breaking: false,
             category_map: BTreeMap::new(),
         }
+    }
+}
+
+/// One `[[sql_sources]]` entry: a CMS's own SQLite file, read directly and read-only.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSource {
+    /// The CMS's database file.
+    pub path: PathBuf,
+    /// Selects `external_id`, `title`, `url`, `cursor` and optionally `summary`, `author`,
+    /// `category`, `language`, `image_url`, `published_at`, `breaking`; `:since` is the
+    /// greatest `cursor` seen so far (`''` on the first poll).
+    pub query: String,
+    /// Seconds between polls.
+    #[serde(default = "SqlSource::default_poll_secs")]
+    pub poll_secs: u64,
+    /// The category of rows that name none.
+    #[serde(default = "Feed::default_category")]
+    pub default_category: Category,
+}
+
+impl SqlSource {
+    fn default_poll_secs() -> u64 {
+        60
     }
 }
 
@@ -769,6 +796,28 @@ impl Config {
                     &section,
                     "language",
                     format!("expected a language tag such as \"ur\" or \"en-gb\", got {lang:?}"),
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, s) in self.sql_sources.iter().enumerate() {
+            let section = format!("sql_sources[{}]", i + 1);
+            bounds::check_source(&section, s)?;
+            if s.path.as_os_str().is_empty() {
+                return Err(Problem::at(&section, "path", "must not be empty".into()));
+            }
+            if !seen.insert(&s.path) {
+                return Err(Problem::at(
+                    &section,
+                    "path",
+                    format!("{} is configured twice", s.path.display()),
+                ));
+            }
+            if !s.query.contains(":since") {
+                return Err(Problem::at(
+                    &section,
+                    "query",
+                    "must use :since (the greatest cursor seen so far), e.g. WHERE updated > :since ORDER BY updated".into(),
                 ));
             }
         }

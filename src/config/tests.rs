@@ -607,3 +607,58 @@ fn the_shipped_file_documents_every_feed_range() {
         assert!(text.contains(&format!("{} = ", b.key)));
     }
 }
+
+/// The shipped file's commented `[[sql_sources]]` example, uncommented.
+fn shipped_source_example() -> String {
+    let lines: Vec<&str> = STARTER_CONFIG.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| *l == "# [[sql_sources]]")
+        .unwrap();
+    lines[start..]
+        .iter()
+        .take_while(|l| l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| l.starts_with('[') || l.contains(" = ") && !l.starts_with("\"WHERE"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn sql_sources_arrive_typed_from_the_shipped_example_and_bad_ones_are_named() {
+    let cfg = Config::from_parts("x.toml", &shipped_source_example(), &vars(&[])).unwrap();
+    let s = &cfg.sql_sources[0];
+    assert_eq!(s.path, PathBuf::from("/var/lib/cms/cms.db"));
+    assert!(s.query.contains(":since"));
+    assert_eq!(
+        (s.poll_secs, s.default_category.as_str()),
+        (60, "General News")
+    );
+    let lines: Vec<&str> = STARTER_CONFIG.lines().collect();
+    let at = lines.iter().position(|l| *l == "# poll_secs = 60").unwrap();
+    assert!(
+        lines[at - 1].contains("Range: 10-86400."),
+        "{}",
+        lines[at - 1]
+    );
+    for (text, wants) in [
+        (
+            "[[sql_sources]]\npath = \"a.db\"\nquery = \"SELECT 1 WHERE x > :since\"\npoll_secs = 9\n",
+            &["[sql_sources[1]] poll_secs", "10-86400"][..],
+        ),
+        (
+            "[[sql_sources]]\npath = \"a.db\"\nquery = \"SELECT * FROM posts\"\n",
+            &["[sql_sources[1]] query", ":since"],
+        ),
+        (
+            "[[sql_sources]]\npath = \"a.db\"\nquery = \"x > :since\"\n[[sql_sources]]\npath = \"a.db\"\nquery = \"x > :since\"\n",
+            &["[sql_sources[2]] path", "twice"],
+        ),
+        ("[[sql_sources]]\npath = \"a.db\"\n", &["query"]),
+    ] {
+        let e = err(text, &[]);
+        for w in wants {
+            assert!(e.contains(w), "{text:?}: {e}");
+        }
+    }
+}

@@ -17,7 +17,7 @@ use futures_util::StreamExt as _;
 use tokio::sync::watch;
 
 use super::fetch::{FetchError, FetchLimits, Fetched, Fetcher, Validators};
-use super::{Stored, store_records};
+use super::{Stored, Write, store_records};
 use crate::config::Feed;
 use crate::domain::DbTime;
 use crate::import::feeds::{FeedFormat, Mapping, parse_with};
@@ -148,8 +148,13 @@ impl Poller {
             Ok(Fetched::Body { bytes, validators }) => {
                 match parse_with(&bytes, &mapping_of(feed), now) {
                     Ok((format, items)) => {
-                        let stored =
-                            store_records(&self.store, items, feed.breaking && !first_read).await?;
+                        let stored = store_records(
+                            &self.store,
+                            items,
+                            feed.breaking && !first_read,
+                            Write::New,
+                        )
+                        .await?;
                         (
                             FeedPoll::Fetched {
                                 etag: validators.etag,

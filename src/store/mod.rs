@@ -28,6 +28,7 @@ pub mod mail_queue;
 pub mod metrics;
 pub mod retention;
 pub mod senders;
+pub mod sources;
 pub mod subscribers;
 pub mod tokens;
 
@@ -49,6 +50,7 @@ pub use lists::{ListRow, ListSpec};
 pub use mail_queue::{ClaimedMail, MailKind};
 pub use metrics::MetricsSnapshot;
 pub use senders::{SenderId, SenderIdentity, SenderRow, TakenOver};
+pub use sources::{SourcePoll, SourceState, SqlValue};
 pub use subscribers::{ImportOutcome, ImportSummary, SubscriberRow, SubscriptionInfo};
 pub use tokens::{
     Confirmed, PreferenceChange, PreferenceRow, Preferences, SignupOutcome, TokenTarget,
