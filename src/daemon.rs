@@ -1,5 +1,5 @@
-//! `dispatch run`: the scheduler, the breaking-news poll, the feed poller, the sender and the
-//! web pages in one process.
+//! `dispatch run`: the scheduler, the breaking-news poll, the feed and SQL-source pollers, the
+//! sender and the web pages (with the CMS API) in one process.
 //!
 //! Every piece talks to the others only through the database, so a crash anywhere leaves rows
 //! that say what was done, and a restart carries on: a slot has at most one edition (unique
