@@ -16,10 +16,3 @@ CREATE TABLE feeds (
     polls_failed        INTEGER NOT NULL DEFAULT 0
 );
 
--- Named leases: work that one node at a time may do (polling one feed, one SQL source).
--- A holder renews or releases its lease; a lease past expires_at may be taken by anyone.
-CREATE TABLE leases (
-    name        TEXT PRIMARY KEY,
-    holder      TEXT NOT NULL,
-    expires_at  TEXT NOT NULL
-);

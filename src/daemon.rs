@@ -1,10 +1,17 @@
 //! `dispatch run`: the scheduler, the breaking-news poll, the feed and SQL-source pollers, the
-//! sender and the web pages (with the CMS API) in one process.
+//! sender and the web pages (with the CMS API) in one process, or the [`Roles`] an operator
+//! picks.
 //!
 //! Every piece talks to the others only through the database, so a crash anywhere leaves rows
 //! that say what was done, and a restart carries on: a slot has at most one edition (unique
 //! per list and slot), editions left mid-send are claimed again when their leases run out,
 //! and breaking news is sent once per article per list.
+//!
+//! The same holds for several nodes sharing one PostgreSQL database: every node's scheduler
+//! may race for a slot and one edition results; senders claim different readers (`SKIP
+//! LOCKED`) and take over a dead node's work; jobs only one node should run at a time
+//! (retention compaction, the bounce mailbox) run under a named lease ([`singleton`]), and
+//! each feed and SQL source is polled under its own (`feed:<url>`, `sql:<path>`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,13 +22,59 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::delivery::{Engine, Mode};
+use crate::delivery::{Engine, Mode, owner};
 use crate::edition;
 use crate::mail::transport::Transport;
-use crate::store::{Created, ListRow, Store};
+use crate::store::{Created, LeaseHolder, ListRow, Store};
 
 /// How often the daemon compacts editions older than `[retention] days`.
 const COMPACT_EVERY: StdDuration = StdDuration::from_secs(3600);
+
+/// The named lease retention compaction runs under: one node at a time compacts.
+pub const RETENTION_LEASE: &str = "retention";
+
+/// The named lease the bounce mailbox is polled under: one node at a time polls.
+pub const BOUNCES_LEASE: &str = "bounces-imap";
+
+/// The parts of the daemon a process runs (`dispatch run --only …`); all by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Claims and delivers editions and transactional mail.
+    pub sender: bool,
+    /// Builds scheduled digests and breaking-news editions, and compacts old editions.
+    pub scheduler: bool,
+    /// Serves the reader pages and `/healthz`, `/metrics`.
+    pub web: bool,
+}
+
+impl Roles {
+    /// Every part: what `dispatch run` does without `--only`.
+    pub const ALL: Self = Self {
+        sender: true,
+        scheduler: true,
+        web: true,
+    };
+}
+
+impl Default for Roles {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl std::fmt::Display for Roles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = [
+            (self.sender, "sender"),
+            (self.scheduler, "scheduler"),
+            (self.web, "web"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        f.write_str(&names.join(","))
+    }
+}
 
 /// How often the scheduler re-reads the lists, so CLI changes apply without a restart.
 const SCHEDULE_TICK: StdDuration = StdDuration::from_secs(15);
@@ -99,7 +152,7 @@ pub async fn schedule_tick(
                     }
                     Ok(Created::Existing { .. }) => {}
                     Err(e) => {
-                        tracing::error!(list = %list.slug, slot = %slot, error = %format!("{e:#}"), "could not build the digest")
+                        tracing::error!(list = %list.slug, slot = %slot, error = %format!("{e:#}"), "could not build the digest");
                     }
                 }
             }
@@ -162,95 +215,86 @@ async fn wait_for_signal() {
     }
 }
 
-/// Runs the daemon until `shutdown` turns true.
-pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bool>) -> Result<()> {
-    let transport = Transport::from_config(&config).context("setting up the mail transport")?;
-    let engine = Engine::new(store.clone(), Arc::clone(&config), transport)?;
-
-    let listener = tokio::net::TcpListener::bind(config.web.bind)
-        .await
-        .with_context(|| format!("[web] bind: cannot listen on {}", config.web.bind))?;
-    tracing::info!(bind = %config.web.bind, public_url = %config.web.public_url, "web pages up");
-    let web_state = crate::web::AppState::new(store.clone(), Arc::clone(&config));
-    let mut web_shutdown = shutdown.clone();
-    let web = tokio::spawn(crate::web::serve(listener, web_state, async move {
-        let _ = web_shutdown.wait_for(|s| *s).await;
-    }));
-
-    let sched = {
-        let (store, config, mut shutdown) = (store.clone(), Arc::clone(&config), shutdown.clone());
-        tokio::spawn(async move {
-            let mut late = HashSet::new();
-            let breaking_every = StdDuration::from_secs(config.schedule.breaking_poll_secs);
-            let mut next_schedule = tokio::time::Instant::now();
-            loop {
-                let now = Utc::now();
-                if tokio::time::Instant::now() >= next_schedule {
-                    if let Err(e) = schedule_tick(&store, &config, now, &mut late).await {
-                        tracing::error!(error = %format!("{e:#}"), "scheduler pass failed");
-                    }
-                    // Wake for the next slot if it comes before the next re-read.
-                    next_schedule = tokio::time::Instant::now()
-                        + until_next_slot(&store, now).await.min(SCHEDULE_TICK);
-                }
-                if let Err(e) = breaking_tick(&store, &config, now).await {
-                    tracing::error!(error = %format!("{e:#}"), "breaking-news pass failed");
-                }
-                let nap = breaking_every.min(
-                    next_schedule
-                        .saturating_duration_since(tokio::time::Instant::now())
-                        .max(StdDuration::from_millis(200)),
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(nap) => {}
-                    _ = shutdown.wait_for(|s| *s) => break,
-                }
-            }
-        })
+/// Runs the daemon's `roles` until `shutdown` turns true.
+pub async fn run(
+    store: Store,
+    config: Arc<Config>,
+    roles: Roles,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let node = config.node.name_or_host();
+    tracing::info!(%node, roles = %roles, database = %store.backend(), "starting");
+    // The sender first: a bad transport or DKIM key fails before anything starts.
+    let engine = if roles.sender {
+        let transport = Transport::from_config(&config).context("setting up the mail transport")?;
+        Some(Engine::new(store.clone(), Arc::clone(&config), transport)?)
+    } else {
+        None
     };
 
-    let retention = {
-        let (store, days, mut shutdown) = (store.clone(), config.retention.days, shutdown.clone());
-        tokio::spawn(async move {
-            loop {
-                let before = Utc::now() - chrono::Duration::days(i64::from(days));
-                match store.compact_editions(before).await {
-                    Ok(c) if c.editions > 0 => {
-                        tracing::info!(
-                            editions = c.editions,
-                            deliveries = c.deliveries,
-                            "compacted old editions"
-                        )
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "compacting old editions failed"),
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(COMPACT_EVERY) => {}
-                    _ = shutdown.wait_for(|s| *s) => break,
-                }
-            }
-        })
+    let web = if roles.web {
+        let listener = tokio::net::TcpListener::bind(config.web.bind)
+            .await
+            .with_context(|| format!("[web] bind: cannot listen on {}", config.web.bind))?;
+        tracing::info!(bind = %config.web.bind, public_url = %config.web.public_url, "web pages up");
+        let web_state = crate::web::AppState::new(store.clone(), Arc::clone(&config));
+        let mut web_shutdown = shutdown.clone();
+        Some(tokio::spawn(crate::web::serve(
+            listener,
+            web_state,
+            async move {
+                let _ = web_shutdown.wait_for(|s| *s).await;
+            },
+        )))
+    } else {
+        None
     };
 
-    // The bounce mailbox, when one is configured.
-    let bounces = config.bounces.imap.host.is_some().then(|| {
-        tokio::spawn(crate::bounces::imap::run(
+    // Background jobs that one node at a time runs go with the scheduler, each under its
+    // named lease.
+    let holder = LeaseHolder::of(&owner::current(Some(&node)));
+    let bounces = (roles.scheduler && config.bounces.imap.host.is_some()).then(|| {
+        let (store, config) = (store.clone(), Arc::clone(&config));
+        let every = StdDuration::from_secs(config.bounces.imap.poll_secs);
+        tracing::info!(folder = %config.bounces.imap.folder, poll_secs = config.bounces.imap.poll_secs, "polling the bounce mailbox (one node at a time)");
+        tokio::spawn(singleton(
+            store.clone(),
+            BOUNCES_LEASE,
+            holder.clone(),
+            every,
+            shutdown.clone(),
+            move || crate::bounces::imap::poll_logged(store.clone(), Arc::clone(&config)),
+        ))
+    });
+    let sched = roles.scheduler.then(|| {
+        tokio::spawn(scheduler(
             store.clone(),
             Arc::clone(&config),
             shutdown.clone(),
         ))
     });
+    let retention = roles.scheduler.then(|| {
+        let (store, days) = (store.clone(), config.retention.days);
+        tokio::spawn(singleton(
+            store.clone(),
+            RETENTION_LEASE,
+            holder.clone(),
+            COMPACT_EVERY,
+            shutdown.clone(),
+            move || compact(store.clone(), days),
+        ))
+    });
 
-    // The feeds, when any are configured. A poller that cannot start (no TLS setup) is
+    // The feeds, when any are configured, with the scheduler role (each feed under its own
+    // named lease, `feed:<url>`). A poller that cannot start (no TLS setup) is
     // logged and leaves the rest of the daemon running.
-    let feeds = if config.feeds.is_empty() {
+    let feeds = if !roles.scheduler || config.feeds.is_empty() {
         None
     } else {
         match crate::intake::feeds::Poller::new(
             store.clone(),
             crate::intake::fetch::FetchLimits::default(),
-            crate::intake::feeds::Poller::holder_name(),
+            holder.clone(),
         ) {
             Ok(poller) => Some(tokio::spawn(
                 poller.run(config.feeds.clone(), shutdown.clone()),
@@ -262,17 +306,21 @@ pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bo
         }
     };
 
-    let sources = (!config.sql_sources.is_empty()).then(|| {
+    let sources = (roles.scheduler && !config.sql_sources.is_empty()).then(|| {
         tokio::spawn(
-            crate::intake::sql::SqlPoller::new(
-                store.clone(),
-                crate::intake::feeds::Poller::holder_name(),
-            )
-            .run(config.sql_sources.clone(), shutdown.clone()),
+            crate::intake::sql::SqlPoller::new(store.clone(), holder.clone())
+                .run(config.sql_sources.clone(), shutdown.clone()),
         )
     });
 
-    let result = engine.run(None, Mode::Forever, shutdown).await;
+    let result = if let Some(engine) = engine {
+        let report = engine.run(None, Mode::Forever, shutdown).await;
+        report.map(|r| tracing::info!(sent = r.sent, failed = r.failed, "sender stopped"))
+    } else {
+        let mut shutdown = shutdown;
+        let _ = shutdown.wait_for(|s| *s).await;
+        Ok(())
+    };
     if let Some(s) = sources {
         let _ = s.await;
     }
@@ -282,19 +330,125 @@ pub async fn run(store: Store, config: Arc<Config>, shutdown: watch::Receiver<bo
     if let Some(f) = feeds {
         let _ = f.await;
     }
-    let _ = retention.await;
-    let _ = sched.await;
-    match web.await {
-        Ok(Err(e)) => {
-            tracing::error!(error = %format!("{e:#}"), "web server stopped with an error")
-        }
-        Err(e) => tracing::error!(error = %e, "web server task failed"),
-        Ok(Ok(())) => {}
+    if let Some(t) = retention {
+        let _ = t.await;
     }
-    let report = result?;
-    tracing::info!(sent = report.sent, failed = report.failed, "stopped");
+    if let Some(t) = sched {
+        let _ = t.await;
+    }
+    if let Some(web) = web {
+        match web.await {
+            Ok(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "web server stopped with an error");
+            }
+            Err(e) => tracing::error!(error = %e, "web server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    result?;
+    tracing::info!("stopped");
     store.close().await;
     Ok(())
+}
+
+/// The scheduler and the breaking-news poll, until `shutdown`.
+async fn scheduler(store: Store, config: Arc<Config>, mut shutdown: watch::Receiver<bool>) {
+    let mut late = HashSet::new();
+    let breaking_every = StdDuration::from_secs(config.schedule.breaking_poll_secs);
+    let mut next_schedule = tokio::time::Instant::now();
+    loop {
+        let now = Utc::now();
+        if tokio::time::Instant::now() >= next_schedule {
+            if let Err(e) = schedule_tick(&store, &config, now, &mut late).await {
+                tracing::error!(error = %format!("{e:#}"), "scheduler pass failed");
+            }
+            // Wake for the next slot if it comes before the next re-read.
+            next_schedule =
+                tokio::time::Instant::now() + until_next_slot(&store, now).await.min(SCHEDULE_TICK);
+        }
+        if let Err(e) = breaking_tick(&store, &config, now).await {
+            tracing::error!(error = %format!("{e:#}"), "breaking-news pass failed");
+        }
+        let nap = breaking_every.min(
+            next_schedule
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(StdDuration::from_millis(200)),
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(nap) => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+}
+
+/// One compaction pass of editions older than `days`.
+async fn compact(store: Store, days: u32) {
+    let before = Utc::now() - chrono::Duration::days(i64::from(days));
+    match store.compact_editions(before).await {
+        Ok(c) if c.editions > 0 => {
+            tracing::info!(
+                editions = c.editions,
+                deliveries = c.deliveries,
+                "compacted old editions"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "compacting old editions failed"),
+    }
+}
+
+/// Runs `job` every `every` on one node at a time: the node holding the named lease `name`
+/// (taken for two periods and renewed before each run), whatever the number of nodes. If
+/// the holder dies, another node takes the lease over once it has run out, within two
+/// periods. At shutdown the lease is given up so another node need not wait.
+///
+/// For jobs any node may run but only one should at once: retention compaction and the
+/// bounce mailbox. The feed and SQL-source pollers take the same named leases
+/// ([`Store::try_lease`]) themselves, one per feed (`feed:<url>`) and source (`sql:<path>`),
+/// since each has its own interval.
+pub async fn singleton<F, Fut>(
+    store: Store,
+    name: &'static str,
+    holder: LeaseHolder,
+    every: StdDuration,
+    mut shutdown: watch::Receiver<bool>,
+    mut job: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let lease = chrono::Duration::from_std(every * 2).unwrap_or(chrono::Duration::hours(2));
+    let mut held = false;
+    loop {
+        match store.try_lease(name, &holder, lease).await {
+            Ok(true) => {
+                if !held {
+                    tracing::info!(job = name, "this node runs the job now");
+                }
+                held = true;
+                // A job stopped mid-run must be safe to drop (compaction is one transaction;
+                // a bounce poll moves a message only after recording it).
+                tokio::select! {
+                    _ = job() => {}
+                    _ = shutdown.wait_for(|s| *s) => break,
+                }
+            }
+            Ok(false) => {
+                if held {
+                    tracing::info!(job = name, "another node runs the job now");
+                }
+                held = false;
+            }
+            Err(e) => tracing::warn!(job = name, error = %e, "could not renew the job's lease"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+    if held && let Err(e) = store.release_lease(name, &holder).await {
+        tracing::warn!(job = name, error = %e, "could not give the job's lease up; it runs out");
+    }
 }
 
 /// Time until the earliest next slot of any list (a minute when nothing is scheduled).
@@ -309,4 +463,73 @@ async fn until_next_slot(store: &Store, now: DateTime<Utc>) -> StdDuration {
         .and_then(|t| (t - now).to_std().ok())
         .map(|d| d + StdDuration::from_millis(50))
         .unwrap_or(SCHEDULE_TICK)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::store::Backend;
+    use crate::store::testutil::{store_test, temp_store_on};
+
+    /// Polls `f` every 20 ms until it holds, for at most 30 s.
+    async fn until(what: &str, f: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + StdDuration::from_secs(30);
+        while !f() {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+    }
+
+    fn holder(node: &str) -> LeaseHolder {
+        LeaseHolder::of(&owner::current(Some(node)))
+    }
+
+    store_test!(a_singleton_job_runs_on_one_node_and_moves_when_that_node_stops);
+    async fn a_singleton_job_runs_on_one_node_and_moves_when_that_node_stops(backend: Backend) {
+        let (store, db) = temp_store_on(backend).await;
+        let other = db.reopen().await;
+        let (runs_a, runs_b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (stop_a, stop_a_rx) = watch::channel(false);
+        let (stop_b, stop_b_rx) = watch::channel(false);
+        let every = StdDuration::from_millis(500);
+        let job = |n: &Arc<AtomicUsize>| {
+            let n = Arc::clone(n);
+            move || {
+                n.fetch_add(1, Ordering::SeqCst);
+                std::future::ready(())
+            }
+        };
+        let a = tokio::spawn(singleton(
+            store.clone(),
+            "job",
+            holder("a"),
+            every,
+            stop_a_rx,
+            job(&runs_a),
+        ));
+        until("a runs the job", || runs_a.load(Ordering::SeqCst) >= 1).await;
+        let b = tokio::spawn(singleton(
+            other.clone(),
+            "job",
+            holder("b"),
+            every,
+            stop_b_rx,
+            job(&runs_b),
+        ));
+        // a renews its lease (two periods long) every period: b never gets it meanwhile.
+        until("a runs it twice more", || {
+            runs_a.load(Ordering::SeqCst) >= 3
+        })
+        .await;
+        assert_eq!(runs_b.load(Ordering::SeqCst), 0, "one node at a time");
+        // a stops and gives the lease up: b takes the job.
+        stop_a.send(true).unwrap();
+        a.await.unwrap();
+        until("b runs the job", || runs_b.load(Ordering::SeqCst) >= 1).await;
+        stop_b.send(true).unwrap();
+        b.await.unwrap();
+        assert!(store.leases().await.unwrap().is_empty(), "both gave it up");
+    }
 }

@@ -398,12 +398,14 @@ mod tests {
     use super::*;
     use crate::domain::{DbTime, EmailAddress, ListSlug};
     use crate::store::subscribers::NewSubscription;
-    use crate::store::testutil::temp_store;
-    use crate::store::{ListSpec, NewArticle};
+    use crate::store::testutil::{store_test, temp_store_on};
+    use crate::store::{Backend, ListSpec, NewArticle, db};
 
-    #[tokio::test]
-    async fn a_story_stored_in_the_second_a_digest_is_built_is_in_exactly_one_digest() {
-        let (store, _d) = temp_store().await;
+    store_test!(a_story_stored_in_the_second_a_digest_is_built_is_in_exactly_one_digest);
+    async fn a_story_stored_in_the_second_a_digest_is_built_is_in_exactly_one_digest(
+        backend: Backend,
+    ) {
+        let (store, _d) = temp_store_on(backend).await;
         let list_id = store
             .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
             .await
@@ -443,11 +445,14 @@ mod tests {
             .await
             .unwrap();
         let (b, _) = store.insert_article(&story("b")).await.unwrap();
-        sqlx::query("UPDATE articles SET created_at = $1")
-            .bind(DbTime::from(at))
-            .execute(store.writer())
-            .await
-            .unwrap();
+        db!(store.writer(), |c| {
+            sqlx::query("UPDATE articles SET created_at = $1")
+                .bind(DbTime::from(at))
+                .execute(c)
+                .await
+                .map(|_| ())
+        })
+        .unwrap();
         let second = create_digest(&store, &config, &list, at + Duration::hours(1), None)
             .await
             .unwrap();

@@ -485,7 +485,7 @@ mod tests {
         let s = Schedule::parse("0 7 1 * 1").unwrap();
         let start = Utc.with_ymd_and_hms(2026, 11, 28, 0, 0, 0).unwrap();
         let slots = s.upcoming(start, tz("UTC"), 3);
-        let dates: Vec<u32> = slots.iter().map(|t| t.day()).collect();
+        let dates: Vec<u32> = slots.iter().map(chrono::Datelike::day).collect();
         assert_eq!(dates, [30, 1, 7]); // Mon 30 Nov, Tue 1 Dec, Mon 7 Dec
     }
 

@@ -7,6 +7,13 @@
 #[allow(dead_code)] // the unit tests need only some of the tools
 #[path = "../tests/support/tools.rs"]
 mod shared;
+/// The name `postgres.rs` reaches the rule by, as in `tests/support/`.
+use shared as tools;
+
+/// The throwaway PostgreSQL cluster the store's tests run on.
+#[allow(dead_code)] // the unit tests need only a fresh database per test
+#[path = "../tests/support/postgres.rs"]
+pub(crate) mod postgres;
 
 pub(crate) use shared::{
     DKIMPY, DKIMPY_ED25519, OPENSSL, PYTHON, PYTHON_EMAIL, require, require_all,

@@ -20,9 +20,19 @@ use dispatch::config::{Config, Feed};
 use dispatch::domain::{Category, WebUrl};
 use dispatch::intake::feeds::{PollOutcome, Poller};
 use dispatch::intake::fetch::FetchLimits;
-use dispatch::store::Store;
+use dispatch::store::{LeaseHolder, SenderIdentity, Store};
 use support::cli::Cli;
 use support::db::TempDb;
+
+/// A lease holder named `node`, as a dispatch process on another node would be.
+fn holder(node: &str) -> LeaseHolder {
+    LeaseHolder::of(&SenderIdentity {
+        host: "test-host".into(),
+        pid: 1,
+        started: "test".into(),
+        node: node.into(),
+    })
+}
 
 /// What the feed server saw and what it serves.
 #[derive(Default)]
@@ -266,7 +276,7 @@ fn poller(store: &Store) -> Poller {
         timeout: Duration::from_secs(2),
         ..FetchLimits::default()
     };
-    Poller::new(store.clone(), limits, "test:1".into()).unwrap()
+    Poller::new(store.clone(), limits, holder("test-1")).unwrap()
 }
 
 async fn poll(p: &Poller, f: &Feed) -> PollOutcome {

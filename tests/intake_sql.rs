@@ -9,11 +9,21 @@ use std::time::Duration;
 use dispatch::config::SqlSource;
 use dispatch::domain::Category;
 use dispatch::intake::sql::{SourceOutcome, SqlPoller};
-use dispatch::store::{SqlValue, Store};
+use dispatch::store::{LeaseHolder, SenderIdentity, SqlValue, Store};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use support::cli::Cli;
 use support::db::TempDb;
+
+/// A lease holder named `node`, as a dispatch process on another node would be.
+fn holder(node: &str) -> LeaseHolder {
+    LeaseHolder::of(&SenderIdentity {
+        host: "test-host".into(),
+        pid: 1,
+        started: "test".into(),
+        node: node.into(),
+    })
+}
 
 /// The CMS's side: its own file in WAL mode; `busy_ms` is how long its writes wait for a lock.
 async fn cms(path: &Path, busy_ms: u64) -> SqlitePool {
@@ -115,7 +125,7 @@ async fn rows_are_read_from_the_cursor_on_and_a_row_seen_again_updates_its_artic
     )
     .await;
     let src = source(cms_path.clone(), QUERY);
-    let p = SqlPoller::new(store.clone(), "test:1".into());
+    let p = SqlPoller::new(store.clone(), holder("test-1"));
 
     // The bad row is skipped (and logged with its id); the draft is not selected.
     assert_eq!(read(&p, &src).await, (2, 1, 0, 1));
@@ -153,7 +163,7 @@ async fn rows_are_read_from_the_cursor_on_and_a_row_seen_again_updates_its_artic
     assert_eq!(read(&p, &src).await, (2, 1, 1, 0));
 
     // A restart reads on from the stored cursor.
-    let restarted = SqlPoller::new(store.clone(), "test:2".into());
+    let restarted = SqlPoller::new(store.clone(), holder("test-2"));
     assert_eq!(read(&restarted, &src).await, (0, 0, 0, 0));
 
     let articles = store.list_articles(None, None, 10).await.unwrap();
@@ -201,7 +211,7 @@ async fn the_cms_keeps_writing_while_a_poll_reads_and_a_poll_reads_while_the_cms
         "published",
     )
     .await;
-    let p = SqlPoller::new(store.clone(), "test:1".into());
+    let p = SqlPoller::new(store.clone(), holder("test-1"));
 
     // The CMS is mid-transaction (holding SQLite's write lock): the poll still reads.
     let mut tx = cms.begin_with("BEGIN IMMEDIATE").await.unwrap();

@@ -16,8 +16,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Configuration parsed into domain types at load.
     ("config", &["domain"]),
     // The only module with SQL: domain types in and out, nothing of how mail is made or sent.
-    // (A list's schedule is parsed into a `schedule::Schedule` when read.)
-    ("store", &["domain", "config", "schedule"]),
+    // (A list's schedule is parsed into a `schedule::Schedule` when read; `test_tools` holds
+    // the throwaway PostgreSQL cluster its tests run on.)
+    ("store", &["domain", "config", "schedule", "test_tools"]),
     // Crontab lines in a time zone.
     ("schedule", &["domain"]),
     // Which stories an edition carries (pure).

@@ -47,37 +47,45 @@ pub struct PollReport {
 type Session = async_imap::Session<TlsStream<TcpStream>>;
 
 /// Polls every `[bounces.imap] poll_secs` until `shutdown` turns true. Failures are logged
-/// and tried again at the next poll.
+/// and tried again at the next poll. (`dispatch run` polls through [`poll_logged`] under a
+/// named lease instead, so that of several nodes one polls at a time.)
 pub async fn run(store: Store, config: Arc<Config>, mut shutdown: watch::Receiver<bool>) {
     let cfg = &config.bounces.imap;
-    let settings = Settings::from_config(&config);
     let every = Duration::from_secs(cfg.poll_secs);
     let host = cfg.host.clone().unwrap_or_default();
     tracing::info!(%host, folder = %cfg.folder, poll_secs = cfg.poll_secs, "polling the bounce mailbox");
     loop {
         // Stopping mid-poll is safe: a message is moved only after its events are committed,
         // and one committed but not yet moved is a repeat next time (recorded once).
-        let polled = tokio::select! {
-            r = tokio::time::timeout(POLL_TIMEOUT, poll_once(&store, &settings, cfg)) => r,
+        tokio::select! {
+            _ = poll_logged(store.clone(), Arc::clone(&config)) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         };
-        match polled {
-            Ok(Ok(r)) if r.processed + r.unidentified > 0 => tracing::info!(
-                processed = r.processed,
-                unidentified = r.unidentified,
-                "bounce mailbox polled"
-            ),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(%host, error = %format!("{e:#}"), "polling the bounce mailbox failed; trying again at the next poll")
-            }
-            Err(_) => {
-                tracing::warn!(%host, "polling the bounce mailbox timed out; trying again at the next poll")
-            }
-        }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// One poll of the mailbox, bounded in time, its outcome logged. Dropping it mid-poll is
+/// safe (see [`run`]).
+pub async fn poll_logged(store: Store, config: Arc<Config>) {
+    let cfg = &config.bounces.imap;
+    let settings = Settings::from_config(&config);
+    let host = cfg.host.clone().unwrap_or_default();
+    match tokio::time::timeout(POLL_TIMEOUT, poll_once(&store, &settings, cfg)).await {
+        Ok(Ok(r)) if r.processed + r.unidentified > 0 => tracing::info!(
+            processed = r.processed,
+            unidentified = r.unidentified,
+            "bounce mailbox polled"
+        ),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(%host, error = %format!("{e:#}"), "polling the bounce mailbox failed; trying again at the next poll");
+        }
+        Err(_) => {
+            tracing::warn!(%host, "polling the bounce mailbox timed out; trying again at the next poll");
         }
     }
 }

@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 
 use super::{Ctx, JsonFlag, Outcome, Table};
-use crate::domain::{ApiKey, Role, clean_text};
+use crate::domain::{ApiKey, DbTime, Role, clean_text};
 
 /// API key commands.
 #[derive(Debug, Subcommand)]
@@ -51,7 +51,7 @@ pub(super) async fn run(cmd: ApiKeysCmd, ctx: &Ctx) -> Result<Outcome> {
                         serde_json::json!({
                             "name": k.name, "role": k.role,
                             "created_at": k.created_at.to_text(),
-                            "revoked_at": k.revoked_at.map(|t| t.to_text()),
+                            "revoked_at": k.revoked_at.map(DbTime::to_text),
                         })
                     })
                     .collect();
@@ -64,7 +64,7 @@ pub(super) async fn run(cmd: ApiKeysCmd, ctx: &Ctx) -> Result<Outcome> {
                     k.name.clone(),
                     k.role.to_string(),
                     k.created_at.to_text(),
-                    k.revoked_at.map_or_else(|| "-".into(), |t| t.to_text()),
+                    k.revoked_at.map_or_else(|| "-".into(), DbTime::to_text),
                 ]);
             }
             t.print();

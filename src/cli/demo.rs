@@ -151,6 +151,7 @@ pub(super) async fn run(args: DemoArgs, ctx: &Ctx) -> Result<Outcome> {
     crate::daemon::run(
         store,
         Arc::new(ctx.config.clone()),
+        crate::daemon::Roles::ALL,
         crate::daemon::shutdown_on_signals(),
     )
     .await?;
@@ -161,7 +162,7 @@ pub(super) async fn run(args: DemoArgs, ctx: &Ctx) -> Result<Outcome> {
 fn first_message(outbox: &std::path::Path) -> Option<(std::path::PathBuf, String)> {
     let newest = std::fs::read_dir(outbox)
         .ok()?
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
         .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())?
         .path();

@@ -4,6 +4,7 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 
 use super::{Ctx, JsonFlag, Outcome, Table};
+use crate::domain::DbTime;
 use crate::intake::feeds::{PollOutcome, Poller};
 use crate::intake::fetch::FetchLimits;
 use crate::store::FeedState;
@@ -27,9 +28,7 @@ pub(super) async fn run(cmd: FeedsCmd, ctx: &Ctx) -> Result<Outcome> {
         FeedsCmd::List(flag) => {
             let states = store.feed_states().await?;
             let state_of = |url: &str| states.iter().find(|s| s.url == url);
-            let time = |t: Option<crate::domain::DbTime>| {
-                t.map_or_else(|| "never".to_owned(), |t| t.to_text())
-            };
+            let time = |t: Option<DbTime>| t.map_or_else(|| "never".to_owned(), DbTime::to_text);
             if flag.json {
                 let rows: Vec<_> = feeds
                     .iter()
@@ -38,9 +37,9 @@ pub(super) async fn run(cmd: FeedsCmd, ctx: &Ctx) -> Result<Outcome> {
                         serde_json::json!({
                             "url": f.url.redacted(),
                             "poll_secs": f.poll_secs,
-                            "last_poll_at": s.and_then(|s| s.last_poll_at).map(|t| t.to_text()),
-                            "last_success_at": s.and_then(|s| s.last_success_at).map(|t| t.to_text()),
-                            "next_poll_at": s.and_then(|s| s.next_poll_at).map(|t| t.to_text()),
+                            "last_poll_at": s.and_then(|s| s.last_poll_at).map(DbTime::to_text),
+                            "last_success_at": s.and_then(|s| s.last_success_at).map(DbTime::to_text),
+                            "next_poll_at": s.and_then(|s| s.next_poll_at).map(DbTime::to_text),
                             "items_stored": s.map_or(0, |s| s.items_stored),
                             "failures": s.map_or(0, |s| s.failures),
                             "last_error": s.and_then(|s| s.last_error.clone()),
@@ -67,7 +66,7 @@ pub(super) async fn run(cmd: FeedsCmd, ctx: &Ctx) -> Result<Outcome> {
                     time(s.and_then(|s| s.last_success_at)),
                     s.map_or(0, |s| s.items_stored).to_string(),
                     s.and_then(|s| s.next_poll_at)
-                        .map_or_else(|| "at start".to_owned(), |t| t.to_text()),
+                        .map_or_else(|| "at start".to_owned(), DbTime::to_text),
                     s.and_then(|s| s.last_error.clone())
                         .unwrap_or_else(|| "-".into()),
                 ]);
@@ -91,7 +90,7 @@ pub(super) async fn run(cmd: FeedsCmd, ctx: &Ctx) -> Result<Outcome> {
                     None => bail!("no [[feeds]] are configured"),
                 }
             }
-            let poller = Poller::new(store, FetchLimits::default(), Poller::holder_name())?;
+            let poller = Poller::new(store, FetchLimits::default(), ctx.lease_holder())?;
             let mut failed = false;
             for f in chosen {
                 let report = poller.poll(f, true).await?;
@@ -114,7 +113,7 @@ pub(super) async fn run(cmd: FeedsCmd, ctx: &Ctx) -> Result<Outcome> {
                         eprintln!("{label}: {e}");
                     }
                     PollOutcome::Skipped => {
-                        println!("{label}: another process is polling it right now")
+                        println!("{label}: another process is polling it right now");
                     }
                 }
             }

@@ -138,7 +138,7 @@ pub(super) async fn run(cmd: ListsCmd, ctx: &Ctx) -> Result<Outcome> {
                 v["next_slots"] = serde_json::json!(
                     next_slots(&l)
                         .iter()
-                        .map(|t| t.to_rfc3339())
+                        .map(chrono::DateTime::to_rfc3339)
                         .collect::<Vec<_>>()
                 );
                 println!("{}", serde_json::to_string_pretty(&v)?);

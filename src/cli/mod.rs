@@ -12,6 +12,7 @@ mod api_keys;
 mod articles;
 mod articles_import;
 pub mod bounces;
+mod db;
 mod demo;
 mod feeds;
 mod lists;
@@ -70,7 +71,10 @@ pub enum Command {
     /// First run: seed sample lists, readers and stories, send a digest to the outbox, serve the reader pages.
     Demo(demo::DemoArgs),
     /// Run the daemon: scheduled digests, breaking news, sending, and the subscriber web pages.
-    Run,
+    Run(RunArgs),
+    /// Move or inspect the database: copy SQLite to PostgreSQL, check counts and migrations.
+    #[command(subcommand)]
+    Db(db::DbCmd),
     /// Deliver editions now.
     #[command(subcommand)]
     Send(send::SendCmd),
@@ -89,6 +93,40 @@ impl Command {
     /// (EX_TEMPFAIL) so the message is kept, even when the config cannot be read.
     pub fn is_ingest(&self) -> bool {
         matches!(self, Self::Bounces(bounces::BouncesCmd::Ingest { .. }))
+    }
+}
+
+/// `dispatch run`'s options.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Run only these parts, comma-separated (default: all). Several nodes sharing a
+    /// PostgreSQL database may split them, e.g. `--only web` behind the load balancer.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "ROLE")]
+    pub only: Vec<Role>,
+}
+
+/// A part of the daemon, for `dispatch run --only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Claim and deliver editions and transactional mail.
+    Sender,
+    /// Build scheduled digests and breaking news; compact old editions.
+    Scheduler,
+    /// Serve the reader pages, /healthz and /metrics.
+    Web,
+}
+
+impl RunArgs {
+    /// The roles asked for: all when none was named.
+    pub fn roles(&self) -> crate::daemon::Roles {
+        if self.only.is_empty() {
+            return crate::daemon::Roles::ALL;
+        }
+        crate::daemon::Roles {
+            sender: self.only.contains(&Role::Sender),
+            scheduler: self.only.contains(&Role::Scheduler),
+            web: self.only.contains(&Role::Web),
+        }
     }
 }
 
@@ -118,11 +156,19 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// This process as the holder of named leases (`feeds poll`, `sources poll`), named after
+    /// the configured node, as the daemon's are.
+    pub fn lease_holder(&self) -> crate::store::LeaseHolder {
+        let node = self.config.node.name_or_host();
+        crate::store::LeaseHolder::of(&crate::delivery::owner::current(Some(&node)))
+    }
+
     /// Opens the configured database.
     pub async fn store(&self) -> Result<Store> {
-        Store::open(&self.config.database.path)
+        let target = self.config.database.target();
+        Store::connect(&target)
             .await
-            .with_context(|| format!("opening database {}", self.config.database.path.display()))
+            .with_context(|| format!("opening database {target}"))
     }
 }
 
@@ -139,16 +185,18 @@ pub async fn run(cli: Cli, ctx: Ctx) -> Result<Outcome> {
         Command::Status(flag) => status(&ctx, flag).await,
         Command::Preview(args) => preview::run(args, &ctx).await,
         Command::Demo(args) => demo::run(args, &ctx).await,
-        Command::Run => {
+        Command::Run(args) => {
             let store = ctx.store().await?;
             crate::daemon::run(
                 store,
                 std::sync::Arc::new(ctx.config.clone()),
+                args.roles(),
                 crate::daemon::shutdown_on_signals(),
             )
             .await?;
             Ok(Outcome::Ok)
         }
+        Command::Db(cmd) => db::run(cmd, &ctx).await,
         Command::Send(cmd) => send::run_send(cmd, &ctx).await,
         Command::Editions(cmd) => send::run_editions(cmd, &ctx).await,
         Command::Bounces(cmd) => bounces::run(cmd, &ctx).await,
@@ -168,7 +216,7 @@ async fn init(ctx: &Ctx, path: &std::path::Path) -> Result<Outcome> {
     }
     let store = ctx.store().await?;
     store.close().await;
-    println!("database ready at {}", ctx.config.database.path.display());
+    println!("database ready at {}", ctx.config.database.target());
     Ok(Outcome::Ok)
 }
 

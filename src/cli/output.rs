@@ -10,7 +10,7 @@ impl Table {
     /// A table with these column headings.
     pub fn new<const N: usize>(header: [&str; N]) -> Self {
         Self {
-            header: header.iter().map(|s| s.to_string()).collect(),
+            header: header.iter().map(ToString::to_string).collect(),
             rows: Vec::new(),
         }
     }

@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 
 use super::{Ctx, JsonFlag, Outcome, Table};
-use crate::intake::feeds::Poller;
+use crate::domain::DbTime;
 use crate::intake::sql::{SourceOutcome, SqlPoller};
 
 /// SQL source commands.
@@ -25,9 +25,7 @@ pub(super) async fn run(cmd: SourcesCmd, ctx: &Ctx) -> Result<Outcome> {
     match cmd {
         SourcesCmd::List(flag) => {
             let states = store.source_states().await?;
-            let time = |t: Option<crate::domain::DbTime>| {
-                t.map_or_else(|| "never".to_owned(), |t| t.to_text())
-            };
+            let time = |t: Option<DbTime>| t.map_or_else(|| "never".to_owned(), DbTime::to_text);
             let mut rows = Vec::new();
             let mut t = Table::new([
                 "SOURCE",
@@ -44,10 +42,10 @@ pub(super) async fn run(cmd: SourcesCmd, ctx: &Ctx) -> Result<Outcome> {
                 rows.push(serde_json::json!({
                     "path": path,
                     "poll_secs": src.poll_secs,
-                    "last_poll_at": s.and_then(|s| s.last_poll_at).map(|t| t.to_text()),
-                    "last_success_at": s.and_then(|s| s.last_success_at).map(|t| t.to_text()),
-                    "next_poll_at": s.and_then(|s| s.next_poll_at).map(|t| t.to_text()),
-                    "cursor": s.and_then(|s| s.cursor.as_ref()).map(|c| c.to_string()),
+                    "last_poll_at": s.and_then(|s| s.last_poll_at).map(DbTime::to_text),
+                    "last_success_at": s.and_then(|s| s.last_success_at).map(DbTime::to_text),
+                    "next_poll_at": s.and_then(|s| s.next_poll_at).map(DbTime::to_text),
+                    "cursor": s.and_then(|s| s.cursor.as_ref()).map(ToString::to_string),
                     "items_stored": s.map_or(0, |s| s.items_stored),
                     "items_updated": s.map_or(0, |s| s.items_updated),
                     "failures": s.map_or(0, |s| s.failures),
@@ -58,10 +56,10 @@ pub(super) async fn run(cmd: SourcesCmd, ctx: &Ctx) -> Result<Outcome> {
                     time(s.and_then(|s| s.last_poll_at)),
                     time(s.and_then(|s| s.last_success_at)),
                     s.and_then(|s| s.cursor.as_ref())
-                        .map_or_else(|| "-".into(), |c| c.to_string()),
+                        .map_or_else(|| "-".into(), ToString::to_string),
                     s.map_or(0, |s| s.items_stored).to_string(),
                     s.and_then(|s| s.next_poll_at)
-                        .map_or_else(|| "at start".to_owned(), |t| t.to_text()),
+                        .map_or_else(|| "at start".to_owned(), DbTime::to_text),
                     s.and_then(|s| s.last_error.clone())
                         .unwrap_or_else(|| "-".into()),
                 ]);
@@ -89,7 +87,7 @@ pub(super) async fn run(cmd: SourcesCmd, ctx: &Ctx) -> Result<Outcome> {
                     None => bail!("no [[sql_sources]] are configured"),
                 }
             }
-            let poller = SqlPoller::new(store, Poller::holder_name());
+            let poller = SqlPoller::new(store, ctx.lease_holder());
             let mut failed = false;
             for src in chosen {
                 let shown = src.path.display();
@@ -106,7 +104,7 @@ pub(super) async fn run(cmd: SourcesCmd, ctx: &Ctx) -> Result<Outcome> {
                         eprintln!("{shown}: {e}");
                     }
                     SourceOutcome::Skipped => {
-                        println!("{shown}: another process is reading it right now")
+                        println!("{shown}: another process is reading it right now");
                     }
                 }
             }

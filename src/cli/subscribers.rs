@@ -169,7 +169,7 @@ pub(super) async fn run(cmd: SubscribersCmd, ctx: &Ctx) -> Result<Outcome> {
                 ImportOutcome::Added => println!("subscribed {email} to {}", list.slug),
                 ImportOutcome::Updated => println!("updated {email} on {}", list.slug),
                 ImportOutcome::Unchanged => {
-                    println!("{email} is already subscribed to {}", list.slug)
+                    println!("{email} is already subscribed to {}", list.slug);
                 }
                 ImportOutcome::Skipped(why) => {
                     bail!("{email} was not subscribed to {}: {why}", list.slug)

@@ -62,6 +62,10 @@ const fn number(
 
 /// Every numeric and duration setting. See `config/dispatch.toml` for what each means.
 pub(super) const BOUNDS: &[Bound] = &[
+    // Per node; PostgreSQL allows 100 connections in all by default.
+    number("database", "max_connections", 2, 500, |c| {
+        u64::from(c.database.max_connections)
+    }),
     number("smtp", "port", 1, 65_535, |c| u64::from(c.smtp.port)),
     // Relays limit connections per client (Postfix: 50 by default); more rarely helps.
     number("smtp", "connections", 1, 64, |c| {

@@ -12,6 +12,8 @@ use super::{ConfigError, bounds};
 
 /// Keys that exist but have no value in the defaults (so their type cannot be read from there).
 pub(super) const OPTIONAL_STRING_KEYS: &[&str] = &[
+    "database.url",
+    "node.name",
     "publication.reply_to",
     "web.client_ip_header",
     "smtp.username",
@@ -31,8 +33,14 @@ pub(super) const OPTIONAL_STRING_KEYS: &[&str] = &[
 /// Settings that were renamed: the old variable still sets the new key.
 const RENAMED: &[(&str, &str, &str)] = &[("sending.bounce_threshold", "bounces", "hard_threshold")];
 
-/// Variables that are not settings.
-const NOT_SETTINGS: &[&str] = &["DISPATCH_CONFIG", "DISPATCH_LOG", "DISPATCH_REQUIRE_TOOLS"];
+/// Variables that are not settings: the config file, the log filter, and the test suite's two
+/// knobs (CI exports them for the whole run, so a command a test starts sees them too).
+const NOT_SETTINGS: &[&str] = &[
+    "DISPATCH_CONFIG",
+    "DISPATCH_LOG",
+    "DISPATCH_REQUIRE_TOOLS",
+    "DISPATCH_FUZZ_SECS",
+];
 
 /// Writes every `DISPATCH_*` setting in `env` into `table`, typed like `defaults`. Returns
 /// which variable set each dotted key (`smtp.port` → `DISPATCH_SMTP_PORT`), so later errors

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Category, WebUrl};
 
 pub use duration::{HumanDuration, parse_duration};
-pub use values::{LogLevel, Secret, Sender};
+pub use values::{LogLevel, NodeName, PostgresUrl, Secret, Sender};
 
 /// The documented starter config, written by `dispatch init`.
 pub const STARTER_CONFIG: &str = include_str!("../../config/dispatch.toml");
@@ -51,6 +51,7 @@ pub enum ConfigError {
 pub struct Config {
     pub publication: Publication,
     pub database: Database,
+    pub node: Node,
     pub web: Web,
     pub delivery: Delivery,
     pub smtp: Smtp,
@@ -89,11 +90,69 @@ pub struct Publication {
     pub language: String,
 }
 
-/// `[database]`.
+/// `[database]`: an SQLite file by default; `url` selects a PostgreSQL server instead.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Database {
+    /// The SQLite file, used when `url` is not set.
     pub path: PathBuf,
+    /// A PostgreSQL server several nodes share.
+    pub url: Option<PostgresUrl>,
+    /// Connections this node opens to PostgreSQL at most.
+    pub max_connections: u32,
+}
+
+impl Database {
+    /// Which database the settings select.
+    pub fn target(&self) -> DatabaseTarget {
+        match &self.url {
+            Some(url) => DatabaseTarget::Postgres {
+                url: url.clone(),
+                max_connections: self.max_connections,
+            },
+            None => DatabaseTarget::Sqlite(self.path.clone()),
+        }
+    }
+}
+
+/// Where the data lives, as `[database]` selects it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database.
+    Postgres {
+        url: PostgresUrl,
+        max_connections: u32,
+    },
+}
+
+impl fmt::Display for DatabaseTarget {
+    /// The file, or the URL without its password: safe for logs and messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+            Self::Postgres { url, .. } => write!(f, "{url}"),
+        }
+    }
+}
+
+/// `[node]`: this process among several sharing one database.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Node {
+    /// The name operators see; the host name when unset.
+    pub name: Option<NodeName>,
+}
+
+impl Node {
+    /// The configured name, else this machine's host name.
+    pub fn name_or_host(&self) -> String {
+        match &self.name {
+            Some(n) => n.as_str().to_owned(),
+            None => gethostname::gethostname().to_string_lossy().into_owned(),
+        }
+    }
 }
 
 /// `[web]`.
@@ -431,6 +490,8 @@ impl Default for Database {
     fn default() -> Self {
         Self {
             path: PathBuf::from("data/dispatch.db"),
+            url: None,
+            max_connections: 10,
         }
     }
 }

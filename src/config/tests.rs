@@ -75,6 +75,7 @@ fn env_overrides_with_types() {
             ("DISPATCH_WEB_BIND", "127.0.0.1:9999"),
             ("DISPATCH_PUBLICATION_REPLY_TO", "letters@news.example.com"),
             ("DISPATCH_REQUIRE_TOOLS", "1"),
+            ("DISPATCH_FUZZ_SECS", "60"),
         ]),
     )
     .unwrap();

@@ -146,6 +146,129 @@ impl<'de> Deserialize<'de> for LogLevel {
     }
 }
 
+/// `[database] url`: a PostgreSQL URL, checked at load. `Display`, `Debug` and `Serialize`
+/// show it with its password replaced, so logs and a written-out config never carry it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(url::Url);
+
+impl PostgresUrl {
+    /// Accepts `postgres://` and `postgresql://` URLs.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let expected =
+            "expected a PostgreSQL URL such as postgres://dispatch@db.example.com/dispatch";
+        let url = url::Url::parse(raw.trim()).map_err(|e| format!("{expected} ({e})"))?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(format!("{expected}, not a {}:// URL", url.scheme()));
+        }
+        Ok(Self(url))
+    }
+
+    /// The URL itself, password included, for the one place that connects.
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The URL with any password (in the user part or a `password=` parameter) replaced.
+    pub fn redacted(&self) -> String {
+        let mut u = self.0.clone();
+        if u.password().is_some() {
+            // Only fails for URLs that cannot have a password, which this one has.
+            let _ = u.set_password(Some(REDACTED_IN_URL));
+        }
+        if u.query_pairs().any(|(k, _)| k == "password") {
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "password" {
+                        REDACTED_IN_URL.into()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        u.to_string()
+    }
+}
+
+impl std::str::FromStr for PostgresUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// What a redacted URL shows instead of a password (URL-safe, unlike [`REDACTED`]).
+const REDACTED_IN_URL: &str = "REDACTED";
+
+impl fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for PostgresUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
+impl<'de> Deserialize<'de> for PostgresUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[node] name`: what this process is called in `/metrics`, the logs and `senders`. Kept to
+/// host-name characters, so it is safe as a Prometheus label value and in a log line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct NodeName(String);
+
+impl NodeName {
+    /// Letters, digits, `.`, `_` and `-`; 1 to 63 of them.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let ok = (1..=63).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(format!(
+                "expected 1-63 letters, digits, '.', '_' or '-' (a host name), got {raw:?}"
+            ))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
 /// `#[serde(with)]` for an optional mailbox such as `[publication] reply_to`.
 pub(super) mod opt_mailbox {
     use super::{Deserialize, Mailbox};
@@ -220,6 +343,50 @@ mod tests {
         assert_eq!(bare.mailbox().name, None);
         for bad in ["", "News", "News <digest@localhost>", "<@x.com>"] {
             assert!(Sender::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn a_postgres_url_never_shows_its_password() {
+        let u =
+            PostgresUrl::parse("postgres://dispatch:hunter2@db.example.com:5433/dispatch").unwrap();
+        assert_eq!(
+            u.expose(),
+            "postgres://dispatch:hunter2@db.example.com:5433/dispatch"
+        );
+        for shown in [
+            u.to_string(),
+            format!("{u:?}"),
+            serde_json::to_string(&u).unwrap(),
+        ] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(
+                shown.contains("dispatch:REDACTED@db.example.com:5433"),
+                "{shown}"
+            );
+        }
+        let q = PostgresUrl::parse("postgresql:///dispatch?host=/run/postgresql&password=hunter2")
+            .unwrap();
+        assert!(!q.to_string().contains("hunter2"), "{q}");
+        assert!(q.to_string().contains("host=%2Frun%2Fpostgresql"), "{q}");
+        for bad in [
+            "",
+            "db.example.com",
+            "mysql://x@y/z",
+            "sqlite://data/dispatch.db",
+        ] {
+            assert!(PostgresUrl::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn a_node_name_is_a_host_name() {
+        assert_eq!(
+            NodeName::parse("mail-1.example").unwrap().as_str(),
+            "mail-1.example"
+        );
+        for bad in ["", "a b", "node\"x", "ünïcode", &"n".repeat(64)] {
+            assert!(NodeName::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
 

@@ -13,6 +13,7 @@ use super::messages::{self, Renderings};
 use super::owner::{self, Liveness};
 use super::policy::Unreachable;
 use super::recorder::Recorder;
+use super::relay_limit::ConnectionLimit;
 use super::worker::{self, Job, Shared};
 use super::{Mode, Progress, Report, Scope};
 use crate::config::Config;
@@ -23,8 +24,11 @@ use crate::store::{Item, Outcome, SenderId, Store, Verdict};
 
 /// Jobs waiting in one worker's queue, at most. Claimed work waits here, not in the database:
 /// enough to keep a connection busy while the dispatcher claims more, few enough that a
-/// shutdown has little to give back.
-const PREFETCH: usize = 8;
+/// shutdown has little to give back. A worker holds up to four more (the message at the
+/// relay, the next one whose envelope rides with it, two outcomes committing) and the
+/// dispatcher claims when half the slots are free: with 16, a queue still holds a few jobs
+/// when the claim starts, so the next message is always there to go ahead.
+const PREFETCH: usize = 16;
 /// Workers for the file and stub transports, which have no connections to share out.
 const LOCAL_WORKERS: usize = 2;
 /// How often an idle dispatcher with queued transactional mail looks for it.
@@ -99,7 +103,7 @@ impl Engine {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Report> {
         let scope = scope.into();
-        let who = owner::current(None);
+        let who = owner::current(Some(&self.config.node.name_or_host()));
         let me = self
             .store
             .register_sender(&who)
@@ -160,6 +164,7 @@ impl Engine {
             })
         };
 
+        let connections = Arc::new(ConnectionLimit::new(workers));
         let shared = Arc::new(Shared {
             transport: Arc::clone(&self.transport),
             signer: self.signer.clone(),
@@ -168,6 +173,7 @@ impl Engine {
             unreachable: Unreachable::new(StdDuration::from_secs(
                 self.config.sending.pause_after_secs,
             )),
+            connections: Arc::clone(&connections),
             store: self.store.clone(),
             recorder: recorder.clone(),
             sending: self.config.sending.clone(),
@@ -196,6 +202,7 @@ impl Engine {
             batch,
             paused: &paused,
             recorder: &recorder,
+            connections: &connections,
             renderings: Renderings::default(),
             scratch: Vec::new(),
             claim_report: Report::default(),
@@ -278,6 +285,8 @@ struct Dispatch<'a> {
     batch: usize,
     paused: &'a Arc<Mutex<HashSet<i64>>>,
     recorder: &'a Recorder,
+    /// Which workers may hold a connection: only they are given work.
+    connections: &'a ConnectionLimit,
     renderings: Renderings,
     scratch: Vec<u8>,
     /// Skips and failures found while claiming (written by the claim itself).
@@ -299,23 +308,33 @@ impl Dispatch<'_> {
             if *shutdown.borrow() {
                 return Ok(());
             }
+            // With every worker allowed a connection, the slots in the queues add up to the
+            // permits, so there is room for whatever the permits let us claim. While the relay
+            // allows fewer, claim only what the allowed workers have room for.
+            let open = queues.iter().filter(|q| !q.is_closed()).count();
+            anyhow::ensure!(open > 0, "every sender worker has stopped");
+            let want = if self.active(queues).count() < open {
+                let free: usize = self.active(queues).map(|(_, q)| q.capacity()).sum();
+                if free == 0 {
+                    tokio::select! {
+                        _ = tokio::time::sleep(NAP_OUTSTANDING) => continue,
+                        _ = shutdown.wait_for(|s| *s) => return Ok(()),
+                    }
+                }
+                self.batch.min(free)
+            } else {
+                self.batch
+            } as u32;
             let room = tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|s| *s) => return Ok(()),
-                p = Arc::clone(permits).acquire_many_owned(self.batch as u32) => p?,
+                p = Arc::clone(permits).acquire_many_owned(want) => p?,
             };
             let jobs = self.claim(room).await?;
             if !jobs.is_empty() {
                 idle_since = None;
                 for job in jobs {
-                    // There is always room: the slots in every queue add up to the permits.
-                    let q = queues
-                        .iter()
-                        .filter(|q| !q.is_closed())
-                        .max_by_key(|q| q.capacity())
-                        .context("every sender worker has stopped")?;
-                    q.try_send(job)
-                        .map_err(|_| anyhow!("a sender worker stopped taking work"))?;
+                    self.hand_out(queues, job);
                 }
                 continue;
             }
@@ -354,6 +373,52 @@ impl Dispatch<'_> {
                 _ = shutdown.wait_for(|s| *s) => return Ok(()),
             }
         }
+    }
+
+    /// The queues of the workers allowed a connection, with their numbers.
+    fn active<'q>(
+        &self,
+        queues: &'q [mpsc::Sender<Job>],
+    ) -> impl Iterator<Item = (usize, &'q mpsc::Sender<Job>)> {
+        queues
+            .iter()
+            .enumerate()
+            .filter(|(n, q)| !q.is_closed() && self.connections.allows(*n))
+    }
+
+    /// Gives `job` to the allowed worker with the most room. The claim took no more than the
+    /// allowed workers had room for, but the limit may have fallen since: then any worker
+    /// with room takes it (one over the limit gives it back), and with none it goes back to
+    /// the queue at once.
+    fn hand_out(&self, queues: &[mpsc::Sender<Job>], job: Job) {
+        let best = self
+            .active(queues)
+            .map(|(_, q)| q)
+            .max_by_key(|q| q.capacity())
+            .filter(|q| q.capacity() > 0)
+            .or_else(|| {
+                queues
+                    .iter()
+                    .filter(|q| !q.is_closed())
+                    .max_by_key(|q| q.capacity())
+            });
+        let job = match best {
+            Some(q) => match q.try_send(job) {
+                Ok(()) => return,
+                Err(e) => e.into_inner(),
+            },
+            None => job,
+        };
+        drop(self.recorder.submit(super::recorder::Record {
+            outcome: Outcome {
+                item: job.item,
+                verdict: Verdict::Released,
+            },
+            edition_id: job.edition_id,
+            pause: None,
+            permit: Some(job.permit),
+            ack: None,
+        }));
     }
 
     /// Claims the next batch of work into jobs, one permit each: transactional mail first,
@@ -524,7 +589,7 @@ async fn heartbeat(store: Store, me: SenderId, host: String, lease: Duration) {
                 "this sender's registration is gone (taken over after a stall?); its leases are no longer renewed"
             ),
             Err(e) => {
-                tracing::warn!(error = %e, "heartbeat failed; leases run out unless it recovers")
+                tracing::warn!(error = %e, "heartbeat failed; leases run out unless it recovers");
             }
         }
         if let Err(e) = take_over_dead(&store, me, &host, lease).await {

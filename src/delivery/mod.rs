@@ -10,14 +10,19 @@
 //!    is a splice of their address, name, token and Message-ID.
 //! 3. **Send** (`worker`): one worker per connection, each with its own queue; it re-checks a
 //!    subscription that waited, signs (DKIM, on the signing pool's threads, never the async
-//!    ones: [`crate::mail::dkim::SigningPool`]) and sends.
+//!    ones: [`crate::mail::dkim::SigningPool`]) and sends, with the next message ready so that
+//!    its envelope rides with this one's content: one round trip per message on a relay that
+//!    offers PIPELINING. The workers use as many connections as the relay lets them
+//!    (`relay_limit`): a 421 or a refused connection halves them for a while.
 //! 4. **Judge** (`policy`): sent, retried with backoff, failed, a hard bounce, or a pause of
 //!    the whole edition.
 //! 5. **Record** (`recorder`): outcomes are committed in groups across connections, and a
 //!    connection waits for the commit of one message before it starts the message after next.
 //!
 //! What a crash can repeat: the messages the relay accepted whose outcome was not committed,
-//! at most two per connection (one committing, one being sent). Leases record their holder
+//! at most two per connection (one committing, one being sent). The envelope of a third may be
+//! at the relay too, sent ahead with the second's content, but no message is delivered before
+//! its content is complete, and its content waits for the first's commit. Leases record their holder
 //! ([`owner`]): a sender that finds work held by a dead process on its own host takes it over
 //! at once; work held elsewhere waits for its lease to run out (live holders renew theirs).
 
@@ -30,6 +35,7 @@ mod messages;
 pub mod owner;
 mod policy;
 mod recorder;
+mod relay_limit;
 mod worker;
 
 pub use engine::Engine;

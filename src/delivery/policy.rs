@@ -3,12 +3,15 @@
 //!
 //! - A 4xx reply, a timeout or a dropped connection is retried with exponential backoff and
 //!   jitter, until `[sending] max_attempts`.
+//! - A refusal of our connection (421, a 4xx greeting, a refused connect) is not about the
+//!   message: it goes back to the queue, the attempt not counted, and the sender uses fewer
+//!   connections (`relay_limit`).
 //! - A 5xx reply with an RFC 3463 `5.1.x`/`5.2.1` code is a hard bounce: it counts against the
 //!   reader (marked bounced after `[bounces] hard_threshold`). Any other 5xx fails this
 //!   message only.
 //! - An error that would fail every message (AUTH refused, TLS failure, our sender rejected,
-//!   the relay unreachable for longer than `[sending] pause_after_secs`) pauses the edition
-//!   and gives the message back to the queue.
+//!   the relay unreachable or refusing us for longer than `[sending] pause_after_secs`)
+//!   pauses the edition and gives the message back to the queue.
 
 use std::sync::Mutex;
 use std::time::{Duration as StdDuration, Instant};
@@ -22,7 +25,7 @@ use crate::store::Verdict;
 
 /// What to do with a message after one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Judgement {
+pub(super) enum Judgement {
     /// Record this verdict.
     Record(Verdict),
     /// Every message would fail like this one: pause the edition with this reason and give the
@@ -31,7 +34,7 @@ pub enum Judgement {
 }
 
 /// Judges one attempt (`attempt` counts from 1) of a message.
-pub fn judge(result: &Result<(), SendError>, attempt: i64, cfg: &Sending) -> Judgement {
+pub(super) fn judge(result: &Result<(), SendError>, attempt: i64, cfg: &Sending) -> Judgement {
     let verdict = match result {
         Ok(()) => Verdict::Sent,
         Err(err @ SendError::Permanent { reply }) => {
@@ -52,6 +55,7 @@ pub fn judge(result: &Result<(), SendError>, attempt: i64, cfg: &Sending) -> Jud
                 reason: reason.clone(),
             };
         }
+        Err(SendError::Refused { .. }) => Verdict::Released,
         Err(err) => {
             let reply = err.to_string();
             if attempt < i64::from(cfg.max_attempts) {
@@ -77,26 +81,46 @@ pub fn backoff(attempt: i64, retry_base_secs: u64) -> Duration {
     Duration::milliseconds(ms as i64)
 }
 
-/// How long the relay has been unreachable, shared by the workers: one failed connect is a
-/// retry; failing for longer than `limit` would fail every message, so it pauses the edition.
+/// How long the relay has been unreachable (or refusing us), shared by the workers: one failed
+/// connect is a retry; failing for longer than `limit` would fail every message, so it pauses
+/// the edition.
 #[derive(Debug)]
-pub struct Unreachable {
+pub(super) struct Unreachable {
     since: Mutex<Option<Instant>>,
     limit: StdDuration,
 }
 
 impl Unreachable {
     /// A tracker that turns connection failures fatal after `limit`.
-    pub fn new(limit: StdDuration) -> Self {
+    pub(super) fn new(limit: StdDuration) -> Self {
         Self {
             since: Mutex::new(None),
             limit,
         }
     }
 
-    /// Passes a connection attempt's result through, turning a network failure into a fatal
-    /// one once the relay has been unreachable for longer than the limit.
-    pub fn judge(&self, r: Result<Session, SendError>) -> Result<Session, SendError> {
+    /// Passes a connection attempt's result through, turning a network failure or a refusal
+    /// into a fatal error once the relay has been unreachable for longer than the limit.
+    pub(super) fn judge(&self, r: Result<Session, SendError>) -> Result<Session, SendError> {
+        self.pass(r, |e| {
+            matches!(
+                e,
+                SendError::Network { .. } | SendError::Timeout | SendError::Refused { .. }
+            )
+        })
+    }
+
+    /// The same for a send: a relay that takes connections but refuses every message with a
+    /// 421 for longer than the limit cannot be used either.
+    pub(super) fn judge_send(&self, r: Result<(), SendError>) -> Result<(), SendError> {
+        self.pass(r, SendError::is_refusal)
+    }
+
+    fn pass<T>(
+        &self,
+        r: Result<T, SendError>,
+        counts: impl Fn(&SendError) -> bool,
+    ) -> Result<T, SendError> {
         // The lock is never held across an await: this is plain bookkeeping.
         let Ok(mut since) = self.since.lock() else {
             return r;
@@ -106,12 +130,12 @@ impl Unreachable {
                 *since = None;
                 Ok(s)
             }
-            Err(e @ (SendError::Network { .. } | SendError::Timeout)) => {
+            Err(e) if counts(&e) => {
                 let first = *since.get_or_insert_with(Instant::now);
                 if first.elapsed() >= self.limit {
                     Err(SendError::Fatal {
                         reason: format!(
-                            "the SMTP relay has been unreachable for {} s: {e}",
+                            "the SMTP relay has been unreachable or refusing us for {} s: {e}",
                             first.elapsed().as_secs()
                         ),
                     })
@@ -201,6 +225,15 @@ mod tests {
             Judgement::Pause { .. }
         ));
         assert_eq!(judge(&Ok(()), 1, &cfg), Judgement::Record(Verdict::Sent));
+        // Refused connections are not the message's fault: back to the queue, uncounted,
+        // however many attempts it has had.
+        let refused = Err(SendError::Refused {
+            reason: "421 4.7.0 too many connections".into(),
+        });
+        assert_eq!(
+            judge(&refused, i64::from(cfg.max_attempts), &cfg),
+            Judgement::Record(Verdict::Released)
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Committing outcomes: one task owns the writes, and commits whatever has arrived together.
 //!
-//! Every worker hands each message's outcome here and, before it starts the message after
-//! next, waits for the commit (see `worker`). That bounds what a crash can repeat to the
+//! Every worker hands each message's outcome here and, before it sends the content of the
+//! message after next, waits for the commit (see `worker`). That bounds what a crash can repeat to the
 //! messages whose outcome was not yet committed: at most two per connection (the one whose
 //! commit is in flight and the one being sent). Commits are grouped across connections: the
 //! recorder takes every outcome waiting when it starts a transaction (up to

@@ -5,9 +5,21 @@
 //! does. On shutdown it finishes the transaction in flight (bounded by `[smtp] timeout_secs`),
 //! hands the jobs it has not started back to the queue, and waits for its outcomes to commit.
 //!
-//! The crash bound lives here: before a worker starts a message, the outcome of the message
-//! before the previous one must be committed. So at any moment at most two messages of a
-//! connection can have reached the relay without a committed outcome.
+//! One round trip per message: while a message goes to the relay, the worker has the next one
+//! ready (checked and signed) when its queue holds one, so that its envelope goes in the same
+//! write as this message's content (`Session::send_then`). Not under `[sending]
+//! rate_per_second`: there the cap sets the pace, and the next message would wait for the
+//! limiter ahead of this one.
+//!
+//! The crash bound lives here: before a worker sends a message's content, the outcome of the
+//! message before the previous one must be committed. So at any moment at most two messages of
+//! a connection can have reached the relay without a committed outcome. The next message's
+//! envelope may be at the relay too, but nothing is delivered before its content's final `.`
+//! (RFC 5321 §4.1.1.4), which waits for the same commit: the bound stays two per connection.
+//!
+//! Relay limits ([`ConnectionLimit`]): a worker whose number is at or above the limit closes
+//! its connection, gives its queued jobs back and waits until the limit rises; one that was
+//! refused gives the message back and waits a little before it connects again.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -18,19 +30,26 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use super::policy::{self, Judgement, Unreachable};
 use super::recorder::{Ack, Record, Recorder};
+use super::relay_limit::ConnectionLimit;
 use crate::config::Sending;
 use crate::domain::EmailAddress;
 use crate::mail::dkim::SigningPool;
-use crate::mail::transport::{SendError, Session, Transport};
+use crate::mail::transport::{Outgoing, SendError, Session, Transport};
 use crate::store::{Item, Outcome, Store, Verdict};
 
 /// A claimed message older than this is checked against the subscription again right before
 /// it is sent (one that went straight through was checked by its claim).
 pub(super) const RECHECK_AFTER: StdDuration = StdDuration::from_millis(250);
 
-/// Outcomes of one connection that may be uncommitted when it starts a message: the previous
-/// message's. With the message being sent, that makes two per connection a crash can repeat.
+/// Outcomes of one connection that may be uncommitted when it sends a message's content: the
+/// previous message's. With the message being sent, that makes two per connection a crash can
+/// repeat.
 const UNCOMMITTED_PER_CONNECTION: usize = 1;
+
+/// After a refusal, a worker waits this long before it connects again, doubling with each
+/// refusal in a row up to [`REFUSED_WAIT_MAX`].
+const REFUSED_WAIT: StdDuration = StdDuration::from_millis(200);
+const REFUSED_WAIT_MAX: StdDuration = StdDuration::from_secs(5);
 
 /// One message handed to a worker.
 pub(super) struct Job {
@@ -59,9 +78,25 @@ pub(super) struct Shared {
     pub limiter: Option<Arc<DefaultDirectRateLimiter>>,
     pub paused: Arc<Mutex<HashSet<i64>>>,
     pub unreachable: Unreachable,
+    pub connections: Arc<ConnectionLimit>,
     pub store: Store,
     pub recorder: Recorder,
     pub sending: Sending,
+}
+
+/// A message that passed its checks, with its final (signed) bytes: ready for the relay.
+struct Ready {
+    job: Job,
+    bytes: Vec<u8>,
+}
+
+/// What preparing a job came to.
+enum Prepared {
+    Ready(Ready),
+    /// Not attempted, for this reason.
+    Skip(Job, Verdict),
+    /// Failed before it reached the relay (signing).
+    Failed(Job, SendError),
 }
 
 /// Runs one worker until its queue closes or shutdown; `Err` when the recorder failed.
@@ -73,34 +108,114 @@ pub(super) async fn run(
 ) -> Result<(), String> {
     let mut session: Option<Session> = None;
     let mut uncommitted: VecDeque<Ack> = VecDeque::new();
+    // The message after the one being sent, ready (and its envelope perhaps at the relay).
+    let mut next: Option<Ready> = None;
+    // Refusals in a row, and when this worker may connect again.
+    let mut refusals: u32 = 0;
+    let mut connect_after: Option<tokio::time::Instant> = None;
     let result = loop {
-        let job = tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|s| *s) => break Ok(()),
-            job = jobs.recv() => job,
+        if *shutdown.borrow() {
+            if let Some(r) = next.take() {
+                uncommitted.push_back(submit(&shared, r.job, Verdict::Released));
+            }
+            break Ok(());
+        }
+        if !shared.connections.allows(n) {
+            if let Some(r) = next.take() {
+                uncommitted.push_back(submit(&shared, r.job, Verdict::Released));
+            }
+            if let Some(s) = session.take() {
+                s.close().await;
+            }
+            match park(n, &shared, &mut jobs, &mut shutdown, &mut uncommitted).await {
+                Ok(Parked::Resume) => continue,
+                Ok(Parked::Stop) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        }
+        let current = match next.take() {
+            Some(r) => r,
+            None => {
+                let job = tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|s| *s) => break Ok(()),
+                    job = jobs.recv() => job,
+                };
+                let Some(job) = job else { break Ok(()) };
+                match prepare(&shared, job, &mut shutdown).await {
+                    Prepared::Ready(r) => r,
+                    other => {
+                        uncommitted.push_back(settle(&shared, other));
+                        continue;
+                    }
+                }
+            }
         };
-        let Some(mut job) = job else { break Ok(()) };
+        // The next message, made ready now so that its envelope can go with this content.
+        if shared.limiter.is_none() {
+            while next.is_none()
+                && !*shutdown.borrow()
+                && let Ok(job) = jobs.try_recv()
+            {
+                match prepare(&shared, job, &mut shutdown).await {
+                    Prepared::Ready(r) => next = Some(r),
+                    other => uncommitted.push_back(settle(&shared, other)),
+                }
+            }
+        }
         // The crash bound: the outcome before the previous one is committed before this
-        // message can reach the relay.
+        // message's content can reach the relay.
         if let Err(e) = wait_for_commits(&mut uncommitted, UNCOMMITTED_PER_CONNECTION).await {
-            release(&shared, job);
+            release(&shared, current.job);
+            if let Some(r) = next.take() {
+                release(&shared, r.job);
+            }
             break Err(e);
         }
-        match attempt(n, &shared, &mut session, &mut job, &mut shutdown).await {
-            Attempt::Done(result) => {
-                let (outcome, pause) = outcome_of(&job, result, &shared.sending);
-                uncommitted.push_back(shared.recorder.submit(Record {
-                    outcome,
-                    edition_id: job.edition_id,
-                    pause,
-                    permit: Some(job.permit),
-                    ack: None,
-                }));
-            }
-            Attempt::Skip(verdict) => {
-                uncommitted.push_back(submit(&shared, job, verdict));
+        if session.is_none()
+            && let Some(at) = connect_after.take()
+        {
+            tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|s| *s) => {
+                    uncommitted.push_back(submit(&shared, current.job, Verdict::Released));
+                    continue; // The top of the loop gives `next` back.
+                }
+                _ = tokio::time::sleep_until(at) => {}
             }
         }
+        let epoch = shared.connections.epoch();
+        let result = send_one(n, &shared, &mut session, &current, next.as_ref()).await;
+        let result = shared.unreachable.judge_send(result);
+        match &result {
+            Err(e) if e.is_refusal() => {
+                shared.connections.refused(epoch);
+                refusals += 1;
+                let wait = REFUSED_WAIT
+                    .saturating_mul(1 << (refusals - 1).min(8))
+                    .min(REFUSED_WAIT_MAX);
+                connect_after = Some(tokio::time::Instant::now() + wait);
+                // It would wait that long after its re-check: back through the queue instead.
+                if let Some(r) = next.take() {
+                    uncommitted.push_back(submit(&shared, r.job, Verdict::Released));
+                }
+            }
+            Err(SendError::Fatal { .. }) => {
+                // The edition pauses: what was made ready for it is not sent either.
+                if let Some(r) = next.take() {
+                    uncommitted.push_back(submit(&shared, r.job, Verdict::Released));
+                }
+            }
+            _ => refusals = 0,
+        }
+        let (outcome, pause) = outcome_of(&current.job, result, &shared.sending);
+        uncommitted.push_back(shared.recorder.submit(Record {
+            outcome,
+            edition_id: current.job.edition_id,
+            pause,
+            permit: Some(current.job.permit),
+            ack: None,
+        }));
     };
     // Jobs not started go back to the queue; then every outcome of this worker is committed
     // before it reports done.
@@ -115,21 +230,50 @@ pub(super) async fn run(
     result.and(committed)
 }
 
-/// What one attempt came to.
-enum Attempt {
-    /// The transport was asked; this is its answer.
-    Done(Result<(), SendError>),
-    /// Not attempted, for this reason.
-    Skip(Verdict),
+/// How a parked worker's wait ended.
+enum Parked {
+    /// The limit rose to include it.
+    Resume,
+    /// Shutdown, or its queue closed.
+    Stop,
 }
 
-async fn attempt(
+/// Waits while worker `n` is over the connection limit, giving back whatever the dispatcher
+/// still hands it; `Err` when the recorder failed.
+async fn park(
     n: usize,
     shared: &Shared,
-    session: &mut Option<Session>,
-    job: &mut Job,
+    jobs: &mut mpsc::Receiver<Job>,
     shutdown: &mut watch::Receiver<bool>,
-) -> Attempt {
+    uncommitted: &mut VecDeque<Ack>,
+) -> Result<Parked, String> {
+    tracing::debug!(worker = n, "over the relay's connection limit; waiting");
+    let mut limit = shared.connections.subscribe();
+    loop {
+        while let Ok(job) = jobs.try_recv() {
+            uncommitted.push_back(submit(shared, job, Verdict::Released));
+        }
+        wait_for_commits(uncommitted, 0).await?;
+        if shared.connections.allows(n) {
+            return Ok(Parked::Resume);
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|s| *s) => return Ok(Parked::Stop),
+            changed = limit.changed() => if changed.is_err() { return Ok(Parked::Stop) },
+            job = jobs.recv() => match job {
+                Some(job) => uncommitted.push_back(submit(shared, job, Verdict::Released)),
+                None => return Ok(Parked::Stop),
+            },
+            // The limit rises by itself after a quiet period, seen when someone looks.
+            _ = tokio::time::sleep(super::relay_limit::QUIET) => {}
+        }
+    }
+}
+
+/// Readies a job for the relay: the paused check, the rate limit, the re-check of the
+/// subscription and the signature.
+async fn prepare(shared: &Shared, mut job: Job, shutdown: &mut watch::Receiver<bool>) -> Prepared {
     if let Some(e) = job.edition_id
         && shared
             .paused
@@ -137,12 +281,12 @@ async fn attempt(
             .map(|p| p.contains(&e))
             .unwrap_or(false)
     {
-        return Attempt::Skip(Verdict::Released);
+        return Prepared::Skip(job, Verdict::Released);
     }
     if let Some(l) = &shared.limiter {
         tokio::select! {
             biased;
-            _ = shutdown.wait_for(|s| *s) => return Attempt::Skip(Verdict::Released),
+            _ = shutdown.wait_for(|s| *s) => return Prepared::Skip(job, Verdict::Released),
             _ = l.until_ready() => {}
         }
     }
@@ -156,42 +300,62 @@ async fn attempt(
         match shared.store.still_wanted(id).await {
             Ok(true) => {}
             Ok(false) => {
-                return Attempt::Skip(Verdict::Skipped {
-                    reason: "unsubscribed before sending".into(),
-                });
+                return Prepared::Skip(
+                    job,
+                    Verdict::Skipped {
+                        reason: "unsubscribed before sending".into(),
+                    },
+                );
             }
             // Fail closed: when we cannot tell, the message is not sent.
             Err(e) => {
                 tracing::warn!(error = %e, "cannot re-check the subscription; the message goes back to the queue");
-                return Attempt::Skip(Verdict::Released);
+                return Prepared::Skip(job, Verdict::Released);
             }
         }
     }
     // The bytes go to the relay (or the signer) from here; the job keeps what it needs to
     // record the outcome.
     let bytes = std::mem::take(&mut job.bytes);
-    let bytes = match &shared.signer {
+    match &shared.signer {
         // Signed on the pool's own threads, never on the async worker threads.
         Some(signer) => match signer.sign(bytes).await {
-            Ok(b) => b,
-            Err(e) => {
-                return Attempt::Done(Err(SendError::Fatal {
+            Ok(bytes) => Prepared::Ready(Ready { job, bytes }),
+            Err(e) => Prepared::Failed(
+                job,
+                SendError::Fatal {
                     reason: format!("DKIM signing failed: {e}"),
-                }));
-            }
+                },
+            ),
         },
-        None => bytes,
-    };
-    Attempt::Done(send_one(n, shared, session, &job.envelope_from, &job.to, &bytes).await)
+        None => Prepared::Ready(Ready { job, bytes }),
+    }
+}
+
+/// Records what became of a job that did not reach the relay.
+fn settle(shared: &Shared, prepared: Prepared) -> Ack {
+    match prepared {
+        Prepared::Ready(r) => submit(shared, r.job, Verdict::Released),
+        Prepared::Skip(job, verdict) => submit(shared, job, verdict),
+        Prepared::Failed(job, err) => {
+            let (outcome, pause) = outcome_of(&job, Err(err), &shared.sending);
+            shared.recorder.submit(Record {
+                outcome,
+                edition_id: job.edition_id,
+                pause,
+                permit: Some(job.permit),
+                ack: None,
+            })
+        }
+    }
 }
 
 async fn send_one(
     n: usize,
     shared: &Shared,
     session: &mut Option<Session>,
-    from: &EmailAddress,
-    to: &EmailAddress,
-    bytes: &[u8],
+    current: &Ready,
+    next: Option<&Ready>,
 ) -> Result<(), SendError> {
     let s = match session {
         Some(s) => s,
@@ -201,7 +365,17 @@ async fn send_one(
             session.insert(s)
         }
     };
-    let r = s.send(from, to, bytes).await;
+    let msg = Outgoing {
+        from: &current.job.envelope_from,
+        to: &current.job.to,
+        bytes: &current.bytes,
+    };
+    let next = next.map(|r| Outgoing {
+        from: &r.job.envelope_from,
+        to: &r.job.to,
+        bytes: &r.bytes,
+    });
+    let r = s.send_then(msg, next).await;
     if r.is_err() && !s.is_usable() {
         // A broken conversation is not reused: the next message opens a fresh connection.
         *session = None;
@@ -234,19 +408,24 @@ fn log(job: &Job, verdict: &Verdict, result: &Result<(), SendError>) {
     match verdict {
         Verdict::Sent => tracing::debug!(recipient_domain = %domain, message_id = %mid, "sent"),
         Verdict::Bounced { reply } => {
-            tracing::warn!(recipient_domain = %domain, message_id = %mid, %reply, "hard bounce")
+            tracing::warn!(recipient_domain = %domain, message_id = %mid, %reply, "hard bounce");
         }
         Verdict::Failed { reply } => {
-            tracing::warn!(recipient_domain = %domain, message_id = %mid, attempt = job.attempt, %reply, "failed")
+            tracing::warn!(recipient_domain = %domain, message_id = %mid, attempt = job.attempt, %reply, "failed");
         }
         Verdict::Retry { reply, .. } => {
-            tracing::warn!(recipient_domain = %domain, message_id = %mid, attempt = job.attempt, error = %reply, "temporary failure")
+            tracing::warn!(recipient_domain = %domain, message_id = %mid, attempt = job.attempt, error = %reply, "temporary failure");
         }
-        Verdict::Released | Verdict::Skipped { .. } => {
-            if let Err(e) = result {
-                tracing::warn!(recipient_domain = %domain, message_id = %mid, error = %e, "not sent")
+        Verdict::Released | Verdict::Skipped { .. } => match result {
+            // The connection limit says so once, for all of them.
+            Err(e) if e.is_refusal() => {
+                tracing::debug!(recipient_domain = %domain, message_id = %mid, error = %e, "refused; back to the queue");
             }
-        }
+            Err(e) => {
+                tracing::warn!(recipient_domain = %domain, message_id = %mid, error = %e, "not sent");
+            }
+            Ok(()) => {}
+        },
     }
 }
 

@@ -244,29 +244,40 @@ impl Serialize for DbTime {
     }
 }
 
-impl sqlx::Type<sqlx::Sqlite> for DbTime {
-    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
-        <String as sqlx::Type<sqlx::Sqlite>>::type_info()
+// Stored as its text on every backend (TEXT on SQLite and PostgreSQL alike), so the same SQL
+// compares and orders it the same way on both.
+impl<DB: sqlx::Database> sqlx::Type<DB> for DbTime
+where
+    String: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <String as sqlx::Type<DB>>::type_info()
     }
-    fn compatible(ty: &sqlx::sqlite::SqliteTypeInfo) -> bool {
-        <String as sqlx::Type<sqlx::Sqlite>>::compatible(ty)
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <String as sqlx::Type<DB>>::compatible(ty)
     }
 }
 
-impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for DbTime {
+impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for DbTime
+where
+    String: sqlx::Encode<'q, DB>,
+{
     fn encode_by_ref(
         &self,
-        buf: &mut <sqlx::Sqlite as sqlx::Database>::ArgumentBuffer,
+        buf: &mut <DB as sqlx::Database>::ArgumentBuffer,
     ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-        <String as sqlx::Encode<'q, sqlx::Sqlite>>::encode(self.to_text(), buf)
+        <String as sqlx::Encode<'q, DB>>::encode(self.to_text(), buf)
     }
 }
 
-impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for DbTime {
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for DbTime
+where
+    &'r str: sqlx::Decode<'r, DB>,
+{
     fn decode(
-        value: <sqlx::Sqlite as sqlx::Database>::ValueRef<'r>,
+        value: <DB as sqlx::Database>::ValueRef<'r>,
     ) -> Result<Self, sqlx::error::BoxDynError> {
-        let s = <&str as sqlx::Decode<'r, sqlx::Sqlite>>::decode(value)?;
+        let s = <&str as sqlx::Decode<'r, DB>>::decode(value)?;
         // A stored time that does not parse is an error, never a silent 1970-01-01.
         Self::parse(s).ok_or_else(|| format!("stored timestamp {s:?} is not RFC 3339").into())
     }

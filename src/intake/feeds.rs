@@ -21,7 +21,7 @@ use super::{Stored, Write, store_records};
 use crate::config::Feed;
 use crate::domain::DbTime;
 use crate::import::feeds::{FeedFormat, Mapping, parse_with};
-use crate::store::{FeedPoll, Store};
+use crate::store::{FeedPoll, LeaseHolder, Store};
 
 /// The longest wait between polls of a failing feed.
 pub const MAX_BACKOFF: StdDuration = StdDuration::from_secs(6 * 3600);
@@ -64,13 +64,13 @@ pub struct Poller {
     store: Store,
     fetcher: Fetcher,
     /// Who this node is, in the leases it takes.
-    holder: String,
+    holder: LeaseHolder,
     lease: Duration,
 }
 
 impl Poller {
     /// A poller with the given fetch limits, holding leases as `holder`.
-    pub fn new(store: Store, limits: FetchLimits, holder: String) -> Result<Self, FetchError> {
+    pub fn new(store: Store, limits: FetchLimits, holder: LeaseHolder) -> Result<Self, FetchError> {
         let lease = Duration::from_std(limits.timeout).unwrap_or(Duration::seconds(30))
             + Duration::seconds(60);
         Ok(Self {
@@ -79,15 +79,6 @@ impl Poller {
             holder,
             lease,
         })
-    }
-
-    /// This process's lease holder name: `host:pid`.
-    pub fn holder_name() -> String {
-        format!(
-            "{}:{}",
-            gethostname::gethostname().to_string_lossy(),
-            std::process::id()
-        )
     }
 
     /// Polls `feed` now; `force` polls even when another node's poll made it not due yet

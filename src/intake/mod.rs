@@ -63,9 +63,9 @@ pub async fn store_records(
                     Write::New => {
                         let (_, new) = store.insert_article(&article).await?;
                         if new {
-                            out.added += 1
+                            out.added += 1;
                         } else {
-                            out.existing += 1
+                            out.existing += 1;
                         }
                     }
                     Write::Upsert => match store.upsert_article(&article).await? {

@@ -21,7 +21,7 @@ use crate::config::SqlSource;
 use crate::domain::DbTime;
 use crate::import::feeds::{Mapping, parse_with};
 use crate::store::sources::{CmsRow, read_cms};
-use crate::store::{SourcePoll, SqlValue, Store};
+use crate::store::{LeaseHolder, SourcePoll, SqlValue, Store};
 
 /// The most rows one poll reads; the rest come on the next poll (the query orders by cursor).
 pub const MAX_ROWS: usize = 10_000;
@@ -94,12 +94,12 @@ fn mapping_of_source(src: &SqlSource) -> Mapping {
 #[derive(Debug, Clone)]
 pub struct SqlPoller {
     store: Store,
-    holder: String,
+    holder: LeaseHolder,
 }
 
 impl SqlPoller {
     /// A poller holding leases as `holder`.
-    pub fn new(store: Store, holder: String) -> Self {
+    pub fn new(store: Store, holder: LeaseHolder) -> Self {
         Self { store, holder }
     }
 

@@ -397,7 +397,7 @@ fn qp_encode(out: &mut Vec<u8>, col: &mut usize, text: &[u8], end_of_part: bool)
             }
             // "From " at a line start gets mangled into ">From " by some mbox tools.
             b'F' if (*col == 0 || *col + 1 > QP_CONTENT) && text[i..].starts_with(b"From ") => {
-                qp_unit(out, col, b, false)
+                qp_unit(out, col, b, false);
             }
             _ => qp_unit(out, col, b, qp_literal(b)),
         }

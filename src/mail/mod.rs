@@ -19,5 +19,5 @@ pub mod verp;
 pub use dkim::{DkimError, DkimSigner, SigningPool};
 pub use mime::{CommonHeaders, MessageTemplate, Recipient, message_id};
 pub use transport::{
-    SendError, Session, SmtpConnector, SmtpSession, StubMessage, StubOutbox, Transport,
+    Outgoing, SendError, Session, SmtpConnector, SmtpSession, StubMessage, StubOutbox, Transport,
 };

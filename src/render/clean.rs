@@ -267,7 +267,7 @@ fn html_to_paragraphs(html: &str) -> Vec<String> {
             let name: String = tag
                 .trim_start_matches('/')
                 .chars()
-                .take_while(|c| c.is_ascii_alphanumeric())
+                .take_while(char::is_ascii_alphanumeric)
                 .collect::<String>()
                 .to_ascii_lowercase();
             match (name.as_str(), closing) {

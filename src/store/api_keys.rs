@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::{Result, Store, StoreError};
+use super::{Result, Store, StoreError, db};
 use crate::domain::{ApiKey, DbTime, Role};
 
 /// A key as listed (no hash).
@@ -45,16 +45,18 @@ impl Store {
     /// Stores a new key's hash under `name`; a name already used by a key not revoked is a
     /// conflict.
     pub async fn create_api_key(&self, name: &str, role: Role, key: &ApiKey) -> Result<ApiKeyRow> {
-        let raw: std::result::Result<Raw, sqlx::Error> = sqlx::query_as(
-            "INSERT INTO api_keys (name, role, key_hash, created_at) VALUES ($1, $2, $3, $4)
-             RETURNING id, name, role, created_at, revoked_at",
-        )
-        .bind(name)
-        .bind(role.as_str())
-        .bind(key.hash())
-        .bind(DbTime::now())
-        .fetch_one(self.writer())
-        .await;
+        let raw: std::result::Result<Raw, sqlx::Error> = db!(self.writer(), |c| {
+            sqlx::query_as(
+                "INSERT INTO api_keys (name, role, key_hash, created_at) VALUES ($1, $2, $3, $4)
+                 RETURNING id, name, role, created_at, revoked_at",
+            )
+            .bind(name)
+            .bind(role.as_str())
+            .bind(key.hash())
+            .bind(DbTime::now())
+            .fetch_one(c)
+            .await
+        });
         match raw {
             Ok(r) => r.try_into(),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
@@ -66,36 +68,42 @@ impl Store {
 
     /// Every key, revoked ones included, oldest first.
     pub async fn api_keys(&self) -> Result<Vec<ApiKeyRow>> {
-        let rows: Vec<Raw> = sqlx::query_as(
-            "SELECT id, name, role, created_at, revoked_at FROM api_keys ORDER BY id",
-        )
-        .fetch_all(self.pool())
-        .await?;
+        let rows: Vec<Raw> = db!(self.pool(), |c| {
+            sqlx::query_as(
+                "SELECT id, name, role, created_at, revoked_at FROM api_keys ORDER BY id",
+            )
+            .fetch_all(c)
+            .await
+        })?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
     /// Revokes the key named `name`. Returns whether one was revoked.
     pub async fn revoke_api_key(&self, name: &str) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
-        )
-        .bind(DbTime::now())
-        .bind(name)
-        .execute(self.writer())
-        .await?
-        .rows_affected();
+        let n = db!(self.writer(), |c| {
+            sqlx::query(
+                "UPDATE api_keys SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+            )
+            .bind(DbTime::now())
+            .bind(name)
+            .execute(c)
+            .await
+            .affected()
+        })?;
         Ok(n > 0)
     }
 
     /// The key that hashes to `key`'s hash, unless it was revoked.
     pub async fn api_key_by_key(&self, key: &ApiKey) -> Result<Option<ApiKeyRow>> {
-        let raw: Option<Raw> = sqlx::query_as(
-            "SELECT id, name, role, created_at, revoked_at FROM api_keys
-             WHERE key_hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(key.hash())
-        .fetch_optional(self.pool())
-        .await?;
+        let raw: Option<Raw> = db!(self.pool(), |c| {
+            sqlx::query_as(
+                "SELECT id, name, role, created_at, revoked_at FROM api_keys
+                 WHERE key_hash = $1 AND revoked_at IS NULL",
+            )
+            .bind(key.hash())
+            .fetch_optional(c)
+            .await
+        })?;
         raw.map(TryInto::try_into).transpose()
     }
 }
@@ -103,21 +111,24 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testutil::temp_store;
+    use crate::store::Backend;
+    use crate::store::testutil::{store_test, temp_store_on};
 
-    #[tokio::test]
-    async fn keys_are_found_by_hash_until_revoked_and_names_are_reusable_after() {
-        let (store, _dir) = temp_store().await;
+    store_test!(keys_are_found_by_hash_until_revoked_and_names_are_reusable_after);
+    async fn keys_are_found_by_hash_until_revoked_and_names_are_reusable_after(backend: Backend) {
+        let (store, _dir) = temp_store_on(backend).await;
         let key = ApiKey::generate();
         let row = store
             .create_api_key("cms", Role::Editor, &key)
             .await
             .unwrap();
         assert_eq!(row.role, Role::Editor);
-        let stored: Vec<u8> = sqlx::query_scalar("SELECT key_hash FROM api_keys")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+        let stored: Vec<u8> = db!(store.pool(), |c| {
+            sqlx::query_scalar("SELECT key_hash FROM api_keys")
+                .fetch_one(c)
+                .await
+        })
+        .unwrap();
         assert_eq!(stored, key.hash(), "only the hash is stored");
         assert_eq!(
             store.api_key_by_key(&key).await.unwrap().unwrap().name,

@@ -4,7 +4,7 @@
 //! without touching the same lines.
 
 use super::articles::ARTICLE_COLUMNS;
-use super::{ArticleRow, NewArticle, Result, Store, StoreError, now_text};
+use super::{ArticleRow, Lock, NewArticle, Result, Store, StoreError, db, now_text};
 use crate::domain::{db_time, storable_time};
 
 /// What [`Store::upsert_article`] did.
@@ -41,12 +41,13 @@ fn same(row: &ArticleRow, a: &NewArticle) -> bool {
 impl Store {
     /// The article with this CMS id, feed GUID or URL.
     pub async fn article_by_external_id(&self, external_id: &str) -> Result<Option<ArticleRow>> {
-        Ok(sqlx::query_as::<_, ArticleRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {ARTICLE_COLUMNS} FROM articles WHERE external_id = $1"
-        )))
-        .bind(external_id)
-        .fetch_optional(self.pool())
-        .await?)
+        let sql = format!("SELECT {ARTICLE_COLUMNS} FROM articles WHERE external_id = $1");
+        Ok(db!(self.pool(), |c| {
+            sqlx::query_as::<_, ArticleRow>(sqlx::AssertSqlSafe(sql))
+                .bind(external_id)
+                .fetch_optional(c)
+                .await
+        })?)
     }
 
     /// Stores `a`, or brings the stored article with its `external_id` up to date. The
@@ -54,16 +55,21 @@ impl Store {
     pub async fn upsert_article(&self, a: &NewArticle) -> Result<Upserted> {
         storable_time(a.published_at).map_err(|e| StoreError::Conflict(e.to_string()))?;
         let mut tx = self.write_tx().await?;
-        let existing = sqlx::query_as::<_, ArticleRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {ARTICLE_COLUMNS} FROM articles WHERE external_id = $1"
-        )))
-        .bind(&a.external_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        // Two PUTs of one new article at once must not both insert it (PostgreSQL; SQLite's
+        // write transaction is exclusive already).
+        tx.lock(Lock::ArticleUpsert).await?;
+        let sql = format!("SELECT {ARTICLE_COLUMNS} FROM articles WHERE external_id = $1");
+        let existing = db!(&mut tx, |c| {
+            sqlx::query_as::<_, ArticleRow>(sqlx::AssertSqlSafe(sql))
+                .bind(&a.external_id)
+                .fetch_optional(c)
+                .await
+        })?;
         let done = match existing {
             Some(row) if same(&row, a) => Upserted::Unchanged(row.id),
             Some(row) => {
-                sqlx::query(
+                db!(&mut tx, |c| {
+                    sqlx::query(
                     "UPDATE articles SET url = $1, title = $2, summary = $3, author = $4, category = $5,
                          language = $6, image_url = $7, published_at = $8, breaking = $9
                      WHERE id = $10",
@@ -78,12 +84,15 @@ impl Store {
                 .bind(db_time(a.published_at))
                 .bind(a.breaking)
                 .bind(row.id)
-                .execute(&mut *tx)
-                .await?;
+                .execute(c)
+                .await
+                .affected()
+                })?;
                 Upserted::Updated(row.id)
             }
             None => {
-                let id: i64 = sqlx::query_scalar(
+                let id: i64 = db!(&mut tx, |c| {
+                    sqlx::query_scalar(
                     "INSERT INTO articles (external_id, url, title, summary, author, category, language, image_url, published_at, breaking, created_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                      RETURNING id",
@@ -99,8 +108,9 @@ impl Store {
                 .bind(db_time(a.published_at))
                 .bind(a.breaking)
                 .bind(now_text())
-                .fetch_one(&mut *tx)
-                .await?;
+                .fetch_one(c)
+                .await
+                })?;
                 Upserted::Created(id)
             }
         };
@@ -112,11 +122,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testutil::temp_store;
+    use crate::store::Backend;
+    use crate::store::testutil::{store_test, temp_store_on};
 
-    #[tokio::test]
-    async fn a_put_creates_then_updates_then_changes_nothing() {
-        let (store, _d) = temp_store().await;
+    store_test!(a_put_creates_then_updates_then_changes_nothing);
+    async fn a_put_creates_then_updates_then_changes_nothing(backend: Backend) {
+        let (store, _d) = temp_store_on(backend).await;
         let mut a = NewArticle {
             external_id: "cms-1".into(),
             url: "https://news.example.com/1".into(),

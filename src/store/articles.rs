@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{Result, Store, StoreError, now_text};
+use super::{Result, Store, StoreError, db, now_text};
 use crate::domain::{db_time, storable_time};
 
 /// An article as stored.
@@ -51,32 +51,36 @@ impl Store {
     /// constraint failed` from ever reaching a person).
     pub async fn insert_article(&self, a: &NewArticle) -> Result<(i64, bool)> {
         storable_time(a.published_at).map_err(|e| StoreError::Conflict(e.to_string()))?;
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO articles (external_id, url, title, summary, author, category, language, image_url, published_at, breaking, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (external_id) DO NOTHING
-             RETURNING id",
-        )
-        .bind(&a.external_id)
-        .bind(&a.url)
-        .bind(&a.title)
-        .bind(&a.summary)
-        .bind(&a.author)
-        .bind(&a.category)
-        .bind(&a.language)
-        .bind(&a.image_url)
-        .bind(db_time(a.published_at))
-        .bind(a.breaking)
-        .bind(now_text())
-        .fetch_optional(self.writer())
-        .await?;
+        let inserted: Option<i64> = db!(self.writer(), |c| {
+            sqlx::query_scalar(
+                "INSERT INTO articles (external_id, url, title, summary, author, category, language, image_url, published_at, breaking, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (external_id) DO NOTHING
+                 RETURNING id",
+            )
+            .bind(&a.external_id)
+            .bind(&a.url)
+            .bind(&a.title)
+            .bind(&a.summary)
+            .bind(&a.author)
+            .bind(&a.category)
+            .bind(&a.language)
+            .bind(&a.image_url)
+            .bind(db_time(a.published_at))
+            .bind(a.breaking)
+            .bind(now_text())
+            .fetch_optional(c)
+            .await
+        })?;
         match inserted {
             Some(id) => Ok((id, true)),
             None => {
-                let id: i64 = sqlx::query_scalar("SELECT id FROM articles WHERE external_id = $1")
-                    .bind(&a.external_id)
-                    .fetch_one(self.pool())
-                    .await?;
+                let id: i64 = db!(self.writer(), |c| {
+                    sqlx::query_scalar("SELECT id FROM articles WHERE external_id = $1")
+                        .bind(&a.external_id)
+                        .fetch_one(c)
+                        .await
+                })?;
                 Ok((id, false))
             }
         }
@@ -84,12 +88,13 @@ impl Store {
 
     /// One article.
     pub async fn article(&self, id: i64) -> Result<ArticleRow> {
-        sqlx::query_as::<_, ArticleRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {ARTICLE_COLUMNS} FROM articles WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?
+        let sql = format!("SELECT {ARTICLE_COLUMNS} FROM articles WHERE id = $1");
+        db!(self.pool(), |c| {
+            sqlx::query_as::<_, ArticleRow>(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .fetch_optional(c)
+                .await
+        })?
         .ok_or_else(|| StoreError::NotFound(format!("article #{id}")))
     }
 
@@ -101,16 +106,19 @@ impl Store {
         category: Option<&str>,
         limit: i64,
     ) -> Result<Vec<ArticleRow>> {
-        Ok(sqlx::query_as::<_, ArticleRow>(sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "SELECT {ARTICLE_COLUMNS} FROM articles
              WHERE ($1 IS NULL OR published_at >= $1) AND ($2 IS NULL OR lower(category) = lower($2))
              ORDER BY published_at DESC, id DESC LIMIT $3"
-        )))
-        .bind(since.map(db_time))
-        .bind(category)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?)
+        );
+        Ok(db!(self.pool(), |c| {
+            sqlx::query_as::<_, ArticleRow>(sqlx::AssertSqlSafe(sql))
+                .bind(since.map(db_time))
+                .bind(category)
+                .bind(limit)
+                .fetch_all(c)
+                .await
+        })?)
     }
 
     /// The articles an edition covering `(start, end]` carries, oldest first.
@@ -127,35 +135,43 @@ impl Store {
         end: DateTime<Utc>,
         grace: chrono::Duration,
     ) -> Result<Vec<ArticleRow>> {
-        Ok(sqlx::query_as::<_, ArticleRow>(sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "SELECT {ARTICLE_COLUMNS} FROM articles
              WHERE published_at > $3 AND published_at <= $2
                AND (CASE WHEN created_at > published_at THEN created_at ELSE published_at END) >= $1
                AND (CASE WHEN created_at > published_at THEN created_at ELSE published_at END) <= $2
              ORDER BY published_at, id"
-        )))
-        .bind(db_time(start))
-        .bind(db_time(end))
-        .bind(db_time(start - grace))
-        .fetch_all(self.pool())
-        .await?)
+        );
+        Ok(db!(self.pool(), |c| {
+            sqlx::query_as::<_, ArticleRow>(sqlx::AssertSqlSafe(sql))
+                .bind(db_time(start))
+                .bind(db_time(end))
+                .bind(db_time(start - grace))
+                .fetch_all(c)
+                .await
+        })?)
     }
 
     /// Article counts: (all, breaking, published in the last 24 hours).
     pub async fn article_counts(&self) -> Result<(i64, i64, i64)> {
-        Ok(sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(breaking), 0), COALESCE(SUM(published_at > $1), 0) FROM articles",
-        )
-        .bind(db_time(Utc::now() - chrono::Duration::hours(24)))
-        .fetch_one(self.pool())
-        .await?)
+        let since = db_time(Utc::now() - chrono::Duration::hours(24));
+        Ok(db!(self.pool(), |c| {
+            sqlx::query_as(
+                "SELECT COUNT(*), COUNT(*) FILTER (WHERE breaking), COUNT(*) FILTER (WHERE published_at > $1)
+                 FROM articles",
+            )
+            .bind(&since)
+            .fetch_one(c)
+            .await
+        })?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testutil::temp_store;
+    use crate::store::Backend;
+    use crate::store::testutil::{store_test, temp_store_on};
 
     fn art(id: &str, cat: &str, at: &str) -> NewArticle {
         NewArticle {
@@ -172,9 +188,24 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn insert_is_idempotent_and_windows_are_half_open() {
-        let (store, _d) = temp_store().await;
+    /// Stores an article as a CMS writing rows directly would.
+    async fn insert(store: &Store, id: &str, published: &str, created: &str) {
+        db!(store.writer(), |c| {
+            sqlx::query(
+                "INSERT INTO articles (external_id, url, title, category, published_at, created_at) VALUES ($1, 'https://e.com', 't', 'c', $2, $3)",
+            )
+            .bind(id)
+            .bind(published)
+            .bind(created)
+            .execute(c)
+            .await.affected()
+        })
+        .unwrap();
+    }
+
+    store_test!(insert_is_idempotent_and_windows_are_half_open);
+    async fn insert_is_idempotent_and_windows_are_half_open(backend: Backend) {
+        let (store, _d) = temp_store_on(backend).await;
         let (a, new) = store
             .insert_article(&art("a", "Politics", "2026-11-27T10:00:00Z"))
             .await
@@ -208,39 +239,43 @@ mod tests {
         assert_eq!(store.article_counts().await.unwrap().0, 2);
     }
 
-    #[tokio::test]
-    async fn a_story_imported_after_its_window_closed_goes_in_the_next_one() {
-        let (store, _d) = temp_store().await;
+    store_test!(a_story_imported_after_its_window_closed_goes_in_the_next_one);
+    async fn a_story_imported_after_its_window_closed_goes_in_the_next_one(backend: Backend) {
+        let (store, _d) = temp_store_on(backend).await;
         let t = |s: &str| crate::domain::parse_timestamp(s).unwrap();
         let day = chrono::Duration::hours(24);
-        let insert = |id: &str, published: &str, created: &str| {
-            sqlx::query(
-                "INSERT INTO articles (external_id, url, title, category, published_at, created_at) VALUES ($1, 'https://e.com', 't', 'c', $2, $3)",
-            )
-            .bind(id.to_owned())
-            .bind(published.to_owned())
-            .bind(created.to_owned())
-        };
         // Published 06:58, imported 07:05: after the 07:00 digest closed its window.
-        insert("late", "2026-11-28T06:58:00Z", "2026-11-28T07:05:00Z")
-            .execute(store.pool())
-            .await
-            .unwrap();
+        insert(
+            &store,
+            "late",
+            "2026-11-28T06:58:00Z",
+            "2026-11-28T07:05:00Z",
+        )
+        .await;
         // Published and stored in time.
-        insert("on-time", "2026-11-28T06:30:00Z", "2026-11-28T06:30:00Z")
-            .execute(store.pool())
-            .await
-            .unwrap();
+        insert(
+            &store,
+            "on-time",
+            "2026-11-28T06:30:00Z",
+            "2026-11-28T06:30:00Z",
+        )
+        .await;
         // An archive story from a month ago, imported now: too old for any digest.
-        insert("archive", "2026-10-28T06:00:00Z", "2026-11-28T07:06:00Z")
-            .execute(store.pool())
-            .await
-            .unwrap();
+        insert(
+            &store,
+            "archive",
+            "2026-10-28T06:00:00Z",
+            "2026-11-28T07:06:00Z",
+        )
+        .await;
         // Scheduled for tomorrow.
-        insert("future", "2026-11-29T06:00:00Z", "2026-11-28T07:00:00Z")
-            .execute(store.pool())
-            .await
-            .unwrap();
+        insert(
+            &store,
+            "future",
+            "2026-11-29T06:00:00Z",
+            "2026-11-28T07:00:00Z",
+        )
+        .await;
         let ids = |w: Vec<ArticleRow>| w.into_iter().map(|a| a.external_id).collect::<Vec<_>>();
         let first = ids(store
             .articles_in_window(t("2026-11-27T07:00:00Z"), t("2026-11-28T07:00:00Z"), day)
@@ -254,11 +289,11 @@ mod tests {
         assert_eq!(next, ["late", "future"]);
     }
 
-    #[tokio::test]
-    async fn a_time_outside_the_stored_years_is_refused_readably() {
-        let (store, _d) = temp_store().await;
+    store_test!(a_time_outside_the_stored_years_is_refused_readably);
+    async fn a_time_outside_the_stored_years_is_refused_readably(backend: Backend) {
+        let (store, _d) = temp_store_on(backend).await;
         let mut a = art("far", "Politics", "2026-11-27T10:00:00Z");
-        a.published_at = chrono::DateTime::parse_from_rfc3339("9999-12-31T23:59:59-23:59")
+        a.published_at = DateTime::parse_from_rfc3339("9999-12-31T23:59:59-23:59")
             .unwrap()
             .with_timezone(&Utc);
         let err = store.insert_article(&a).await.unwrap_err().to_string();
@@ -267,14 +302,16 @@ mod tests {
         assert_eq!(store.article_counts().await.unwrap().0, 0);
     }
 
-    #[tokio::test]
-    async fn schema_rejects_a_non_canonical_timestamp_from_a_cms() {
-        let (store, _d) = temp_store().await;
-        let err = sqlx::query(
-            "INSERT INTO articles (external_id, url, title, category, published_at, created_at) VALUES ('x', 'https://e.com', 't', 'c', '2026-11-27 10:00', '')",
-        )
-        .execute(store.pool())
-        .await;
+    store_test!(schema_rejects_a_non_canonical_timestamp_from_a_cms);
+    async fn schema_rejects_a_non_canonical_timestamp_from_a_cms(backend: Backend) {
+        let (store, _d) = temp_store_on(backend).await;
+        let err = db!(store.writer(), |c| {
+            sqlx::query(
+                "INSERT INTO articles (external_id, url, title, category, published_at, created_at) VALUES ('x', 'https://e.com', 't', 'c', '2026-11-27 10:00', '')",
+            )
+            .execute(c)
+            .await.affected()
+        });
         assert!(err.is_err());
     }
 }

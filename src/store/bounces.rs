@@ -3,9 +3,10 @@
 //! only looks readers up and records the outcome, each message in one transaction.
 
 use serde::Serialize;
-use sqlx::{FromRow, Sqlite};
+use sqlx::FromRow;
 
-use super::{Result, Store};
+use super::backend::retrying;
+use super::{Result, Store, Tx, db};
 use crate::domain::{BounceSource, BounceType, DbTime, EmailAddress, Token};
 
 /// Longest diagnostic kept, in characters: enough for an SMTP reply, not for a letter.
@@ -146,19 +147,21 @@ impl Store {
     /// What a VERP delivery item names: the reader (if still there) of edition `edition_id`.
     /// A reader created after the edition cannot have received it (a reused row id).
     pub async fn lookup_delivery(&self, edition_id: i64, subscriber_id: i64) -> Result<Lookup> {
-        let edition: Option<(i64, String)> =
+        let edition: Option<(i64, String)> = db!(self.pool(), |c| {
             sqlx::query_as("SELECT list_id, created_at FROM editions WHERE id = $1")
                 .bind(edition_id)
-                .fetch_optional(self.pool())
-                .await?;
+                .fetch_optional(c)
+                .await
+        })?;
         let Some((list_id, edition_created)) = edition else {
             return Ok(Lookup::Gone { edition_id: None });
         };
-        let reader: Option<(Option<String>, String)> =
+        let reader: Option<(Option<String>, String)> = db!(self.pool(), |c| {
             sqlx::query_as("SELECT email, created_at FROM subscribers WHERE id = $1")
                 .bind(subscriber_id)
-                .fetch_optional(self.pool())
-                .await?;
+                .fetch_optional(c)
+                .await
+        })?;
         Ok(match reader {
             Some((Some(_), created)) if created <= edition_created => Lookup::Reader(Target {
                 subscriber_id: Some(subscriber_id),
@@ -174,15 +177,17 @@ impl Store {
 
     /// What a VERP transactional item names: the reader of that confirmation.
     pub async fn lookup_mail(&self, mail_id: i64) -> Result<Lookup> {
-        let row: Option<(i64, i64, Option<String>)> = sqlx::query_as(
-            "SELECT s.subscriber_id, s.list_id, p.email FROM mail_queue m
-             JOIN subscriptions s ON s.id = m.subscription_id
-             JOIN subscribers p ON p.id = s.subscriber_id
-             WHERE m.id = $1",
-        )
-        .bind(mail_id)
-        .fetch_optional(self.pool())
-        .await?;
+        let row: Option<(i64, i64, Option<String>)> = db!(self.pool(), |c| {
+            sqlx::query_as(
+                "SELECT s.subscriber_id, s.list_id, p.email FROM mail_queue m
+                 JOIN subscriptions s ON s.id = m.subscription_id
+                 JOIN subscribers p ON p.id = s.subscriber_id
+                 WHERE m.id = $1",
+            )
+            .bind(mail_id)
+            .fetch_optional(c)
+            .await
+        })?;
         Ok(match row {
             Some((subscriber_id, list_id, Some(_))) => Lookup::Reader(Target {
                 subscriber_id: Some(subscriber_id),
@@ -219,16 +224,18 @@ impl Store {
         email: &EmailAddress,
         slug: &str,
     ) -> Result<Option<Target>> {
-        let row: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT p.id, l.id FROM subscribers p
-             JOIN subscriptions s ON s.subscriber_id = p.id
-             JOIN lists l ON l.id = s.list_id
-             WHERE p.email_key = $1 AND p.email IS NOT NULL AND l.slug = $2",
-        )
-        .bind(email.canonical())
-        .bind(slug)
-        .fetch_optional(self.pool())
-        .await?;
+        let row: Option<(i64, i64)> = db!(self.pool(), |c| {
+            sqlx::query_as(
+                "SELECT p.id, l.id FROM subscribers p
+                 JOIN subscriptions s ON s.subscriber_id = p.id
+                 JOIN lists l ON l.id = s.list_id
+                 WHERE p.email_key = $1 AND p.email IS NOT NULL AND l.slug = $2",
+            )
+            .bind(email.canonical())
+            .bind(slug)
+            .fetch_optional(c)
+            .await
+        })?;
         Ok(row.map(|(subscriber_id, list_id)| Target {
             subscriber_id: Some(subscriber_id),
             list_id: Some(list_id),
@@ -238,11 +245,12 @@ impl Store {
 
     /// Whether a message with this hash was recorded already.
     pub async fn bounce_seen(&self, hash: &[u8; 32]) -> Result<bool> {
-        let n: i64 =
+        let n: i64 = db!(self.pool(), |c| {
             sqlx::query_scalar("SELECT COUNT(*) FROM bounce_events WHERE message_hash = $1")
                 .bind(hash.as_slice())
-                .fetch_one(self.pool())
-                .await?;
+                .fetch_one(c)
+                .await
+        })?;
         Ok(n > 0)
     }
 
@@ -251,18 +259,41 @@ impl Store {
     /// ends every subscription of the reader, a `mailto:` unsubscribe ends its subscription.
     /// A message recorded before changes nothing. An event about an erased reader is kept
     /// without the reader and without its diagnostic (which quotes the address).
+    ///
+    /// Two nodes ingesting the same message at once (the pipe on one, the mailbox on
+    /// another) are serialised by the message's `UNIQUE (message_hash, part)`: the second
+    /// insert waits for the first transaction and then fails, and is reported a duplicate.
     pub async fn record_bounce(
+        &self,
+        msg: &NewBounceMessage,
+        thresholds: Thresholds,
+    ) -> Result<Recorded> {
+        match retrying(|| self.record_bounce_once(msg, thresholds)).await {
+            Err(super::StoreError::Db(sqlx::Error::Database(d)))
+                if d.kind() == sqlx::error::ErrorKind::UniqueViolation =>
+            {
+                Ok(Recorded {
+                    duplicate: true,
+                    ..Recorded::default()
+                })
+            }
+            other => other,
+        }
+    }
+
+    async fn record_bounce_once(
         &self,
         msg: &NewBounceMessage,
         thresholds: Thresholds,
     ) -> Result<Recorded> {
         let now = DbTime::now();
         let mut tx = self.write_tx().await?;
-        let seen: i64 =
+        let seen: i64 = db!(&mut tx, |c| {
             sqlx::query_scalar("SELECT COUNT(*) FROM bounce_events WHERE message_hash = $1")
                 .bind(msg.hash.as_slice())
-                .fetch_one(&mut *tx)
-                .await?;
+                .fetch_one(c)
+                .await
+        })?;
         let mut out = Recorded::default();
         if seen > 0 {
             out.duplicate = true;
@@ -274,11 +305,12 @@ impl Store {
             let mut diagnostic = ev.diagnostic.as_deref().map(truncate);
             let mut note = ev.note.clone();
             if let Some(id) = target.subscriber_id {
-                let state: Option<ReaderState> =
+                let state: Option<ReaderState> = db!(&mut tx, |c| {
                     sqlx::query_as("SELECT email, status FROM subscribers WHERE id = $1")
                         .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                        .fetch_optional(c)
+                        .await
+                })?;
                 if !state.is_some_and(|s| s.email.is_some() && s.status != "erased") {
                     target.subscriber_id = None;
                     target.subscription_id = None;
@@ -288,27 +320,30 @@ impl Store {
                 }
             }
             let unidentified = ev.kind == BounceType::Unidentified;
-            sqlx::query(
-                "INSERT INTO bounce_events (received_at, type, source, subscriber_id, edition_id, list_id,
-                     matched_by, status, diagnostic, from_addr, subject, note, message_hash, part)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            )
-            .bind(now)
-            .bind(ev.kind)
-            .bind(msg.source)
-            .bind(target.subscriber_id)
-            .bind(target.edition_id)
-            .bind(target.list_id)
-            .bind(ev.matched_by.map(MatchedBy::as_str))
-            .bind(ev.status.as_deref())
-            .bind(diagnostic)
-            .bind(unidentified.then(|| msg.from.as_deref().map(truncate)).flatten())
-            .bind(unidentified.then(|| msg.subject.as_deref().map(truncate)).flatten())
-            .bind(note)
-            .bind(msg.hash.as_slice())
-            .bind(part as i64)
-            .execute(&mut *tx)
-            .await?;
+            db!(&mut tx, |c| {
+                sqlx::query(
+                    "INSERT INTO bounce_events (received_at, type, source, subscriber_id, edition_id, list_id,
+                         matched_by, status, diagnostic, from_addr, subject, note, message_hash, part)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                )
+                .bind(now)
+                .bind(ev.kind)
+                .bind(msg.source)
+                .bind(target.subscriber_id)
+                .bind(target.edition_id)
+                .bind(target.list_id)
+                .bind(ev.matched_by.map(MatchedBy::as_str))
+                .bind(ev.status.as_deref())
+                .bind(diagnostic.as_deref())
+                .bind(unidentified.then(|| msg.from.as_deref().map(truncate)).flatten())
+                .bind(unidentified.then(|| msg.subject.as_deref().map(truncate)).flatten())
+                .bind(note.as_deref())
+                .bind(msg.hash.as_slice())
+                .bind(part as i64)
+                .execute(c)
+                .await
+                .affected()
+            })?;
             let Some(subscriber) = target.subscriber_id else {
                 continue;
             };
@@ -354,35 +389,42 @@ impl Store {
         kind: Option<BounceType>,
         limit: i64,
     ) -> Result<Vec<BounceRow>> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{LIST_SELECT} WHERE ($1 IS NULL OR b.type = $1) ORDER BY b.id DESC LIMIT $2"
-        )))
-        .bind(kind)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?)
+        Ok(db!(self.pool(), |c| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{LIST_SELECT} WHERE ($1 IS NULL OR b.type = $1) ORDER BY b.id DESC LIMIT $2"
+            )))
+            .bind(kind)
+            .bind(limit)
+            .fetch_all(c)
+            .await
+        })?)
     }
 
     /// A reader's bounce events, newest first.
     pub async fn bounces_of(&self, subscriber_id: i64, limit: i64) -> Result<Vec<BounceRow>> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{LIST_SELECT} WHERE b.subscriber_id = $1 ORDER BY b.id DESC LIMIT $2"
-        )))
-        .bind(subscriber_id)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?)
+        Ok(db!(self.pool(), |c| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{LIST_SELECT} WHERE b.subscriber_id = $1 ORDER BY b.id DESC LIMIT $2"
+            )))
+            .bind(subscriber_id)
+            .bind(limit)
+            .fetch_all(c)
+            .await
+        })?)
     }
 
     /// Hard, soft and complaint counts of one edition.
     pub async fn edition_bounces(&self, edition_id: i64) -> Result<EditionBounces> {
-        let (hard, soft, complaint) = sqlx::query_as(
-            "SELECT COALESCE(SUM(type = 'hard'), 0), COALESCE(SUM(type = 'soft'), 0), COALESCE(SUM(type = 'complaint'), 0)
-             FROM bounce_events WHERE edition_id = $1",
-        )
-        .bind(edition_id)
-        .fetch_one(self.pool())
-        .await?;
+        let (hard, soft, complaint) = db!(self.pool(), |c| {
+            sqlx::query_as(
+                "SELECT COUNT(*) FILTER (WHERE type = 'hard'), COUNT(*) FILTER (WHERE type = 'soft'),
+                        COUNT(*) FILTER (WHERE type = 'complaint')
+                 FROM bounce_events WHERE edition_id = $1",
+            )
+            .bind(edition_id)
+            .fetch_one(c)
+            .await
+        })?;
         Ok(EditionBounces {
             hard,
             soft,
@@ -394,15 +436,18 @@ impl Store {
     /// (their events stay, for the record). `false`: the reader was not bounced.
     pub async fn reactivate(&self, email: &EmailAddress) -> Result<bool> {
         let now = DbTime::now();
-        let res = sqlx::query(
-            "UPDATE subscribers SET status = 'active', hard_bounces = 0, bounce_reset_at = $1, updated_at = $1
-             WHERE email_key = $2 AND email IS NOT NULL AND status = 'bounced'",
-        )
-        .bind(now)
-        .bind(email.canonical())
-        .execute(self.writer())
-        .await?;
-        if res.rows_affected() == 0 {
+        let changed = db!(self.writer(), |c| {
+            sqlx::query(
+                "UPDATE subscribers SET status = 'active', hard_bounces = 0, bounce_reset_at = $1, updated_at = $1
+                 WHERE email_key = $2 AND email IS NOT NULL AND status = 'bounced'",
+            )
+            .bind(now)
+            .bind(email.canonical())
+            .execute(c)
+            .await
+            .affected()
+        })?;
+        if changed == 0 {
             // Tell "not bounced" from "no such reader".
             self.subscriber_by_email(email).await?;
             return Ok(false);
@@ -427,23 +472,26 @@ fn truncate(s: &str) -> String {
 /// Counts a hard bounce against `subscriber` (SMTP time or DSN alike); returns 1 when it
 /// marked them bounced.
 pub(super) async fn count_hard(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    tx: &mut Tx,
     subscriber: i64,
     threshold: u32,
     now: DbTime,
 ) -> Result<u64> {
-    let became: Option<bool> = sqlx::query_scalar(
-        "UPDATE subscribers SET hard_bounces = hard_bounces + 1,
-             status = CASE WHEN hard_bounces + 1 >= $1 AND status = 'active' THEN 'bounced' ELSE status END,
-             updated_at = $2
-         WHERE id = $3 AND email IS NOT NULL
-         RETURNING status = 'bounced' AND hard_bounces = MAX($1, 1)",
-    )
-    .bind(i64::from(threshold))
-    .bind(now)
-    .bind(subscriber)
-    .fetch_optional(&mut **tx)
-    .await?;
+    // The row lock of the UPDATE serialises two nodes counting bounces of one reader.
+    let became: Option<bool> = db!(tx, |c| {
+        sqlx::query_scalar(
+            "UPDATE subscribers SET hard_bounces = hard_bounces + 1,
+                 status = CASE WHEN hard_bounces + 1 >= $1 AND status = 'active' THEN 'bounced' ELSE status END,
+                 updated_at = $2
+             WHERE id = $3 AND email IS NOT NULL
+             RETURNING status = 'bounced' AND hard_bounces = (CASE WHEN $1 > 1 THEN $1 ELSE 1 END)",
+        )
+        .bind(i64::from(threshold))
+        .bind(now)
+        .bind(subscriber)
+        .fetch_optional(c)
+        .await
+    })?;
     Ok(u64::from(became.unwrap_or(false)))
 }
 
@@ -451,82 +499,89 @@ pub(super) async fn count_hard(
 /// since the last edition the relay accepted for them that brought no bounce back, and since
 /// a reactivation. Computed afresh at each soft bounce, so a message whose bounce was still
 /// on its way when the run was last looked at is judged by what is known now.
-async fn soft_run(tx: &mut sqlx::Transaction<'static, Sqlite>, subscriber: i64) -> Result<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT COUNT(DISTINCT COALESCE('e' || b.edition_id, 'x' || b.id))
-         FROM bounce_events b LEFT JOIN editions e ON e.id = b.edition_id
-         WHERE b.subscriber_id = $1 AND b.type = 'soft'
-           AND COALESCE(e.created_at, b.received_at) > COALESCE((
-               SELECT MAX(t) FROM (
-                   SELECT e2.created_at AS t FROM deliveries d JOIN editions e2 ON e2.id = d.edition_id
-                   WHERE d.subscriber_id = $1 AND d.status = 'sent'
-                     AND NOT EXISTS (SELECT 1 FROM bounce_events x
-                                     WHERE x.subscriber_id = $1 AND x.edition_id = d.edition_id
-                                       AND x.type IN ('hard', 'soft', 'rejected'))
-                   UNION ALL
-                   SELECT bounce_reset_at FROM subscribers WHERE id = $1)), '')",
-    )
-    .bind(subscriber)
-    .fetch_one(&mut **tx)
-    .await?)
+async fn soft_run(tx: &mut Tx, subscriber: i64) -> Result<i64> {
+    Ok(db!(tx, |c| {
+        sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT COALESCE('e' || CAST(b.edition_id AS TEXT), 'x' || CAST(b.id AS TEXT)))
+             FROM bounce_events b LEFT JOIN editions e ON e.id = b.edition_id
+             WHERE b.subscriber_id = $1 AND b.type = 'soft'
+               AND COALESCE(e.created_at, b.received_at) > COALESCE((
+                   SELECT MAX(t) FROM (
+                       SELECT e2.created_at AS t FROM deliveries d JOIN editions e2 ON e2.id = d.edition_id
+                       WHERE d.subscriber_id = $1 AND d.status = 'sent'
+                         AND NOT EXISTS (SELECT 1 FROM bounce_events x
+                                         WHERE x.subscriber_id = $1 AND x.edition_id = d.edition_id
+                                           AND x.type IN ('hard', 'soft', 'rejected'))
+                       UNION ALL
+                       SELECT bounce_reset_at FROM subscribers WHERE id = $1) AS since), '')",
+        )
+        .bind(subscriber)
+        .fetch_one(c)
+        .await
+    })?)
 }
 
-async fn mark_bounced(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
-    subscriber: i64,
-    now: DbTime,
-) -> Result<u64> {
-    Ok(sqlx::query(
-        "UPDATE subscribers SET status = 'bounced', updated_at = $1 WHERE id = $2 AND status = 'active'",
-    )
-    .bind(now)
-    .bind(subscriber)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected())
+async fn mark_bounced(tx: &mut Tx, subscriber: i64, now: DbTime) -> Result<u64> {
+    Ok(db!(tx, |c| {
+        sqlx::query(
+            "UPDATE subscribers SET status = 'bounced', updated_at = $1 WHERE id = $2 AND status = 'active'",
+        )
+        .bind(now)
+        .bind(subscriber)
+        .execute(c)
+        .await
+        .affected()
+    })?)
 }
 
 /// Ends one subscription, or all of the reader's, recording why in the consent record.
 async fn end_subscriptions(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    tx: &mut Tx,
     subscriber: i64,
     only: Option<i64>,
     why: &str,
     now: DbTime,
 ) -> Result<u64> {
-    Ok(sqlx::query(
-        "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = $1, unsubscribe_reason = $2
-         WHERE subscriber_id = $3 AND status <> 'unsubscribed' AND ($4 IS NULL OR id = $4)",
-    )
-    .bind(now)
-    .bind(why)
-    .bind(subscriber)
-    .bind(only)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected())
+    Ok(db!(tx, |c| {
+        sqlx::query(
+            "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = $1, unsubscribe_reason = $2
+             WHERE subscriber_id = $3 AND status <> 'unsubscribed' AND ($4 IS NULL OR id = $4)",
+        )
+        .bind(now)
+        .bind(why)
+        .bind(subscriber)
+        .bind(only)
+        .execute(c)
+        .await
+        .affected()
+    })?)
 }
 
 /// Records a hard bounce refused at SMTP time as an event (the count is [`count_hard`]'s).
 pub(super) async fn record_smtp_bounce(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    tx: &mut Tx,
     delivery_id: i64,
     subscriber: i64,
     reply: &str,
     now: DbTime,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO bounce_events (received_at, type, source, subscriber_id, edition_id, list_id, status, diagnostic)
-         SELECT $1, 'hard', 'smtp', $2, d.edition_id, e.list_id, $3, $4
-         FROM deliveries d JOIN editions e ON e.id = d.edition_id WHERE d.id = $5",
-    )
-    .bind(now)
-    .bind(subscriber)
-    .bind(enhanced_status(reply))
-    .bind(truncate(reply))
-    .bind(delivery_id)
-    .execute(&mut **tx)
-    .await?;
+    let status = enhanced_status(reply);
+    let diagnostic = truncate(reply);
+    db!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO bounce_events (received_at, type, source, subscriber_id, edition_id, list_id, status, diagnostic)
+             SELECT $1, 'hard', 'smtp', $2, d.edition_id, e.list_id, $3, $4
+             FROM deliveries d JOIN editions e ON e.id = d.edition_id WHERE d.id = $5",
+        )
+        .bind(now)
+        .bind(subscriber)
+        .bind(status.as_deref())
+        .bind(diagnostic.as_str())
+        .bind(delivery_id)
+        .execute(c)
+        .await
+        .affected()
+    })?;
     Ok(())
 }
 
@@ -549,9 +604,10 @@ fn enhanced_status(reply: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::domain::ListSlug;
+    use crate::store::Backend;
     use crate::store::ListSpec;
     use crate::store::subscribers::NewSubscription;
-    use crate::store::testutil::temp_store;
+    use crate::store::testutil::{store_test, temp_store_on};
 
     /// A reader of `daily` and `editions` sent to them, created a minute apart.
     async fn reader_with_editions(store: &Store, editions: i64) -> (i64, Vec<i64>) {
@@ -580,23 +636,28 @@ mod tests {
         let mut ids = Vec::new();
         for i in 0..editions {
             let at = format!("2099-01-01T00:{i:02}:00Z");
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO editions (list_id, kind, window_start, window_end, subject, status, created_at)
-                 VALUES ($1, 'digest', $2, $2, 's', 'sent', $2) RETURNING id",
-            )
-            .bind(list.id)
-            .bind(&at)
-            .fetch_one(store.writer())
-            .await
+            let id: i64 = db!(store.writer(), |c| {
+                sqlx::query_scalar(
+                    "INSERT INTO editions (list_id, kind, window_start, window_end, subject, status, created_at)
+                     VALUES ($1, 'digest', $2, $2, 's', 'sent', $2) RETURNING id",
+                )
+                .bind(list.id)
+                .bind(&at)
+                .fetch_one(c)
+                .await
+            })
             .unwrap();
-            sqlx::query(
-                "INSERT INTO deliveries (edition_id, subscriber_id, status, sent_at) VALUES ($1, $2, 'sent', $3)",
-            )
-            .bind(id)
-            .bind(sub)
-            .bind(&at)
-            .execute(store.writer())
-            .await
+            db!(store.writer(), |c| {
+                sqlx::query(
+                    "INSERT INTO deliveries (edition_id, subscriber_id, status, sent_at) VALUES ($1, $2, 'sent', $3)",
+                )
+                .bind(id)
+                .bind(sub)
+                .bind(&at)
+                .execute(c)
+                .await
+                .affected()
+            })
             .unwrap();
             ids.push(id);
         }
@@ -638,9 +699,11 @@ mod tests {
             .status
     }
 
-    #[tokio::test]
-    async fn soft_bounces_in_a_row_bounce_the_reader_once_the_editions_between_bounced_too() {
-        let (store, _d) = temp_store().await;
+    store_test!(soft_bounces_in_a_row_bounce_the_reader_once_the_editions_between_bounced_too);
+    async fn soft_bounces_in_a_row_bounce_the_reader_once_the_editions_between_bounced_too(
+        backend: Backend,
+    ) {
+        let (store, _d) = temp_store_on(backend).await;
         let (sub, e) = reader_with_editions(&store, 3).await;
         assert_eq!(soft(&store, sub, e[0], 1).await.marked_bounced, 0);
         // A second DSN for the same edition is not a second message of the run.
@@ -654,9 +717,9 @@ mod tests {
         assert_eq!(status(&store).await, "bounced");
     }
 
-    #[tokio::test]
-    async fn a_later_delivery_that_did_not_bounce_ends_the_run() {
-        let (store, _d) = temp_store().await;
+    store_test!(a_later_delivery_that_did_not_bounce_ends_the_run);
+    async fn a_later_delivery_that_did_not_bounce_ends_the_run(backend: Backend) {
+        let (store, _d) = temp_store_on(backend).await;
         let (sub, e) = reader_with_editions(&store, 3).await;
         soft(&store, sub, e[0], 1).await;
         // Edition 2 reached the reader (sent, no bounce), then edition 3 soft-bounced.

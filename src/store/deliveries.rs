@@ -8,10 +8,11 @@
 //! outcome was not yet committed when the holder died.
 
 use chrono::{DateTime, Duration, Utc};
-use sqlx::{FromRow, QueryBuilder, Sqlite};
+use sqlx::{FromRow, QueryBuilder};
 
+use super::backend::retrying;
 use super::senders::SenderId;
-use super::{Result, Store, now_text};
+use super::{Backend, Result, Store, Tx, db, now_text};
 use crate::domain::{
     DbTime, DeliveryStatus, EmailAddress, SubscriberStatus, SubscriptionStatus, Token, TokenPurpose,
 };
@@ -93,6 +94,33 @@ struct Candidate {
 /// Most rows one statement updates: far below SQLite's bind limit (32,766).
 const ROWS_PER_STATEMENT: usize = 300;
 
+/// An edition's due deliveries in id order, with the reader's current state. PostgreSQL locks
+/// the delivery rows it returns and passes over rows another node is claiming at that moment
+/// (`SKIP LOCKED`), so nodes claiming at once take different readers; SQLite's write
+/// transaction already excludes every other claim.
+fn claim_sql(backend: Backend) -> &'static str {
+    macro_rules! due_deliveries {
+        () => {
+            "SELECT d.id, d.subscriber_id, d.categories, d.attempts, p.email, p.name, p.status AS subscriber_status,
+                    s.id AS subscription_id, s.status AS subscription_status, s.token_gen
+             FROM deliveries d
+             JOIN subscribers p ON p.id = d.subscriber_id
+             LEFT JOIN subscriptions s ON s.subscriber_id = d.subscriber_id AND s.list_id = $2
+             WHERE d.edition_id = $1
+               -- Repeats the partial index's condition so that the planner may use deliveries_claim.
+               AND d.status IN ('queued', 'sending')
+               AND ((d.status = 'queued' AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= $3))
+                 OR (d.status = 'sending' AND d.lease_until <= $3))
+             ORDER BY d.id
+             LIMIT $4"
+        };
+    }
+    match backend {
+        Backend::Sqlite => due_deliveries!(),
+        Backend::Postgres => concat!(due_deliveries!(), " FOR UPDATE OF d SKIP LOCKED"),
+    }
+}
+
 impl Store {
     /// Claims up to `limit` deliveries of an edition that are due, leasing them to `owner`
     /// for `lease`.
@@ -109,28 +137,29 @@ impl Store {
         lease: Duration,
         owner: SenderId,
     ) -> Result<(Vec<Claimed>, ClaimSkips)> {
+        retrying(move || self.claim_deliveries_once(edition_id, list_id, limit, lease, owner)).await
+    }
+
+    async fn claim_deliveries_once(
+        &self,
+        edition_id: i64,
+        list_id: i64,
+        limit: i64,
+        lease: Duration,
+        owner: SenderId,
+    ) -> Result<(Vec<Claimed>, ClaimSkips)> {
         let now = DbTime::now();
         let mut tx = self.write_tx().await?;
-        let cands: Vec<Candidate> = sqlx::query_as(
-            "SELECT d.id, d.subscriber_id, d.categories, d.attempts, p.email, p.name, p.status AS subscriber_status,
-                    s.id AS subscription_id, s.status AS subscription_status, s.token_gen
-             FROM deliveries d
-             JOIN subscribers p ON p.id = d.subscriber_id
-             LEFT JOIN subscriptions s ON s.subscriber_id = d.subscriber_id AND s.list_id = $2
-             WHERE d.edition_id = $1
-               -- Repeats the partial index's condition so that SQLite may use deliveries_claim.
-               AND d.status IN ('queued', 'sending')
-               AND ((d.status = 'queued' AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= $3))
-                 OR (d.status = 'sending' AND d.lease_until <= $3))
-             ORDER BY d.id
-             LIMIT $4",
-        )
-        .bind(edition_id)
-        .bind(list_id)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
+        let sql = claim_sql(tx.backend());
+        let cands: Vec<Candidate> = db!(&mut tx, |c| {
+            sqlx::query_as(sql)
+                .bind(edition_id)
+                .bind(list_id)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(c)
+                .await
+        })?;
 
         let mut claimed = Vec::with_capacity(cands.len());
         let mut skipped: Vec<(i64, &'static str)> = Vec::new();
@@ -184,54 +213,53 @@ impl Store {
             } else {
                 DeliveryStatus::Skipped
             };
-            sqlx::query(
-                "UPDATE deliveries SET status = $1, last_reply = $2, lease_until = NULL, lease_owner = NULL WHERE id = $3",
-            )
-            .bind(status)
-            .bind(*reason)
-            .bind(*id)
-            .execute(&mut *tx)
-            .await?;
+            set_delivery(&mut tx, *id, status, reason).await?;
         }
         if !claimed.is_empty() {
             let lease_until = DbTime::from(now.utc() + lease);
             for chunk in claimed.chunks(ROWS_PER_STATEMENT) {
-                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                    "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, lease_until = ",
-                );
-                qb.push_bind(lease_until);
-                qb.push(", lease_owner = ");
-                qb.push_bind(owner.0);
-                qb.push(" WHERE id IN (");
-                let mut sep = qb.separated(", ");
-                for c in chunk {
-                    sep.push_bind(c.delivery_id);
-                }
-                qb.push(")");
-                qb.build().execute(&mut *tx).await?;
+                db!(&mut tx, |c| {
+                    let mut qb = QueryBuilder::new(
+                        "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, lease_until = ",
+                    );
+                    qb.push_bind(lease_until);
+                    qb.push(", lease_owner = ");
+                    qb.push_bind(owner.0);
+                    qb.push(" WHERE id IN (");
+                    let mut sep = qb.separated(", ");
+                    for claim in chunk {
+                        sep.push_bind(claim.delivery_id);
+                    }
+                    qb.push(")");
+                    qb.build().execute(c).await.affected()
+                })?;
             }
         }
-        // A subscription's first message makes its reader token (generation 1).
+        // A subscription's first message makes its reader token (generation 1). In id order,
+        // so two nodes making tokens for overlapping readers lock their rows in one order.
+        new_tokens.sort_unstable_by_key(|(sub, _)| *sub);
         for chunk in new_tokens.chunks(ROWS_PER_STATEMENT) {
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("UPDATE subscriptions SET token_gen = 1 WHERE id IN (");
-            let mut sep = qb.separated(", ");
-            for (sub, _) in chunk {
-                sep.push_bind(*sub);
-            }
-            qb.push(") AND token_gen IS NULL");
-            qb.build().execute(&mut *tx).await?;
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO tokens (hash, purpose, subscription_id, created_at) ",
-            );
-            qb.push_values(chunk, |mut b, (sub, hash)| {
-                b.push_bind(hash.as_slice())
-                    .push_bind(TokenPurpose::Unsubscribe)
-                    .push_bind(*sub)
-                    .push_bind(now);
-            });
-            qb.push(" ON CONFLICT (hash) DO NOTHING");
-            qb.build().execute(&mut *tx).await?;
+            db!(&mut tx, |c| {
+                let mut qb =
+                    QueryBuilder::new("UPDATE subscriptions SET token_gen = 1 WHERE id IN (");
+                let mut sep = qb.separated(", ");
+                for (sub, _) in chunk {
+                    sep.push_bind(*sub);
+                }
+                qb.push(") AND token_gen IS NULL");
+                qb.build().execute(&mut *c).await.affected()?;
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO tokens (hash, purpose, subscription_id, created_at) ",
+                );
+                qb.push_values(chunk, |mut b, (sub, hash)| {
+                    b.push_bind(hash.as_slice())
+                        .push_bind(TokenPurpose::Unsubscribe)
+                        .push_bind(*sub)
+                        .push_bind(now);
+                });
+                qb.push(" ON CONFLICT (hash) DO NOTHING");
+                qb.build().execute(&mut *c).await.affected()
+            })?;
         }
         tx.commit().await?;
         Ok((claimed, skips))
@@ -244,6 +272,10 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(());
         }
+        retrying(move || self.record_outcomes_once(outcomes, hard_threshold)).await
+    }
+
+    async fn record_outcomes_once(&self, outcomes: &[Outcome], hard_threshold: u32) -> Result<()> {
         let now = DbTime::now();
         let mut tx = self.writer().begin().await?;
         // Sent messages, nearly every outcome, are recorded many per statement: one statement
@@ -256,31 +288,36 @@ impl Store {
             })
             .collect();
         for chunk in sent.chunks(ROWS_PER_STATEMENT) {
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("UPDATE deliveries SET status = 'sent', sent_at = ");
-            qb.push_bind(now);
-            // The Message-ID is derived from (edition, subscriber) and the reply is always
-            // "250": neither is stored, which keeps a sent row small.
-            qb.push(", last_reply = NULL, lease_until = NULL, lease_owner = NULL WHERE id IN (");
-            let mut sep = qb.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            qb.push(")");
-            qb.build().execute(&mut *tx).await?;
+            db!(&mut tx, |c| {
+                let mut qb = QueryBuilder::new("UPDATE deliveries SET status = 'sent', sent_at = ");
+                qb.push_bind(now);
+                // The Message-ID is derived from (edition, subscriber) and the reply is always
+                // "250": neither is stored, which keeps a sent row small.
+                qb.push(
+                    ", last_reply = NULL, lease_until = NULL, lease_owner = NULL WHERE id IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build().execute(c).await.affected()
+            })?;
         }
         for o in outcomes {
             match (o.item, &o.verdict) {
                 (Item::Delivery { .. }, Verdict::Sent) => {}
                 (Item::Delivery { id, .. }, Verdict::Retry { reply, at }) => {
-                    sqlx::query(
-                        "UPDATE deliveries SET status = 'queued', next_attempt_at = $1, last_reply = $2, lease_until = NULL, lease_owner = NULL WHERE id = $3",
-                    )
-                    .bind(DbTime::from(*at))
-                    .bind(reply)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                    db!(&mut tx, |c| {
+                        sqlx::query(
+                            "UPDATE deliveries SET status = 'queued', next_attempt_at = $1, last_reply = $2, lease_until = NULL, lease_owner = NULL WHERE id = $3",
+                        )
+                        .bind(DbTime::from(*at))
+                        .bind(reply)
+                        .bind(id)
+                        .execute(c)
+                        .await.affected()
+                    })?;
                 }
                 (Item::Delivery { id, .. }, Verdict::Failed { reply }) => {
                     set_delivery(&mut tx, id, DeliveryStatus::Failed, reply).await?;
@@ -296,13 +333,16 @@ impl Store {
                     super::bounces::count_hard(&mut tx, subscriber_id, hard_threshold, now).await?;
                 }
                 (Item::Delivery { id, .. }, Verdict::Released) => {
-                    sqlx::query(
-                        "UPDATE deliveries SET status = 'queued', attempts = MAX(attempts - 1, 0), lease_until = NULL, lease_owner = NULL
-                         WHERE id = $1 AND status = 'sending'",
-                    )
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                    db!(&mut tx, |c| {
+                        sqlx::query(
+                            "UPDATE deliveries SET status = 'queued', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
+                                 lease_until = NULL, lease_owner = NULL
+                             WHERE id = $1 AND status = 'sending'",
+                        )
+                        .bind(id)
+                        .execute(c)
+                        .await.affected()
+                    })?;
                 }
                 (Item::Mail { id }, v) => super::mail_queue::record(&mut tx, id, v, now).await?,
             }
@@ -313,24 +353,28 @@ impl Store {
 
     /// Number of deliveries still to send (queued or sending), for metrics and progress.
     pub async fn pending_deliveries(&self, edition_id: Option<i64>) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE status IN ('queued', 'sending') AND ($1 IS NULL OR edition_id = $1)",
-        )
-        .bind(edition_id)
-        .fetch_one(self.pool())
-        .await?)
+        Ok(db!(self.pool(), |c| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM deliveries WHERE status IN ('queued', 'sending') AND ($1 IS NULL OR edition_id = $1)",
+            )
+            .bind(edition_id)
+            .fetch_one(c)
+            .await
+        })?)
     }
 
     /// The earliest time a queued delivery of the edition becomes due, if any is waiting.
     pub async fn next_due(&self, edition_id: i64) -> Result<Option<DateTime<Utc>>> {
-        let t: Option<DbTime> = sqlx::query_scalar(
-            "SELECT MIN(COALESCE(CASE WHEN status = 'sending' THEN lease_until ELSE next_attempt_at END, $2))
-             FROM deliveries WHERE edition_id = $1 AND status IN ('queued', 'sending')",
-        )
-        .bind(edition_id)
-        .bind(now_text())
-        .fetch_one(self.pool())
-        .await?;
+        let t: Option<DbTime> = db!(self.pool(), |c| {
+            sqlx::query_scalar(
+                "SELECT MIN(COALESCE(CASE WHEN status = 'sending' THEN lease_until ELSE next_attempt_at END, $2))
+                 FROM deliveries WHERE edition_id = $1 AND status IN ('queued', 'sending')",
+            )
+            .bind(edition_id)
+            .bind(now_text())
+            .fetch_one(c)
+            .await
+        })?;
         Ok(t.map(DbTime::utc))
     }
 
@@ -340,33 +384,32 @@ impl Store {
     /// rate-limited sender may hold claims for seconds) still stops the message. An error
     /// means "unknown": the caller must not send.
     pub async fn still_wanted(&self, delivery_id: i64) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM deliveries d
-             JOIN editions e ON e.id = d.edition_id
-             JOIN subscribers p ON p.id = d.subscriber_id
-             JOIN subscriptions s ON s.subscriber_id = d.subscriber_id AND s.list_id = e.list_id
-             WHERE d.id = $1 AND s.status = 'active' AND p.status = 'active'",
-        )
-        .bind(delivery_id)
-        .fetch_one(self.pool())
-        .await?;
+        let n: i64 = db!(self.pool(), |c| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM deliveries d
+                 JOIN editions e ON e.id = d.edition_id
+                 JOIN subscribers p ON p.id = d.subscriber_id
+                 JOIN subscriptions s ON s.subscriber_id = d.subscriber_id AND s.list_id = e.list_id
+                 WHERE d.id = $1 AND s.status = 'active' AND p.status = 'active'",
+            )
+            .bind(delivery_id)
+            .fetch_one(c)
+            .await
+        })?;
         Ok(n > 0)
     }
 }
 
-async fn set_delivery(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
-    id: i64,
-    status: DeliveryStatus,
-    reply: &str,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE deliveries SET status = $1, last_reply = $2, lease_until = NULL, lease_owner = NULL WHERE id = $3",
-    )
-    .bind(status)
-    .bind(reply)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
+async fn set_delivery(tx: &mut Tx, id: i64, status: DeliveryStatus, reply: &str) -> Result<()> {
+    db!(tx, |c| {
+        sqlx::query(
+            "UPDATE deliveries SET status = $1, last_reply = $2, lease_until = NULL, lease_owner = NULL WHERE id = $3",
+        )
+        .bind(status)
+        .bind(reply)
+        .bind(id)
+        .execute(c)
+        .await.affected()
+    })?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use sqlx::FromRow;
 
-use super::{Result, Store};
+use super::{Result, Store, db};
 use crate::domain::DbTime;
 
 /// One feed's stored state.
@@ -45,21 +45,23 @@ const COLUMNS: &str = "url, etag, last_modified, last_poll_at, last_success_at, 
 impl Store {
     /// The stored state of the feed at `url`, if it was ever polled.
     pub async fn feed_state(&self, url: &str) -> Result<Option<FeedState>> {
-        Ok(sqlx::query_as::<_, FeedState>(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM feeds WHERE url = $1"
-        )))
-        .bind(url)
-        .fetch_optional(self.pool())
-        .await?)
+        let sql = format!("SELECT {COLUMNS} FROM feeds WHERE url = $1");
+        Ok(db!(self.pool(), |c| {
+            sqlx::query_as::<_, FeedState>(sqlx::AssertSqlSafe(sql))
+                .bind(url)
+                .fetch_optional(c)
+                .await
+        })?)
     }
 
     /// Every feed ever polled, by URL.
     pub async fn feed_states(&self) -> Result<Vec<FeedState>> {
-        Ok(sqlx::query_as::<_, FeedState>(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM feeds ORDER BY url"
-        )))
-        .fetch_all(self.pool())
-        .await?)
+        let sql = format!("SELECT {COLUMNS} FROM feeds ORDER BY url");
+        Ok(db!(self.pool(), |c| {
+            sqlx::query_as::<_, FeedState>(sqlx::AssertSqlSafe(sql))
+                .fetch_all(c)
+                .await
+        })?)
     }
 
     /// Records a poll of `url` made at `at`, and when the next one is due. A failure keeps
@@ -71,7 +73,8 @@ impl Store {
         poll: &FeedPoll,
         next: DbTime,
     ) -> Result<()> {
-        let q = match poll {
+        db!(self.writer(), |c| {
+            match poll {
             FeedPoll::NotModified => sqlx::query(
                 "INSERT INTO feeds (url, last_poll_at, last_success_at, next_poll_at, polls_not_modified)
                  VALUES ($1, $2, $2, $3, 1)
@@ -110,8 +113,11 @@ impl Store {
             .bind(at)
             .bind(next)
             .bind(error),
-        };
-        q.execute(self.writer()).await?;
+        }
+        .execute(c)
+        .await
+        .affected()
+        })?;
         Ok(())
     }
 }
@@ -119,11 +125,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testutil::temp_store;
+    use crate::store::Backend;
+    use crate::store::testutil::{store_test, temp_store_on};
 
-    #[tokio::test]
-    async fn failures_count_in_a_row_and_keep_the_validators() {
-        let (store, _dir) = temp_store().await;
+    store_test!(failures_count_in_a_row_and_keep_the_validators);
+    async fn failures_count_in_a_row_and_keep_the_validators(backend: Backend) {
+        let (store, _dir) = temp_store_on(backend).await;
         let (t, url) = (DbTime::now(), "https://news.example.com/feed/");
         let fetched = FeedPoll::Fetched {
             etag: Some("\"v1\"".into()),

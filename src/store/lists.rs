@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{Result, Store, StoreError, now_text};
+use super::{Result, Store, StoreError, db, now_text};
 use crate::domain::{CategorySet, ListSlug, Timezone};
 use crate::schedule::Schedule;
 
@@ -65,22 +65,24 @@ impl Store {
     pub async fn create_list(&self, slug: &ListSlug, spec: &ListSpec) -> Result<ListRow> {
         let now = now_text();
         let name = spec.name.clone().unwrap_or_else(|| slug.to_string());
-        let res = sqlx::query(
-            "INSERT INTO lists (slug, name, description, schedule, timezone, categories, sends_breaking, send_empty, double_opt_in, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
-        )
-        .bind(slug.as_str())
-        .bind(&name)
-        .bind(spec.description.clone().unwrap_or_default())
-        .bind(spec.schedule.clone().flatten().map(|s| s.as_str().to_owned()))
-        .bind(spec.timezone.map(|t| t.name()).unwrap_or("UTC"))
-        .bind(stored_categories(spec.categories.clone().flatten()))
-        .bind(spec.sends_breaking.unwrap_or(false))
-        .bind(spec.send_empty.unwrap_or(false))
-        .bind(spec.double_opt_in.unwrap_or(false))
-        .bind(&now)
-        .execute(self.writer())
-        .await;
+        let res = db!(self.writer(), |c| {
+            sqlx::query(
+                "INSERT INTO lists (slug, name, description, schedule, timezone, categories, sends_breaking, send_empty, double_opt_in, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+            )
+            .bind(slug.as_str())
+            .bind(&name)
+            .bind(spec.description.clone().unwrap_or_default())
+            .bind(spec.schedule.clone().flatten().map(|s| s.as_str().to_owned()))
+            .bind(spec.timezone.map(|t| t.name()).unwrap_or("UTC"))
+            .bind(stored_categories(spec.categories.clone().flatten()))
+            .bind(spec.sends_breaking.unwrap_or(false))
+            .bind(spec.send_empty.unwrap_or(false))
+            .bind(spec.double_opt_in.unwrap_or(false))
+            .bind(&now)
+            .execute(c)
+            .await.affected()
+        });
         match res {
             Ok(_) => self.list_by_slug(slug.as_str()).await,
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
@@ -92,33 +94,36 @@ impl Store {
 
     /// The list with this slug.
     pub async fn list_by_slug(&self, slug: &str) -> Result<ListRow> {
-        sqlx::query_as::<_, ListRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {LIST_COLUMNS} FROM lists WHERE slug = $1"
-        )))
-        .bind(slug)
-        .fetch_optional(self.pool())
-        .await?
+        let sql = format!("SELECT {LIST_COLUMNS} FROM lists WHERE slug = $1");
+        db!(self.pool(), |c| {
+            sqlx::query_as::<_, ListRow>(sqlx::AssertSqlSafe(sql))
+                .bind(slug)
+                .fetch_optional(c)
+                .await
+        })?
         .ok_or_else(|| StoreError::NotFound(format!("list {slug:?}")))
     }
 
     /// The list with this id.
     pub async fn list_by_id(&self, id: i64) -> Result<ListRow> {
-        sqlx::query_as::<_, ListRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {LIST_COLUMNS} FROM lists WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?
+        let sql = format!("SELECT {LIST_COLUMNS} FROM lists WHERE id = $1");
+        db!(self.pool(), |c| {
+            sqlx::query_as::<_, ListRow>(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .fetch_optional(c)
+                .await
+        })?
         .ok_or_else(|| StoreError::NotFound(format!("list #{id}")))
     }
 
     /// Every list, by slug.
     pub async fn all_lists(&self) -> Result<Vec<ListRow>> {
-        Ok(sqlx::query_as::<_, ListRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {LIST_COLUMNS} FROM lists ORDER BY slug"
-        )))
-        .fetch_all(self.pool())
-        .await?)
+        let sql = format!("SELECT {LIST_COLUMNS} FROM lists ORDER BY slug");
+        Ok(db!(self.pool(), |c| {
+            sqlx::query_as::<_, ListRow>(sqlx::AssertSqlSafe(sql))
+                .fetch_all(c)
+                .await
+        })?)
     }
 
     /// Applies the `Some` fields of `spec` to the list.
@@ -132,23 +137,31 @@ impl Store {
             Some(c) => stored_categories(c.clone()),
             None => cur.categories.clone(),
         };
-        sqlx::query(
-            "UPDATE lists SET name = $1, description = $2, schedule = $3, timezone = $4, categories = $5,
-                 sends_breaking = $6, send_empty = $7, double_opt_in = $8, updated_at = $9
-             WHERE id = $10",
-        )
-        .bind(spec.name.clone().unwrap_or(cur.name))
-        .bind(spec.description.clone().unwrap_or(cur.description))
-        .bind(schedule)
-        .bind(spec.timezone.map(|t| t.name().to_owned()).unwrap_or(cur.timezone))
-        .bind(categories)
-        .bind(spec.sends_breaking.unwrap_or(cur.sends_breaking))
-        .bind(spec.send_empty.unwrap_or(cur.send_empty))
-        .bind(spec.double_opt_in.unwrap_or(cur.double_opt_in))
-        .bind(now_text())
-        .bind(cur.id)
-        .execute(self.writer())
-        .await?;
+        let name = spec.name.clone().unwrap_or(cur.name);
+        let description = spec.description.clone().unwrap_or(cur.description);
+        let timezone = spec
+            .timezone
+            .map(|t| t.name().to_owned())
+            .unwrap_or(cur.timezone);
+        db!(self.writer(), |c| {
+            sqlx::query(
+                "UPDATE lists SET name = $1, description = $2, schedule = $3, timezone = $4, categories = $5,
+                     sends_breaking = $6, send_empty = $7, double_opt_in = $8, updated_at = $9
+                 WHERE id = $10",
+            )
+            .bind(&name)
+            .bind(&description)
+            .bind(&schedule)
+            .bind(&timezone)
+            .bind(&categories)
+            .bind(spec.sends_breaking.unwrap_or(cur.sends_breaking))
+            .bind(spec.send_empty.unwrap_or(cur.send_empty))
+            .bind(spec.double_opt_in.unwrap_or(cur.double_opt_in))
+            .bind(now_text())
+            .bind(cur.id)
+            .execute(c)
+            .await.affected()
+        })?;
         self.list_by_slug(slug).await
     }
 
@@ -156,22 +169,27 @@ impl Store {
     /// with `force` its subscriptions and editions go too (subscribers stay).
     pub async fn delete_list(&self, slug: &str, force: bool) -> Result<u64> {
         let list = self.list_by_slug(slug).await?;
-        let mut tx = self.writer().begin().await?;
-        let live: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM subscriptions WHERE list_id = $1 AND status IN ('pending', 'active')",
-        )
-        .bind(list.id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let mut tx = self.write_tx().await?;
+        let live: i64 = db!(&mut tx, |c| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM subscriptions WHERE list_id = $1 AND status IN ('pending', 'active')",
+            )
+            .bind(list.id)
+            .fetch_one(c)
+            .await
+        })?;
         if live > 0 && !force {
             return Err(StoreError::Conflict(format!(
                 "list {slug:?} still has {live} subscriber(s); unsubscribe them first or pass --force"
             )));
         }
-        sqlx::query("DELETE FROM lists WHERE id = $1")
-            .bind(list.id)
-            .execute(&mut *tx)
-            .await?;
+        db!(&mut tx, |c| {
+            sqlx::query("DELETE FROM lists WHERE id = $1")
+                .bind(list.id)
+                .execute(c)
+                .await
+                .affected()
+        })?;
         tx.commit().await?;
         Ok(live as u64)
     }
@@ -184,15 +202,16 @@ fn stored_categories(c: Option<CategorySet>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testutil::temp_store;
+    use crate::store::Backend;
+    use crate::store::testutil::{store_test, temp_store_on};
 
     fn slug(s: &str) -> ListSlug {
         ListSlug::parse(s).unwrap()
     }
 
-    #[tokio::test]
-    async fn create_read_update_delete() {
-        let (store, _d) = temp_store().await;
+    store_test!(create_read_update_delete);
+    async fn create_read_update_delete(backend: Backend) {
+        let (store, _d) = temp_store_on(backend).await;
         let spec = ListSpec {
             name: Some("Daily Digest".into()),
             schedule: Some(Some(Schedule::parse("0 7 * * *").unwrap())),

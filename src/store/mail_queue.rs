@@ -5,11 +5,11 @@
 //! exists only in the message, and the database keeps its hash, as for every token.
 
 use chrono::Duration;
-use sqlx::{FromRow, Sqlite};
+use sqlx::FromRow;
 
 use super::deliveries::Verdict;
 use super::senders::SenderId;
-use super::{Result, Store};
+use super::{Backend, Result, Store, Tx, db};
 use crate::domain::{DbTime, EmailAddress, SubscriptionStatus, Token, TokenPurpose};
 
 /// How long a confirmation link works.
@@ -57,56 +57,84 @@ struct Candidate {
 
 /// Queues a confirmation for `subscription_id` inside the caller's transaction.
 pub(crate) async fn queue_confirmation(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    tx: &mut Tx,
     subscription_id: i64,
     now: DbTime,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO mail_queue (kind, subscription_id, created_at) VALUES ($1, $2, $3)")
+    db!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO mail_queue (kind, subscription_id, created_at) VALUES ($1, $2, $3)",
+        )
         .bind(MailKind::Confirm)
         .bind(subscription_id)
         .bind(now)
-        .execute(&mut **tx)
-        .await?;
+        .execute(c)
+        .await
+        .affected()
+    })?;
     Ok(())
 }
 
 /// Records one outcome of a mail-queue row inside the caller's transaction.
-pub(crate) async fn record(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
-    id: i64,
-    verdict: &Verdict,
-    now: DbTime,
-) -> Result<()> {
-    let q = match verdict {
-        Verdict::Sent => sqlx::query(
-            "UPDATE mail_queue SET status = 'sent', sent_at = $1, last_reply = NULL, lease_until = NULL, lease_owner = NULL WHERE id = $2",
-        )
-        .bind(now)
-        .bind(id),
-        Verdict::Retry { reply, at } => sqlx::query(
-            "UPDATE mail_queue SET status = 'queued', next_attempt_at = $1, last_reply = $2, lease_until = NULL, lease_owner = NULL WHERE id = $3",
-        )
-        .bind(DbTime::from(*at))
-        .bind(reply.clone())
-        .bind(id),
-        Verdict::Failed { reply } | Verdict::Bounced { reply } => sqlx::query(
-            "UPDATE mail_queue SET status = 'failed', last_reply = $1, lease_until = NULL, lease_owner = NULL WHERE id = $2",
-        )
-        .bind(reply.clone())
-        .bind(id),
-        Verdict::Skipped { reason } => sqlx::query(
-            "UPDATE mail_queue SET status = 'skipped', last_reply = $1, lease_until = NULL, lease_owner = NULL WHERE id = $2",
-        )
-        .bind(reason.clone())
-        .bind(id),
-        Verdict::Released => sqlx::query(
-            "UPDATE mail_queue SET status = 'queued', attempts = MAX(attempts - 1, 0), lease_until = NULL, lease_owner = NULL
-             WHERE id = $1 AND status = 'sending'",
-        )
-        .bind(id),
-    };
-    q.execute(&mut **tx).await?;
+pub(crate) async fn record(tx: &mut Tx, id: i64, verdict: &Verdict, now: DbTime) -> Result<()> {
+    db!(tx, |c| {
+        let q = match verdict {
+            Verdict::Sent => sqlx::query(
+                "UPDATE mail_queue SET status = 'sent', sent_at = $1, last_reply = NULL, lease_until = NULL, lease_owner = NULL WHERE id = $2",
+            )
+            .bind(now)
+            .bind(id),
+            Verdict::Retry { reply, at } => sqlx::query(
+                "UPDATE mail_queue SET status = 'queued', next_attempt_at = $1, last_reply = $2, lease_until = NULL, lease_owner = NULL WHERE id = $3",
+            )
+            .bind(DbTime::from(*at))
+            .bind(reply.clone())
+            .bind(id),
+            Verdict::Failed { reply } | Verdict::Bounced { reply } => sqlx::query(
+                "UPDATE mail_queue SET status = 'failed', last_reply = $1, lease_until = NULL, lease_owner = NULL WHERE id = $2",
+            )
+            .bind(reply.clone())
+            .bind(id),
+            Verdict::Skipped { reason } => sqlx::query(
+                "UPDATE mail_queue SET status = 'skipped', last_reply = $1, lease_until = NULL, lease_owner = NULL WHERE id = $2",
+            )
+            .bind(reason.clone())
+            .bind(id),
+            Verdict::Released => sqlx::query(
+                "UPDATE mail_queue SET status = 'queued', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
+                     lease_until = NULL, lease_owner = NULL
+                 WHERE id = $1 AND status = 'sending'",
+            )
+            .bind(id),
+        };
+        q.execute(c).await.affected()
+    })?;
     Ok(())
+}
+
+/// Due transactional mail, oldest first, with what the message needs. PostgreSQL locks the
+/// rows it returns and passes over rows another node is claiming (`SKIP LOCKED`), so nodes
+/// claim different messages; SQLite's write transaction already excludes every other claim.
+fn claim_sql(backend: Backend) -> &'static str {
+    macro_rules! due_mail {
+        () => {
+            "SELECT m.id, m.kind, m.subscription_id, m.attempts, p.email, p.name, s.status,
+                    l.slug, l.name AS list_name, m.created_at AS queued_at, s.unsubscribed_at
+             FROM mail_queue m
+             JOIN subscriptions s ON s.id = m.subscription_id
+             JOIN subscribers p ON p.id = s.subscriber_id
+             JOIN lists l ON l.id = s.list_id
+             WHERE m.status IN ('queued', 'sending')
+               AND ((m.status = 'queued' AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= $1))
+                 OR (m.status = 'sending' AND m.lease_until <= $1))
+             ORDER BY m.id
+             LIMIT $2"
+        };
+    }
+    match backend {
+        Backend::Sqlite => due_mail!(),
+        Backend::Postgres => concat!(due_mail!(), " FOR UPDATE OF m SKIP LOCKED"),
+    }
 }
 
 impl Store {
@@ -114,16 +142,18 @@ impl Store {
     /// the write lock to find out).
     pub async fn mail_due(&self) -> Result<bool> {
         let now = DbTime::now();
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM mail_queue
-             WHERE status IN ('queued', 'sending')
-               AND ((status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= $1))
-                 OR (status = 'sending' AND lease_until <= $1))
-             LIMIT 1)",
-        )
-        .bind(now)
-        .fetch_one(self.pool())
-        .await?;
+        let n: i64 = db!(self.pool(), |c| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM mail_queue
+                 WHERE status IN ('queued', 'sending')
+                   AND ((status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= $1))
+                     OR (status = 'sending' AND lease_until <= $1))
+                 LIMIT 1) AS due",
+            )
+            .bind(now)
+            .fetch_one(c)
+            .await
+        })?;
         Ok(n > 0)
     }
 
@@ -138,23 +168,10 @@ impl Store {
     ) -> Result<Vec<ClaimedMail>> {
         let now = DbTime::now();
         let mut tx = self.write_tx().await?;
-        let cands: Vec<Candidate> = sqlx::query_as(
-            "SELECT m.id, m.kind, m.subscription_id, m.attempts, p.email, p.name, s.status,
-                    l.slug, l.name AS list_name, m.created_at AS queued_at, s.unsubscribed_at
-             FROM mail_queue m
-             JOIN subscriptions s ON s.id = m.subscription_id
-             JOIN subscribers p ON p.id = s.subscriber_id
-             JOIN lists l ON l.id = s.list_id
-             WHERE m.status IN ('queued', 'sending')
-               AND ((m.status = 'queued' AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= $1))
-                 OR (m.status = 'sending' AND m.lease_until <= $1))
-             ORDER BY m.id
-             LIMIT $2",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
+        let sql = claim_sql(tx.backend());
+        let cands: Vec<Candidate> = db!(&mut tx, |c| {
+            sqlx::query_as(sql).bind(now).bind(limit).fetch_all(c).await
+        })?;
         let mut out = Vec::with_capacity(cands.len());
         for c in cands {
             let to = c.email.as_deref().map(EmailAddress::parse);
@@ -186,24 +203,26 @@ impl Store {
             }
             let Some(Ok(to)) = to else { continue };
             let token = Token::generate();
-            sqlx::query(
-                "INSERT INTO tokens (hash, purpose, subscription_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(token.hash())
-            .bind(TokenPurpose::Confirm)
-            .bind(c.subscription_id)
-            .bind(now)
-            .bind(DbTime::from(now.utc() + Duration::days(CONFIRM_TTL_DAYS)))
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE mail_queue SET status = 'sending', attempts = attempts + 1, lease_until = $1, lease_owner = $2 WHERE id = $3",
-            )
-            .bind(DbTime::from(now.utc() + lease))
-            .bind(owner.0)
-            .bind(c.id)
-            .execute(&mut *tx)
-            .await?;
+            db!(&mut tx, |conn| {
+                sqlx::query(
+                    "INSERT INTO tokens (hash, purpose, subscription_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(token.hash())
+                .bind(TokenPurpose::Confirm)
+                .bind(c.subscription_id)
+                .bind(now)
+                .bind(DbTime::from(now.utc() + Duration::days(CONFIRM_TTL_DAYS)))
+                .execute(&mut *conn)
+                .await.affected()?;
+                sqlx::query(
+                    "UPDATE mail_queue SET status = 'sending', attempts = attempts + 1, lease_until = $1, lease_owner = $2 WHERE id = $3",
+                )
+                .bind(DbTime::from(now.utc() + lease))
+                .bind(owner.0)
+                .bind(c.id)
+                .execute(&mut *conn)
+                .await.affected()
+            })?;
             out.push(ClaimedMail {
                 id: c.id,
                 kind: c.kind,
@@ -222,10 +241,12 @@ impl Store {
 
     /// Queued, sent and failed transactional messages (for `status` and tests).
     pub async fn mail_counts(&self) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT status, COUNT(*) FROM mail_queue GROUP BY status ORDER BY status",
-        )
-        .fetch_all(self.pool())
-        .await?)
+        Ok(db!(self.pool(), |c| {
+            sqlx::query_as(
+                "SELECT status, COUNT(*) FROM mail_queue GROUP BY status ORDER BY status",
+            )
+            .fetch_all(c)
+            .await
+        })?)
     }
 }

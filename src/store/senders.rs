@@ -9,7 +9,7 @@
 use chrono::Duration;
 use sqlx::FromRow;
 
-use super::{Result, Store};
+use super::{Result, Store, db};
 use crate::domain::DbTime;
 
 /// A registered sender's row id.
@@ -50,17 +50,19 @@ impl Store {
     /// Registers a sending process; its id goes into every lease it takes.
     pub async fn register_sender(&self, who: &SenderIdentity) -> Result<SenderId> {
         let now = DbTime::now();
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO senders (host, pid, started, node, created_at, heartbeat_at)
-             VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
-        )
-        .bind(&who.host)
-        .bind(i64::from(who.pid))
-        .bind(&who.started)
-        .bind(&who.node)
-        .bind(now)
-        .fetch_one(self.writer())
-        .await?;
+        let id: i64 = db!(self.writer(), |c| {
+            sqlx::query_scalar(
+                "INSERT INTO senders (host, pid, started, node, created_at, heartbeat_at)
+                 VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+            )
+            .bind(&who.host)
+            .bind(i64::from(who.pid))
+            .bind(&who.started)
+            .bind(&who.node)
+            .bind(now)
+            .fetch_one(c)
+            .await
+        })?;
         Ok(SenderId(id))
     }
 
@@ -70,66 +72,78 @@ impl Store {
         let now = DbTime::now();
         let until = DbTime::from(now.utc() + lease);
         let mut tx = self.writer().begin().await?;
-        let alive = sqlx::query("UPDATE senders SET heartbeat_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(me.0)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            > 0;
-        if alive {
-            for table in [LeaseTable::Deliveries, LeaseTable::Mail] {
-                sqlx::query(table.renew())
-                    .bind(until)
-                    .bind(me.0)
-                    .execute(&mut *tx)
-                    .await?;
+        let alive = db!(&mut tx, |c| {
+            let alive = sqlx::query("UPDATE senders SET heartbeat_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(me.0)
+                .execute(&mut *c)
+                .await
+                .affected()?
+                > 0;
+            if alive {
+                for table in [LeaseTable::Deliveries, LeaseTable::Mail] {
+                    sqlx::query(table.renew())
+                        .bind(until)
+                        .bind(me.0)
+                        .execute(&mut *c)
+                        .await
+                        .affected()?;
+                }
             }
-        }
+            Ok::<_, sqlx::Error>(alive)
+        })?;
         tx.commit().await?;
         Ok(alive)
     }
 
     /// Every sender registered on `host`.
     pub async fn senders_on(&self, host: &str) -> Result<Vec<SenderRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, host, pid, started, node, heartbeat_at FROM senders WHERE host = $1 ORDER BY id",
-        )
-        .bind(host)
-        .fetch_all(self.pool())
-        .await?)
+        Ok(db!(self.pool(), |c| {
+            sqlx::query_as(
+                "SELECT id, host, pid, started, node, heartbeat_at FROM senders WHERE host = $1 ORDER BY id",
+            )
+            .bind(host)
+            .fetch_all(c)
+            .await
+        })?)
     }
 
     /// Every registered sender.
     pub async fn senders(&self) -> Result<Vec<SenderRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, host, pid, started, node, heartbeat_at FROM senders ORDER BY id",
-        )
-        .fetch_all(self.pool())
-        .await?)
+        Ok(db!(self.pool(), |c| {
+            sqlx::query_as(
+                "SELECT id, host, pid, started, node, heartbeat_at FROM senders ORDER BY id",
+            )
+            .fetch_all(c)
+            .await
+        })?)
     }
 
     /// Takes over a sender known to be dead: its leases end now (so the next claim takes the
     /// rows) and its registration is removed.
     pub async fn take_over(&self, dead: SenderId) -> Result<TakenOver> {
         let mut tx = self.write_tx().await?;
-        let mut freed = TakenOver::default();
-        for table in [LeaseTable::Deliveries, LeaseTable::Mail] {
-            let n = sqlx::query(table.expire())
-                .bind(DbTime::now())
-                .bind(dead.0)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            match table {
-                LeaseTable::Deliveries => freed.deliveries = n,
-                LeaseTable::Mail => freed.mail = n,
+        let freed = db!(&mut tx, |c| {
+            let mut freed = TakenOver::default();
+            for table in [LeaseTable::Deliveries, LeaseTable::Mail] {
+                let n = sqlx::query(table.expire())
+                    .bind(DbTime::now())
+                    .bind(dead.0)
+                    .execute(&mut *c)
+                    .await
+                    .affected()?;
+                match table {
+                    LeaseTable::Deliveries => freed.deliveries = n,
+                    LeaseTable::Mail => freed.mail = n,
+                }
             }
-        }
-        sqlx::query("DELETE FROM senders WHERE id = $1")
-            .bind(dead.0)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("DELETE FROM senders WHERE id = $1")
+                .bind(dead.0)
+                .execute(&mut *c)
+                .await
+                .affected()?;
+            Ok::<_, sqlx::Error>(freed)
+        })?;
         tx.commit().await?;
         Ok(freed)
     }
@@ -139,22 +153,26 @@ impl Store {
     /// (those, at most one per connection, are the only ones that may be sent twice).
     pub async fn deregister_sender(&self, me: SenderId) -> Result<TakenOver> {
         let mut tx = self.write_tx().await?;
-        let mut freed = TakenOver::default();
-        for table in [LeaseTable::Deliveries, LeaseTable::Mail] {
-            let n = sqlx::query(table.release())
-                .bind(me.0)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            match table {
-                LeaseTable::Deliveries => freed.deliveries = n,
-                LeaseTable::Mail => freed.mail = n,
+        let freed = db!(&mut tx, |c| {
+            let mut freed = TakenOver::default();
+            for table in [LeaseTable::Deliveries, LeaseTable::Mail] {
+                let n = sqlx::query(table.release())
+                    .bind(me.0)
+                    .execute(&mut *c)
+                    .await
+                    .affected()?;
+                match table {
+                    LeaseTable::Deliveries => freed.deliveries = n,
+                    LeaseTable::Mail => freed.mail = n,
+                }
             }
-        }
-        sqlx::query("DELETE FROM senders WHERE id = $1")
-            .bind(me.0)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("DELETE FROM senders WHERE id = $1")
+                .bind(me.0)
+                .execute(&mut *c)
+                .await
+                .affected()?;
+            Ok::<_, sqlx::Error>(freed)
+        })?;
         tx.commit().await?;
         Ok(freed)
     }
@@ -191,11 +209,13 @@ impl LeaseTable {
     fn release(self) -> &'static str {
         match self {
             Self::Deliveries => {
-                "UPDATE deliveries SET status = 'queued', attempts = MAX(attempts - 1, 0), lease_until = NULL, lease_owner = NULL
+                "UPDATE deliveries SET status = 'queued', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
+                     lease_until = NULL, lease_owner = NULL
                  WHERE lease_owner = $1 AND status = 'sending'"
             }
             Self::Mail => {
-                "UPDATE mail_queue SET status = 'queued', attempts = MAX(attempts - 1, 0), lease_until = NULL, lease_owner = NULL
+                "UPDATE mail_queue SET status = 'queued', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
+                     lease_until = NULL, lease_owner = NULL
                  WHERE lease_owner = $1 AND status = 'sending'"
             }
         }

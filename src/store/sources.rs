@@ -9,7 +9,7 @@ use futures_util::TryStreamExt as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
 use sqlx::{Column as _, FromRow, Row as _, TypeInfo as _, ValueRef as _};
 
-use super::{Result, Store};
+use super::{Result, Store, db};
 use crate::domain::DbTime;
 
 /// A cursor value as the CMS returned it.
@@ -135,22 +135,22 @@ const COLUMNS: &str = "path, cursor, cursor_kind, last_poll_at, last_success_at,
 impl Store {
     /// The stored state of the source at `path`, if it was ever polled.
     pub async fn source_state(&self, path: &str) -> Result<Option<SourceState>> {
-        let raw: Option<Raw> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM sql_sources WHERE path = $1"
-        )))
-        .bind(path)
-        .fetch_optional(self.pool())
-        .await?;
+        let sql = format!("SELECT {COLUMNS} FROM sql_sources WHERE path = $1");
+        let raw: Option<Raw> = db!(self.pool(), |c| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(path)
+                .fetch_optional(c)
+                .await
+        })?;
         Ok(raw.map(Into::into))
     }
 
     /// Every source ever polled, by path.
     pub async fn source_states(&self) -> Result<Vec<SourceState>> {
-        let raw: Vec<Raw> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM sql_sources ORDER BY path"
-        )))
-        .fetch_all(self.pool())
-        .await?;
+        let sql = format!("SELECT {COLUMNS} FROM sql_sources ORDER BY path");
+        let raw: Vec<Raw> = db!(self.pool(), |c| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(c).await
+        })?;
         Ok(raw.into_iter().map(Into::into).collect())
     }
 
@@ -162,7 +162,8 @@ impl Store {
         poll: &SourcePoll,
         next: DbTime,
     ) -> Result<()> {
-        let q = match poll {
+        db!(self.writer(), |c| {
+            match poll {
             SourcePoll::Read {
                 cursor,
                 stored,
@@ -200,8 +201,11 @@ impl Store {
             .bind(at)
             .bind(next)
             .bind(error),
-        };
-        q.execute(self.writer()).await?;
+        }
+        .execute(c)
+        .await
+        .affected()
+        })?;
         Ok(())
     }
 }
@@ -320,7 +324,8 @@ pub async fn read_cms(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testutil::temp_store;
+    use crate::store::Backend;
+    use crate::store::testutil::{store_test, temp_store_on};
 
     #[test]
     fn since_is_bound_outside_quotes_and_comments_only() {
@@ -352,9 +357,9 @@ mod tests {
         assert_eq!(SqlValue::Integer(100).max(t("")), t(""));
     }
 
-    #[tokio::test]
-    async fn the_cursor_and_its_type_survive_and_an_empty_poll_keeps_it() {
-        let (store, _dir) = temp_store().await;
+    store_test!(the_cursor_and_its_type_survive_and_an_empty_poll_keeps_it);
+    async fn the_cursor_and_its_type_survive_and_an_empty_poll_keeps_it(backend: Backend) {
+        let (store, _dir) = temp_store_on(backend).await;
         let t = DbTime::now();
         let read = |cursor| SourcePoll::Read {
             cursor,

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use futures_util::TryStreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{FromRow, QueryBuilder, Sqlite};
+use sqlx::{FromRow, QueryBuilder};
 
-use super::{Result, Store, StoreError, now_text};
+use super::{Lock, Result, Store, StoreError, db, now_text};
 use crate::domain::{CategorySet, EmailAddress};
 
 /// A subscriber as stored.
@@ -142,7 +142,10 @@ impl Store {
         dry_run: bool,
     ) -> Result<Vec<ImportOutcome>> {
         let now = now_text();
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.write_tx().await?;
+        // Addresses are looked up, then inserted: another node's import or sign-up must not
+        // insert the same address in between.
+        tx.lock(Lock::Subscribers).await?;
         let canon: Vec<String> = rows.iter().map(|r| r.email.canonical()).collect();
         let erased: Vec<String> = canon.iter().map(|c| erased_key(c)).collect();
 
@@ -150,19 +153,21 @@ impl Store {
         // subscription to this list.
         let mut existing: HashMap<String, Existing> = HashMap::new();
         for (chunk, erased_chunk) in canon.chunks(400).zip(erased.chunks(400)) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "SELECT s.id, s.email_key, s.name, sub.id AS sub_id, sub.status AS sub_status, sub.categories AS sub_categories
-                 FROM subscribers s LEFT JOIN subscriptions sub ON sub.subscriber_id = s.id AND sub.list_id = ",
-            );
-            qb.push_bind(list_id);
-            qb.push(" WHERE s.email_key IN (");
-            let mut sep = qb.separated(", ");
-            for (c, e) in chunk.iter().zip(erased_chunk) {
-                sep.push_bind(c.clone());
-                sep.push_bind(e.clone());
-            }
-            qb.push(")");
-            let found: Vec<Existing> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            let found: Vec<Existing> = db!(&mut tx, |conn| {
+                let mut qb = QueryBuilder::new(
+                    "SELECT s.id, s.email_key, s.name, sub.id AS sub_id, sub.status AS sub_status, sub.categories AS sub_categories
+                     FROM subscribers s LEFT JOIN subscriptions sub ON sub.subscriber_id = s.id AND sub.list_id = ",
+                );
+                qb.push_bind(list_id);
+                qb.push(" WHERE s.email_key IN (");
+                let mut sep = qb.separated(", ");
+                for (c, e) in chunk.iter().zip(erased_chunk) {
+                    sep.push_bind(c.as_str());
+                    sep.push_bind(e.as_str());
+                }
+                qb.push(")");
+                qb.build_query_as().fetch_all(conn).await
+            })?;
             for e in found {
                 existing.insert(e.email_key.clone(), e);
             }
@@ -200,21 +205,27 @@ impl Store {
                         continue;
                     }
                     if let Some(n) = new_name {
-                        sqlx::query(
-                            "UPDATE subscribers SET name = $1, updated_at = $2 WHERE id = $3",
-                        )
-                        .bind(n)
-                        .bind(&now)
-                        .bind(found.id)
-                        .execute(&mut *tx)
-                        .await?;
+                        db!(&mut tx, |conn| {
+                            sqlx::query(
+                                "UPDATE subscribers SET name = $1, updated_at = $2 WHERE id = $3",
+                            )
+                            .bind(n)
+                            .bind(&now)
+                            .bind(found.id)
+                            .execute(conn)
+                            .await
+                            .affected()
+                        })?;
                     }
                     if let (Some(c), Some(sub_id)) = (new_cats, found.sub_id) {
-                        sqlx::query("UPDATE subscriptions SET categories = $1 WHERE id = $2")
-                            .bind(c)
-                            .bind(sub_id)
-                            .execute(&mut *tx)
-                            .await?;
+                        db!(&mut tx, |conn| {
+                            sqlx::query("UPDATE subscriptions SET categories = $1 WHERE id = $2")
+                                .bind(c)
+                                .bind(sub_id)
+                                .execute(conn)
+                                .await
+                                .affected()
+                        })?;
                     }
                     outcomes.push(ImportOutcome::Updated);
                 }
@@ -222,7 +233,8 @@ impl Store {
                     if live.is_none() {
                         // An erased subscriber coming back to a list they never left: restore
                         // the address so they can be mailed.
-                        sqlx::query(
+                        db!(&mut tx, |conn| {
+                            sqlx::query(
                             "UPDATE subscribers SET email = $1, email_key = $2, name = $3, status = 'active',
                                  consent_source = $4, consent_at = $5, updated_at = $5 WHERE id = $6",
                         )
@@ -232,28 +244,31 @@ impl Store {
                         .bind(source)
                         .bind(&now)
                         .bind(found.id)
-                        .execute(&mut *tx)
-                        .await?;
+                        .execute(conn).await.affected()
+                        })?;
                     } else if let Some(n) = row
                         .name
                         .as_ref()
                         .filter(|n| Some(*n) != found.name.as_ref())
                     {
-                        sqlx::query(
-                            "UPDATE subscribers SET name = $1, updated_at = $2 WHERE id = $3",
-                        )
-                        .bind(n)
-                        .bind(&now)
-                        .bind(found.id)
-                        .execute(&mut *tx)
-                        .await?;
+                        db!(&mut tx, |conn| {
+                            sqlx::query(
+                                "UPDATE subscribers SET name = $1, updated_at = $2 WHERE id = $3",
+                            )
+                            .bind(n)
+                            .bind(&now)
+                            .bind(found.id)
+                            .execute(conn)
+                            .await
+                            .affected()
+                        })?;
                     }
                     new_subscriptions.push((
                         found.id,
                         row.categories
                             .as_ref()
                             .filter(|c| !c.is_empty())
-                            .map(|c| c.to_stored()),
+                            .map(CategorySet::to_stored),
                     ));
                     outcomes.push(ImportOutcome::Added);
                 }
@@ -261,21 +276,23 @@ impl Store {
         }
 
         for chunk in new_subscribers.chunks(500) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO subscribers (email, email_key, name, status, consent_source, consent_at, created_at, updated_at) ",
-            );
-            qb.push_values(chunk, |mut b, &i| {
-                b.push_bind(rows[i].email.as_str())
-                    .push_bind(canon[i].as_str())
-                    .push_bind(rows[i].name.as_deref())
-                    .push_bind("active")
-                    .push_bind(source)
-                    .push_bind(now.as_str())
-                    .push_bind(now.as_str())
-                    .push_bind(now.as_str());
-            });
-            qb.push(" RETURNING id, email_key");
-            let ids: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            let ids: Vec<(i64, String)> = db!(&mut tx, |conn| {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO subscribers (email, email_key, name, status, consent_source, consent_at, created_at, updated_at) ",
+                );
+                qb.push_values(chunk, |mut b, &i| {
+                    b.push_bind(rows[i].email.as_str())
+                        .push_bind(canon[i].as_str())
+                        .push_bind(rows[i].name.as_deref())
+                        .push_bind("active")
+                        .push_bind(source)
+                        .push_bind(now.as_str())
+                        .push_bind(now.as_str())
+                        .push_bind(now.as_str());
+                });
+                qb.push(" RETURNING id, email_key");
+                qb.build_query_as().fetch_all(conn).await
+            })?;
             let by_key: HashMap<String, i64> = ids.into_iter().map(|(id, k)| (k, id)).collect();
             for &i in chunk {
                 // Invariant: every inserted key came back from RETURNING.
@@ -286,24 +303,26 @@ impl Store {
                         .categories
                         .as_ref()
                         .filter(|c| !c.is_empty())
-                        .map(|c| c.to_stored()),
+                        .map(CategorySet::to_stored),
                 ));
             }
         }
 
         for chunk in new_subscriptions.chunks(500) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO subscriptions (subscriber_id, list_id, status, categories, created_at, confirmed_at) ",
-            );
-            qb.push_values(chunk, |mut b, (sid, cats)| {
-                b.push_bind(*sid)
-                    .push_bind(list_id)
-                    .push_bind("active")
-                    .push_bind(cats.clone())
-                    .push_bind(now.as_str())
-                    .push_bind(now.as_str());
-            });
-            qb.build().execute(&mut *tx).await?;
+            db!(&mut tx, |conn| {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO subscriptions (subscriber_id, list_id, status, categories, created_at, confirmed_at) ",
+                );
+                qb.push_values(chunk, |mut b, (sid, cats)| {
+                    b.push_bind(*sid)
+                        .push_bind(list_id)
+                        .push_bind("active")
+                        .push_bind(cats.as_deref())
+                        .push_bind(now.as_str())
+                        .push_bind(now.as_str());
+                });
+                qb.build().execute(conn).await.affected()
+            })?;
         }
 
         if dry_run {
@@ -322,16 +341,17 @@ impl Store {
         list_id: Option<i64>,
     ) -> Result<u64> {
         let sub = self.subscriber_by_email(email).await?;
-        let res = sqlx::query(
+        let res = db!(self.writer(), |conn| {
+            sqlx::query(
             "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = $1
              WHERE subscriber_id = $2 AND status <> 'unsubscribed' AND ($3 IS NULL OR list_id = $3)",
         )
         .bind(now_text())
         .bind(sub.id)
         .bind(list_id)
-        .execute(self.writer())
-        .await?;
-        Ok(res.rows_affected())
+        .execute(conn).await.affected()
+        })?;
+        Ok(res)
     }
 
     /// Erases a subscriber's personal data. If they had unsubscribed from any list, a hashed
@@ -339,52 +359,70 @@ impl Store {
     /// nothing of them is kept.
     pub async fn erase_subscriber(&self, email: &EmailAddress) -> Result<bool> {
         let sub = self.subscriber_by_email(email).await?;
-        let mut tx = self.writer().begin().await?;
-        let unsubscribed: i64 = sqlx::query_scalar(
+        let mut tx = self.write_tx().await?;
+        tx.lock(Lock::Subscribers).await?;
+        let unsubscribed: i64 = db!(&mut tx, |conn| {
+            sqlx::query_scalar(
             "SELECT COUNT(*) FROM subscriptions WHERE subscriber_id = $1 AND status = 'unsubscribed'",
         )
         .bind(sub.id)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_one(conn).await
+        })?;
         let kept = unsubscribed > 0;
         // Bounce events stay counted, but without the reader or the diagnostic (which quotes
         // the address).
-        sqlx::query(
-            "UPDATE bounce_events SET subscriber_id = NULL, diagnostic = NULL, note = 'the reader was erased'
-             WHERE subscriber_id = $1",
-        )
-        .bind(sub.id)
-        .execute(&mut *tx)
-        .await?;
-        if kept {
+        db!(&mut tx, |conn| {
             sqlx::query(
+                "UPDATE bounce_events SET subscriber_id = NULL, diagnostic = NULL, note = 'the reader was erased'
+                 WHERE subscriber_id = $1",
+            )
+            .bind(sub.id)
+            .execute(conn)
+            .await
+            .affected()
+        })?;
+        if kept {
+            db!(&mut tx, |conn| {
+                sqlx::query(
                 "DELETE FROM subscriptions WHERE subscriber_id = $1 AND status <> 'unsubscribed'",
             )
             .bind(sub.id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM deliveries WHERE subscriber_id = $1")
-                .bind(sub.id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
+            .execute(conn)
+            .await
+            .affected()
+            })?;
+            db!(&mut tx, |conn| {
+                sqlx::query("DELETE FROM deliveries WHERE subscriber_id = $1")
+                    .bind(sub.id)
+                    .execute(conn)
+                    .await
+                    .affected()
+            })?;
+            db!(&mut tx, |conn| {
+                sqlx::query(
                 "UPDATE subscribers SET email = NULL, name = NULL, email_key = $1, status = 'erased',
                      consent_ip = NULL, updated_at = $2 WHERE id = $3",
             )
             .bind(erased_key(&email.canonical()))
             .bind(now_text())
             .bind(sub.id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE subscriptions SET confirm_ip = NULL WHERE subscriber_id = $1")
-                .bind(sub.id)
-                .execute(&mut *tx)
-                .await?;
+            .execute(conn).await.affected()
+            })?;
+            db!(&mut tx, |conn| {
+                sqlx::query("UPDATE subscriptions SET confirm_ip = NULL WHERE subscriber_id = $1")
+                    .bind(sub.id)
+                    .execute(conn)
+                    .await
+                    .affected()
+            })?;
         } else {
-            sqlx::query("DELETE FROM subscribers WHERE id = $1")
-                .bind(sub.id)
-                .execute(&mut *tx)
-                .await?;
+            db!(&mut tx, |conn| {
+                sqlx::query("DELETE FROM subscribers WHERE id = $1")
+                    .bind(sub.id)
+                    .execute(conn)
+                    .await
+                    .affected()
+            })?;
         }
         tx.commit().await?;
         Ok(kept)
@@ -392,27 +430,30 @@ impl Store {
 
     /// The live (not erased) subscriber with this address.
     pub async fn subscriber_by_email(&self, email: &EmailAddress) -> Result<SubscriberRow> {
-        sqlx::query_as::<_, SubscriberRow>(
+        db!(self.pool(), |conn| {
+            sqlx::query_as::<_, SubscriberRow>(
             "SELECT id, email, name, status, hard_bounces, consent_source, consent_at, created_at
              FROM subscribers WHERE email_key = $1",
         )
         .bind(email.canonical())
-        .fetch_optional(self.pool())
-        .await?
+        .fetch_optional(conn)
+        .await
+        })?
         .ok_or_else(|| StoreError::NotFound(format!("subscriber with domain @{}", email.domain())))
     }
 
     /// A subscriber's subscriptions, by list slug.
     pub async fn subscriptions_of(&self, subscriber_id: i64) -> Result<Vec<SubscriptionInfo>> {
-        Ok(sqlx::query_as::<_, SubscriptionInfo>(
+        Ok(db!(self.pool(), |conn| {
+            sqlx::query_as::<_, SubscriptionInfo>(
             "SELECT l.slug AS list, s.status, s.categories, s.created_at, s.confirmed_at, s.unsubscribed_at,
                     s.unsubscribe_reason
              FROM subscriptions s JOIN lists l ON l.id = s.list_id
              WHERE s.subscriber_id = $1 ORDER BY l.slug",
         )
         .bind(subscriber_id)
-        .fetch_all(self.pool())
-        .await?)
+        .fetch_all(conn).await
+        })?)
     }
 
     /// Subscriptions, optionally of one list and with one status. `status` may be a
@@ -422,14 +463,15 @@ impl Store {
         list_id: Option<i64>,
         status: Option<&str>,
     ) -> Result<Vec<SubscriberListing>> {
-        Ok(sqlx::query_as::<_, SubscriberListing>(sqlx::AssertSqlSafe(format!(
+        Ok(db!(self.pool(), |conn| {
+            sqlx::query_as::<_, SubscriberListing>(sqlx::AssertSqlSafe(format!(
             "{LISTING} AND ($2 IS NULL OR (CASE WHEN $2 = 'bounced' THEN p.status ELSE s.status END) = $2)
              ORDER BY p.email_key, l.slug"
         )))
         .bind(list_id)
         .bind(status)
-        .fetch_all(self.pool())
-        .await?)
+        .fetch_all(conn).await
+        })?)
     }
 
     /// Streams subscriptions for export (live subscribers only), calling `f` for each.
@@ -438,28 +480,31 @@ impl Store {
         list_id: Option<i64>,
         mut f: impl FnMut(SubscriberListing) -> anyhow::Result<()>,
     ) -> anyhow::Result<u64> {
-        let mut rows = sqlx::query_as::<_, SubscriberListing>(sqlx::AssertSqlSafe(format!(
-            "{LISTING} ORDER BY s.id"
-        )))
-        .bind(list_id)
-        .fetch(self.pool());
-        let mut n = 0;
-        while let Some(row) = rows.try_next().await? {
-            f(row)?;
-            n += 1;
-        }
-        Ok(n)
+        let sql = format!("{LISTING} ORDER BY s.id");
+        db!(self.pool(), |conn| {
+            let mut rows = sqlx::query_as::<_, SubscriberListing>(sqlx::AssertSqlSafe(sql))
+                .bind(list_id)
+                .fetch(conn);
+            let mut n = 0;
+            while let Some(row) = rows.try_next().await? {
+                f(row)?;
+                n += 1;
+            }
+            Ok(n)
+        })
     }
 
     /// Subscription counts by status for one list: (pending, active, unsubscribed).
     pub async fn subscription_counts(&self, list_id: i64) -> Result<(i64, i64, i64)> {
-        Ok(sqlx::query_as(
-            "SELECT COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'active'), 0), COALESCE(SUM(status = 'unsubscribed'), 0)
+        Ok(db!(self.pool(), |conn| {
+            sqlx::query_as(
+            "SELECT COUNT(*) FILTER (WHERE status = 'pending'), COUNT(*) FILTER (WHERE status = 'active'),
+                    COUNT(*) FILTER (WHERE status = 'unsubscribed')
              FROM subscriptions WHERE list_id = $1",
         )
         .bind(list_id)
-        .fetch_one(self.pool())
-        .await?)
+        .fetch_one(conn).await
+        })?)
     }
 }
 
@@ -467,8 +512,8 @@ impl Store {
 mod tests {
     use super::*;
     use crate::domain::ListSlug;
-    use crate::store::ListSpec;
-    use crate::store::testutil::temp_store;
+    use crate::store::testutil::{store_test, temp_store_on};
+    use crate::store::{Backend, ListSpec};
 
     fn ns(email: &str, name: Option<&str>, cats: Option<&str>) -> NewSubscription {
         NewSubscription {
@@ -478,9 +523,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn subscribe_update_unsubscribe_erase() {
-        let (store, _d) = temp_store().await;
+    store_test!(subscribe_update_unsubscribe_erase);
+    async fn subscribe_update_unsubscribe_erase(backend: Backend) {
+        let (store, _d) = temp_store_on(backend).await;
         let list = store
             .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
             .await
@@ -553,20 +598,23 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(out[0], ImportOutcome::Skipped(_)));
-        let left: Option<String> =
+        let left: Option<String> = db!(store.pool(), |conn| {
             sqlx::query_scalar("SELECT email FROM subscribers WHERE status = 'erased'")
-                .fetch_one(store.pool())
+                .fetch_one(conn)
                 .await
-                .unwrap();
+        })
+        .unwrap();
         assert_eq!(left, None);
 
         // Erased without an unsubscribe: nothing is kept.
         let bilal = EmailAddress::parse("bilal@example.com").unwrap();
         assert!(!store.erase_subscriber(&bilal).await.unwrap());
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM subscribers")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+        let n: i64 = db!(store.pool(), |conn| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM subscribers")
+                .fetch_one(conn)
+                .await
+        })
+        .unwrap();
         assert_eq!(n, 1);
 
         let listing = store

@@ -4,12 +4,12 @@
 use chrono::{Duration, Utc};
 
 use super::subscribers::NewSubscription;
-use super::testutil::{sender, temp_store};
+use super::testutil::{sender, store_test, temp_store_on};
 use super::*;
 use crate::domain::{CategorySet, EmailAddress, ListSlug, db_time, parse_timestamp};
 
-async fn setup(n: usize) -> (Store, tempfile::TempDir, i64) {
-    let (store, dir) = temp_store().await;
+async fn setup(backend: Backend, n: usize) -> (Store, testutil::Guard, i64) {
+    let (store, dir) = temp_store_on(backend).await;
     let list = store
         .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
         .await
@@ -70,9 +70,9 @@ async fn first_edition(store: &Store, list: i64) -> i64 {
     }
 }
 
-#[tokio::test]
-async fn one_edition_per_slot_and_contiguous_windows() {
-    let (store, _d, list) = setup(4).await;
+store_test!(one_edition_per_slot_and_contiguous_windows);
+async fn one_edition_per_slot_and_contiguous_windows(backend: Backend) {
+    let (store, _d, list) = setup(backend, 4).await;
     let e1 = edition(
         list,
         "2026-11-27T02:00:00Z",
@@ -113,16 +113,18 @@ async fn one_edition_per_slot_and_contiguous_windows() {
         store.last_digest_end(list).await.unwrap(),
         Some(parse_timestamp("2026-11-28T02:00:00Z").unwrap())
     );
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let n: i64 = db!(store.pool(), |conn| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM deliveries")
+            .fetch_one(conn)
+            .await
+    })
+    .unwrap();
     assert_eq!(n, 4);
 }
 
-#[tokio::test]
-async fn empty_variants_are_skipped_and_skipped_editions_keep_the_window() {
-    let (store, _d, list) = setup(4).await;
+store_test!(empty_variants_are_skipped_and_skipped_editions_keep_the_window);
+async fn empty_variants_are_skipped_and_skipped_editions_keep_the_window(backend: Backend) {
+    let (store, _d, list) = setup(backend, 4).await;
     let mut e = edition(list, "2026-11-27T02:00:00Z", "2026-11-28T02:00:00Z", None);
     e.empty_variants = vec![Some("Sport".into())];
     let Created::New {
@@ -161,9 +163,9 @@ async fn empty_variants_are_skipped_and_skipped_editions_keep_the_window() {
     );
 }
 
-#[tokio::test]
-async fn unsubscribe_after_snapshot_stops_the_delivery() {
-    let (store, _d, list) = setup(3).await;
+store_test!(unsubscribe_after_snapshot_stops_the_delivery);
+async fn unsubscribe_after_snapshot_stops_the_delivery(backend: Backend) {
+    let (store, _d, list) = setup(backend, 3).await;
     let id = first_edition(&store, list).await;
     let me = sender(&store).await;
     store
@@ -181,10 +183,12 @@ async fn unsubscribe_after_snapshot_stops_the_delivery() {
     let emails: Vec<&str> = claimed.iter().map(|c| c.email.as_str()).collect();
     assert_eq!(emails, ["reader0@example.com", "reader2@example.com"]);
     // A subscription's first message makes its token; only the hash is stored.
-    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM tokens")
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
+    let stored: Vec<Vec<u8>> = db!(store.pool(), |conn| {
+        sqlx::query_scalar("SELECT hash FROM tokens")
+            .fetch_all(conn)
+            .await
+    })
+    .unwrap();
     assert_eq!(stored.len(), 2);
     assert!(stored.contains(&claimed[0].token.hash()));
     // Claimed rows are leased: a second claim finds nothing.
@@ -195,9 +199,9 @@ async fn unsubscribe_after_snapshot_stops_the_delivery() {
     assert!(again.is_empty());
 }
 
-#[tokio::test]
-async fn expired_leases_are_reclaimed_and_outcomes_recorded() {
-    let (store, _d, list) = setup(3).await;
+store_test!(expired_leases_are_reclaimed_and_outcomes_recorded);
+async fn expired_leases_are_reclaimed_and_outcomes_recorded(backend: Backend) {
+    let (store, _d, list) = setup(backend, 3).await;
     let id = first_edition(&store, list).await;
     let me = sender(&store).await;
     let (claimed, _) = store
@@ -244,26 +248,33 @@ async fn expired_leases_are_reclaimed_and_outcomes_recorded() {
         (1, 1, 1)
     );
     let (sent_at, lease, owner): (Option<String>, Option<String>, Option<i64>) =
-        sqlx::query_as("SELECT sent_at, lease_until, lease_owner FROM deliveries WHERE id = $1")
-            .bind(again[0].delivery_id)
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-    assert!(sent_at.is_some() && lease.is_none() && owner.is_none());
-    let status: String = sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1")
-        .bind(again[2].subscriber_id)
-        .fetch_one(store.pool())
-        .await
+        db!(store.pool(), |conn| {
+            sqlx::query_as("SELECT sent_at, lease_until, lease_owner FROM deliveries WHERE id = $1")
+                .bind(again[0].delivery_id)
+                .fetch_one(conn)
+                .await
+        })
         .unwrap();
+    assert!(sent_at.is_some() && lease.is_none() && owner.is_none());
+    let status: String = db!(store.pool(), |conn| {
+        sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1")
+            .bind(again[2].subscriber_id)
+            .fetch_one(conn)
+            .await
+    })
+    .unwrap();
     assert_eq!(status, "bounced");
     assert!(!store.finish_edition_if_done(id).await.unwrap());
     assert!(store.next_due(id).await.unwrap().unwrap() > Utc::now());
     // Retry later succeeds: the edition is then finished.
-    sqlx::query("UPDATE deliveries SET next_attempt_at = $1")
-        .bind(db_time(Utc::now() - Duration::seconds(1)))
-        .execute(store.pool())
-        .await
-        .unwrap();
+    db!(store.pool(), |conn| {
+        sqlx::query("UPDATE deliveries SET next_attempt_at = $1")
+            .bind(db_time(Utc::now() - Duration::seconds(1)))
+            .execute(conn)
+            .await
+            .affected()
+    })
+    .unwrap();
     let (last, _) = store
         .claim_deliveries(id, list, 10, Duration::minutes(5), me)
         .await
@@ -297,9 +308,9 @@ async fn expired_leases_are_reclaimed_and_outcomes_recorded() {
     assert_eq!(store.edition(id).await.unwrap().status, EditionStatus::Sent);
 }
 
-#[tokio::test]
-async fn cancel_skips_the_rest() {
-    let (store, _d, list) = setup(2).await;
+store_test!(cancel_skips_the_rest);
+async fn cancel_skips_the_rest(backend: Backend) {
+    let (store, _d, list) = setup(backend, 2).await;
     let id = first_edition(&store, list).await;
     store
         .set_edition_status(id, EditionStatus::Cancelled, Some("by editor"))
@@ -315,9 +326,12 @@ async fn cancel_skips_the_rest() {
         .unwrap_err();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_one_click_unsubscribes_are_batched_and_each_answered() {
-    let (store, _d, list) = setup(60).await;
+store_test!(
+    concurrent_one_click_unsubscribes_are_batched_and_each_answered,
+    multi_thread
+);
+async fn concurrent_one_click_unsubscribes_are_batched_and_each_answered(backend: Backend) {
+    let (store, _d, list) = setup(backend, 60).await;
     let id = first_edition(&store, list).await;
     let me = sender(&store).await;
     let (claimed, _) = store
@@ -384,15 +398,15 @@ async fn next_edition(store: &Store, list: i64, day: u32) -> i64 {
 }
 
 async fn count(store: &Store, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(store.pool())
-        .await
-        .unwrap()
+    db!(store.pool(), |conn| {
+        sqlx::query_scalar(sql).fetch_one(conn).await
+    })
+    .unwrap()
 }
 
-#[tokio::test]
-async fn one_reader_token_per_subscription_reused_by_every_edition() {
-    let (store, _d, list) = setup(5).await;
+store_test!(one_reader_token_per_subscription_reused_by_every_edition);
+async fn one_reader_token_per_subscription_reused_by_every_edition(backend: Backend) {
+    let (store, _d, list) = setup(backend, 5).await;
     let me = sender(&store).await;
     let first = first_edition(&store, list).await;
     let a = send_all(&store, first, list, me).await;
@@ -444,9 +458,9 @@ async fn one_reader_token_per_subscription_reused_by_every_edition() {
     assert_eq!(count(&store, "SELECT COUNT(*) FROM tokens").await, 5);
 }
 
-#[tokio::test]
-async fn a_dead_senders_leases_are_taken_over_and_a_live_ones_kept() {
-    let (store, _d, list) = setup(4).await;
+store_test!(a_dead_senders_leases_are_taken_over_and_a_live_ones_kept);
+async fn a_dead_senders_leases_are_taken_over_and_a_live_ones_kept(backend: Backend) {
+    let (store, _d, list) = setup(backend, 4).await;
     let id = first_edition(&store, list).await;
     let dead = sender(&store).await;
     let live = sender(&store).await;
@@ -488,12 +502,15 @@ async fn a_dead_senders_leases_are_taken_over_and_a_live_ones_kept() {
     );
 
     // A heartbeat renews a live sender's leases; deregistering gives them back.
-    sqlx::query(
-        "UPDATE deliveries SET lease_until = '2000-01-01T00:00:00Z' WHERE lease_owner = $1",
-    )
-    .bind(live.0)
-    .execute(store.writer())
-    .await
+    db!(store.writer(), |conn| {
+        sqlx::query(
+            "UPDATE deliveries SET lease_until = '2000-01-01T00:00:00Z' WHERE lease_owner = $1",
+        )
+        .bind(live.0)
+        .execute(conn)
+        .await
+        .affected()
+    })
     .unwrap();
     assert!(store.heartbeat(live, Duration::minutes(5)).await.unwrap());
     let (none, _) = store
@@ -510,9 +527,9 @@ async fn a_dead_senders_leases_are_taken_over_and_a_live_ones_kept() {
     );
 }
 
-#[tokio::test]
-async fn compaction_keeps_counts_and_failures_and_frees_the_rows() {
-    let (store, _d, list) = setup(6).await;
+store_test!(compaction_keeps_counts_and_failures_and_frees_the_rows);
+async fn compaction_keeps_counts_and_failures_and_frees_the_rows(backend: Backend) {
+    let (store, _d, list) = setup(backend, 6).await;
     let me = sender(&store).await;
     let id = first_edition(&store, list).await;
     let (claimed, _) = store
@@ -564,9 +581,11 @@ async fn compaction_keeps_counts_and_failures_and_frees_the_rows() {
     assert_eq!(store.delivery_counts(id).await.unwrap(), before);
 }
 
-#[tokio::test]
-async fn a_confirmation_is_queued_once_claimed_with_a_fresh_token_and_skipped_when_moot() {
-    let (store, _d) = temp_store().await;
+store_test!(a_confirmation_is_queued_once_claimed_with_a_fresh_token_and_skipped_when_moot);
+async fn a_confirmation_is_queued_once_claimed_with_a_fresh_token_and_skipped_when_moot(
+    backend: Backend,
+) {
+    let (store, _d) = temp_store_on(backend).await;
     let list = store
         .create_list(
             &ListSlug::parse("daily").unwrap(),

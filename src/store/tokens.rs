@@ -12,8 +12,9 @@
 use chrono::Utc;
 use sqlx::FromRow;
 
+use super::backend::retrying;
 use super::subscribers::erased_key;
-use super::{Result, Store, StoreError, now_text, parse_db_time};
+use super::{Lock, Pool, Result, Store, StoreError, Tx, db, now_text, parse_db_time};
 use crate::domain::{CategorySet, DbTime, EmailAddress, Token, TokenPurpose, db_time};
 
 /// The tokens that open the unsubscribe and preferences pages.
@@ -129,38 +130,43 @@ const TARGET_SELECT: &str = "SELECT t.subscription_id, s.subscriber_id, s.list_i
  JOIN subscribers p ON p.id = s.subscriber_id
  WHERE t.hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2)";
 
-async fn find_target<'e, E>(
-    exec: E,
+/// The token's target inside a transaction, if it has one of `purposes`.
+async fn find_target(
+    tx: &mut Tx,
     hash: &[u8],
     purposes: &[TokenPurpose],
-) -> Result<Option<TokenTarget>>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
-{
-    let t: Option<TokenTarget> = sqlx::query_as(TARGET_SELECT)
-        .bind(hash)
-        .bind(now_text())
-        .fetch_optional(exec)
-        .await?;
-    Ok(t.filter(|t| purposes.iter().any(|p| p.as_str() == t.purpose)))
+) -> Result<Option<TokenTarget>> {
+    let t: Option<TokenTarget> = db!(tx, |conn| {
+        sqlx::query_as(TARGET_SELECT)
+            .bind(hash)
+            .bind(now_text())
+            .fetch_optional(conn)
+            .await
+    })?;
+    Ok(with_purpose(t, purposes))
 }
 
-async fn subscriber_subscriptions(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    subscriber_id: i64,
-) -> Result<Vec<PreferenceRow>> {
-    Ok(sqlx::query_as(
+/// `t` if its token has one of `purposes`.
+fn with_purpose(t: Option<TokenTarget>, purposes: &[TokenPurpose]) -> Option<TokenTarget> {
+    t.filter(|t| purposes.iter().any(|p| p.as_str() == t.purpose))
+}
+
+async fn subscriber_subscriptions(tx: &mut Tx, subscriber_id: i64) -> Result<Vec<PreferenceRow>> {
+    Ok(db!(tx, |conn| {
+        sqlx::query_as(
         "SELECT l.id AS list_id, l.slug, l.name, l.description, l.categories AS list_categories, s.status, s.categories
          FROM subscriptions s JOIN lists l ON l.id = s.list_id
          WHERE s.subscriber_id = $1 ORDER BY l.name, l.slug",
     )
     .bind(subscriber_id)
-    .fetch_all(&mut **tx)
-    .await?)
+    .fetch_all(conn).await
+    })?)
 }
 
 fn stored(c: &Option<CategorySet>) -> Option<String> {
-    c.as_ref().filter(|c| !c.is_empty()).map(|c| c.to_stored())
+    c.as_ref()
+        .filter(|c| !c.is_empty())
+        .map(CategorySet::to_stored)
 }
 
 impl Store {
@@ -171,7 +177,15 @@ impl Store {
         token: &Token,
         purposes: &[TokenPurpose],
     ) -> Result<Option<TokenTarget>> {
-        find_target(self.pool(), &token.hash(), purposes).await
+        let hash = token.hash();
+        let t: Option<TokenTarget> = db!(self.pool(), |conn| {
+            sqlx::query_as(TARGET_SELECT)
+                .bind(&hash)
+                .bind(now_text())
+                .fetch_optional(conn)
+                .await
+        })?;
+        Ok(with_purpose(t, purposes))
     }
 
     /// Unsubscribes the token's subscription at once, or every subscription of its reader
@@ -213,45 +227,52 @@ impl Store {
         let now_s = db_time(now);
         let canonical = s.email.canonical();
         let mut tx = self.write_tx().await?;
-        let double_opt_in: Option<bool> =
+        // The address is looked up, then inserted: no other node may insert it in between.
+        tx.lock(Lock::Subscribers).await?;
+        let double_opt_in: Option<bool> = db!(&mut tx, |conn| {
             sqlx::query_scalar("SELECT double_opt_in FROM lists WHERE id = $1")
                 .bind(s.list_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+                .fetch_optional(conn)
+                .await
+        })?;
         let Some(double_opt_in) = double_opt_in else {
             return Err(StoreError::NotFound(format!("list #{}", s.list_id)));
         };
 
         // The live row, or the erasure record an unsubscribed-then-erased address left behind.
-        let found: Option<(i64, Option<String>)> = sqlx::query_as(
-            "SELECT id, email FROM subscribers WHERE email_key = $1 OR email_key = $2
+        let found: Option<(i64, Option<String>)> = db!(&mut tx, |conn| {
+            sqlx::query_as(
+                "SELECT id, email FROM subscribers WHERE email_key = $1 OR email_key = $2
              ORDER BY email IS NULL LIMIT 1",
-        )
-        .bind(&canonical)
-        .bind(erased_key(&canonical))
-        .fetch_optional(&mut *tx)
-        .await?;
+            )
+            .bind(&canonical)
+            .bind(erased_key(&canonical))
+            .fetch_optional(conn)
+            .await
+        })?;
         let subscriber_id = match found {
             Some((id, Some(_))) => id,
             Some((id, None)) => {
                 // An erased address signing up again: it needs its address back to be mailed
                 // once confirmed. Its unsubscriptions stay as they are until then.
-                sqlx::query(
+                db!(&mut tx, |conn| {
+                    sqlx::query(
                     "UPDATE subscribers SET email = $1, email_key = $2, status = 'active', updated_at = $3 WHERE id = $4",
                 )
                 .bind(s.email.as_str())
                 .bind(&canonical)
                 .bind(&now_s)
                 .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                .execute(conn).await.affected()
+                })?;
                 id
             }
             None => {
                 // Consent is recorded when it is given: now for a single opt-in list, at
                 // confirmation otherwise.
                 let consent = !double_opt_in;
-                sqlx::query_scalar(
+                db!(&mut tx, |conn| {
+                    sqlx::query_scalar(
                     "INSERT INTO subscribers (email, email_key, status, consent_source, consent_at, consent_ip, created_at, updated_at)
                      VALUES ($1, $2, 'active', $3, $4, $5, $6, $6) RETURNING id",
                 )
@@ -261,18 +282,20 @@ impl Store {
                 .bind(consent.then_some(now_s.as_str()))
                 .bind(consent.then_some(s.ip))
                 .bind(&now_s)
-                .fetch_one(&mut *tx)
-                .await?
+                .fetch_one(conn).await
+                })?
             }
         };
 
-        let existing: Option<(i64, String)> = sqlx::query_as(
-            "SELECT id, status FROM subscriptions WHERE subscriber_id = $1 AND list_id = $2",
-        )
-        .bind(subscriber_id)
-        .bind(s.list_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let existing: Option<(i64, String)> = db!(&mut tx, |conn| {
+            sqlx::query_as(
+                "SELECT id, status FROM subscriptions WHERE subscriber_id = $1 AND list_id = $2",
+            )
+            .bind(subscriber_id)
+            .bind(s.list_id)
+            .fetch_optional(conn)
+            .await
+        })?;
         let cats = stored(&s.categories);
         let subscription_id = match existing {
             Some((_, status)) if status == "active" => {
@@ -282,15 +305,19 @@ impl Store {
             Some((id, _)) => {
                 // Pending or unsubscribed: the choice of categories only takes effect once the
                 // address is confirmed, so recording it now cannot harm anyone.
-                sqlx::query("UPDATE subscriptions SET categories = $1 WHERE id = $2")
-                    .bind(&cats)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                db!(&mut tx, |conn| {
+                    sqlx::query("UPDATE subscriptions SET categories = $1 WHERE id = $2")
+                        .bind(&cats)
+                        .bind(id)
+                        .execute(conn)
+                        .await
+                        .affected()
+                })?;
                 id
             }
             None if !double_opt_in => {
-                sqlx::query(
+                db!(&mut tx, |conn| {
+                    sqlx::query(
                     "INSERT INTO subscriptions (subscriber_id, list_id, status, categories, created_at, confirmed_at, confirm_ip)
                      VALUES ($1, $2, 'active', $3, $4, $4, $5)",
                 )
@@ -299,20 +326,22 @@ impl Store {
                 .bind(&cats)
                 .bind(&now_s)
                 .bind(s.ip)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
+                .execute(conn).await.affected()
+                })?;
+                db!(&mut tx, |conn| {
+                    sqlx::query(
                     "UPDATE subscribers SET consent_source = 'web', consent_at = $1, consent_ip = $2, updated_at = $1 WHERE id = $3",
                 )
                 .bind(&now_s)
                 .bind(s.ip)
                 .bind(subscriber_id)
-                .execute(&mut *tx)
-                .await?;
+                .execute(conn).await.affected()
+                })?;
                 tx.commit().await?;
                 return Ok(SignupOutcome::Activated);
             }
-            None => sqlx::query_scalar(
+            None => db!(&mut tx, |conn| {
+                sqlx::query_scalar(
                 "INSERT INTO subscriptions (subscriber_id, list_id, status, categories, created_at)
                      VALUES ($1, $2, 'pending', $3, $4) RETURNING id",
             )
@@ -320,8 +349,8 @@ impl Store {
             .bind(s.list_id)
             .bind(&cats)
             .bind(&now_s)
-            .fetch_one(&mut *tx)
-            .await?,
+            .fetch_one(conn).await
+            })?,
         };
 
         super::mail_queue::queue_confirmation(&mut tx, subscription_id, DbTime::from(now)).await?;
@@ -335,7 +364,8 @@ impl Store {
     /// older than a later unsubscribe from the same list.
     pub async fn confirm_by_token(&self, token: &Token, ip: &str) -> Result<Option<Confirmed>> {
         let mut tx = self.write_tx().await?;
-        let Some(t) = find_target(&mut *tx, &token.hash(), &[TokenPurpose::Confirm]).await? else {
+        tx.lock(Lock::Subscribers).await?;
+        let Some(t) = find_target(&mut tx, &token.hash(), &[TokenPurpose::Confirm]).await? else {
             return Ok(None);
         };
         let Some(email) = t.email.clone() else {
@@ -358,16 +388,18 @@ impl Store {
         };
         if activate {
             let now = now_text();
-            sqlx::query(
+            db!(&mut tx, |conn| {
+                sqlx::query(
                 "UPDATE subscriptions SET status = 'active', confirmed_at = $1, confirm_ip = $2, unsubscribed_at = NULL, unsubscribe_reason = NULL WHERE id = $3",
             )
             .bind(&now)
             .bind(ip)
             .bind(t.subscription_id)
-            .execute(&mut *tx)
-            .await?;
+            .execute(conn).await.affected()
+            })?;
             // Confirming proves the mailbox works again, so an old bounce no longer counts.
-            sqlx::query(
+            db!(&mut tx, |conn| {
+                sqlx::query(
                 "UPDATE subscribers SET consent_source = 'web', consent_at = $1, consent_ip = $2, status = 'active',
                      hard_bounces = CASE WHEN status = 'bounced' THEN 0 ELSE hard_bounces END,
                      bounce_reset_at = CASE WHEN status = 'bounced' THEN $1 ELSE bounce_reset_at END, updated_at = $1
@@ -376,8 +408,8 @@ impl Store {
             .bind(&now)
             .bind(ip)
             .bind(t.subscriber_id)
-            .execute(&mut *tx)
-            .await?;
+            .execute(conn).await.affected()
+            })?;
         }
         tx.commit().await?;
         Ok(Some(Confirmed {
@@ -391,8 +423,8 @@ impl Store {
     /// The reader's preferences: every list they have (or had) a subscription on. `None`: no
     /// such token, or the reader was erased.
     pub async fn preferences(&self, token: &Token) -> Result<Option<Preferences>> {
-        let mut tx = self.pool().begin().await?;
-        let target = find_target(&mut *tx, &token.hash(), READER_PURPOSES)
+        let mut tx = self.pool().begin_snapshot().await?;
+        let target = find_target(&mut tx, &token.hash(), READER_PURPOSES)
             .await?
             .filter(|t| t.email.is_some());
         let Some(target) = target else {
@@ -417,7 +449,7 @@ impl Store {
         ip: &str,
     ) -> Result<Option<Preferences>> {
         let mut tx = self.write_tx().await?;
-        let target = find_target(&mut *tx, &token.hash(), READER_PURPOSES)
+        let target = find_target(&mut tx, &token.hash(), READER_PURPOSES)
             .await?
             .filter(|t| t.email.is_some());
         let Some(target) = target else {
@@ -426,18 +458,22 @@ impl Store {
         let now = now_text();
         for c in changes {
             if !c.subscribed {
-                sqlx::query(
-                    "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = $1
+                db!(&mut tx, |conn| {
+                    sqlx::query(
+                        "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = $1
                      WHERE subscriber_id = $2 AND list_id = $3 AND status <> 'unsubscribed'",
-                )
-                .bind(&now)
-                .bind(target.subscriber_id)
-                .bind(c.list_id)
-                .execute(&mut *tx)
-                .await?;
+                    )
+                    .bind(&now)
+                    .bind(target.subscriber_id)
+                    .bind(c.list_id)
+                    .execute(conn)
+                    .await
+                    .affected()
+                })?;
                 continue;
             }
-            let rejoined = sqlx::query(
+            let rejoined = db!(&mut tx, |conn| {
+                sqlx::query(
                 "UPDATE subscriptions SET status = 'active', confirmed_at = $1, confirm_ip = $2, unsubscribed_at = NULL, unsubscribe_reason = NULL
                  WHERE subscriber_id = $3 AND list_id = $4 AND status <> 'active'",
             )
@@ -445,27 +481,28 @@ impl Store {
             .bind(ip)
             .bind(target.subscriber_id)
             .bind(c.list_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .execute(conn).await.affected()
+            })?;
             if rejoined > 0 {
-                sqlx::query(
+                db!(&mut tx, |conn| {
+                    sqlx::query(
                     "UPDATE subscribers SET consent_source = 'web', consent_at = $1, consent_ip = $2, updated_at = $1 WHERE id = $3",
                 )
                 .bind(&now)
                 .bind(ip)
                 .bind(target.subscriber_id)
-                .execute(&mut *tx)
-                .await?;
+                .execute(conn).await.affected()
+                })?;
             }
-            sqlx::query(
+            db!(&mut tx, |conn| {
+                sqlx::query(
                 "UPDATE subscriptions SET categories = $1 WHERE subscriber_id = $2 AND list_id = $3",
             )
             .bind(stored(&c.categories))
             .bind(target.subscriber_id)
             .bind(c.list_id)
-            .execute(&mut *tx)
-            .await?;
+            .execute(conn).await.affected()
+            })?;
         }
         let subscriptions = subscriber_subscriptions(&mut tx, target.subscriber_id).await?;
         tx.commit().await?;
@@ -483,13 +520,15 @@ impl Store {
     /// subscriptions got a new token.
     pub async fn rotate_tokens(&self, email: &EmailAddress) -> Result<u64> {
         let mut tx = self.write_tx().await?;
-        let subs: Vec<(i64, Option<i64>)> = sqlx::query_as(
+        tx.lock(Lock::Subscribers).await?;
+        let subs: Vec<(i64, Option<i64>)> = db!(&mut tx, |conn| {
+            sqlx::query_as(
             "SELECT s.id, s.token_gen FROM subscriptions s JOIN subscribers p ON p.id = s.subscriber_id
              WHERE p.email_key = $1 AND p.email IS NOT NULL",
         )
         .bind(email.canonical())
-        .fetch_all(&mut *tx)
-        .await?;
+        .fetch_all(conn).await
+        })?;
         if subs.is_empty() {
             return Err(StoreError::NotFound(format!(
                 "subscriber with domain @{}",
@@ -499,26 +538,31 @@ impl Store {
         let now = DbTime::now();
         for (id, generation) in &subs {
             let next = generation.unwrap_or(0) + 1;
-            sqlx::query(
+            db!(&mut tx, |conn| {
+                sqlx::query(
                 "DELETE FROM tokens WHERE subscription_id = $1 AND purpose IN ('unsubscribe', 'preferences')",
             )
             .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE subscriptions SET token_gen = $1 WHERE id = $2")
-                .bind(next)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
+            .execute(conn).await.affected()
+            })?;
+            db!(&mut tx, |conn| {
+                sqlx::query("UPDATE subscriptions SET token_gen = $1 WHERE id = $2")
+                    .bind(next)
+                    .bind(id)
+                    .execute(conn)
+                    .await
+                    .affected()
+            })?;
+            db!(&mut tx, |conn| {
+                sqlx::query(
                 "INSERT INTO tokens (hash, purpose, subscription_id, created_at) VALUES ($1, $2, $3, $4)",
             )
             .bind(Token::derive(self.token_key(), *id, next).hash())
             .bind(TokenPurpose::Unsubscribe)
             .bind(id)
             .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            .execute(conn).await.affected()
+            })?;
         }
         tx.commit().await?;
         Ok(subs.len() as u64)
@@ -526,11 +570,12 @@ impl Store {
 
     /// The current reader token of a subscription, if it has one (tests and the preview).
     pub async fn reader_token(&self, subscription_id: i64) -> Result<Option<Token>> {
-        let generation: Option<Option<i64>> =
+        let generation: Option<Option<i64>> = db!(self.pool(), |conn| {
             sqlx::query_scalar("SELECT token_gen FROM subscriptions WHERE id = $1")
                 .bind(subscription_id)
-                .fetch_optional(self.pool())
-                .await?;
+                .fetch_optional(conn)
+                .await
+        })?;
         Ok(generation
             .flatten()
             .map(|g| Token::derive(self.token_key(), subscription_id, g)))
@@ -553,7 +598,7 @@ const UNSUBSCRIBE_BATCH: usize = 128;
 /// for SQLite's single writer with the sender's claims, into a few. It holds only the writer
 /// pool, so it ends when the last `Store` is dropped.
 pub(crate) async fn unsubscribe_writer(
-    writer: sqlx::SqlitePool,
+    writer: Pool,
     mut requests: tokio::sync::mpsc::Receiver<UnsubscribeRequest>,
 ) {
     let mut batch = Vec::with_capacity(UNSUBSCRIBE_BATCH);
@@ -565,7 +610,9 @@ pub(crate) async fn unsubscribe_writer(
                 Err(_) => break,
             }
         }
-        match unsubscribe_batch(&writer, &batch).await {
+        // A deadlock with another node's writes (PostgreSQL) loses one try, not the clicks.
+        let (pool, requests_now) = (&writer, &batch);
+        match retrying(move || unsubscribe_batch(pool, requests_now)).await {
             Ok(results) => {
                 for (r, result) in batch.drain(..).zip(results) {
                     let _ = r.reply.send(Ok(result));
@@ -584,28 +631,30 @@ pub(crate) async fn unsubscribe_writer(
 
 /// Applies a batch of unsubscribes in one transaction; `None` for an unknown token.
 async fn unsubscribe_batch(
-    writer: &sqlx::SqlitePool,
+    writer: &Pool,
     batch: &[UnsubscribeRequest],
 ) -> Result<Vec<Option<Unsubscribed>>> {
     let now = now_text();
-    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = writer.begin_write().await?;
     let mut out = Vec::with_capacity(batch.len());
     for r in batch {
-        let Some(target) = find_target(&mut *tx, &r.hash, READER_PURPOSES).await? else {
+        let Some(target) = find_target(&mut tx, &r.hash, READER_PURPOSES).await? else {
             out.push(None);
             continue;
         };
-        let changed = sqlx::query(
-            "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = $1
+        let changed = db!(&mut tx, |conn| {
+            sqlx::query(
+                "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = $1
              WHERE status <> 'unsubscribed' AND (id = $2 OR ($3 AND subscriber_id = $4))",
-        )
-        .bind(&now)
-        .bind(target.subscription_id)
-        .bind(r.all)
-        .bind(target.subscriber_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+            )
+            .bind(&now)
+            .bind(target.subscription_id)
+            .bind(r.all)
+            .bind(target.subscriber_id)
+            .execute(conn)
+            .await
+            .affected()
+        })?;
         out.push(Some(Unsubscribed { target, changed }));
     }
     tx.commit().await?;
@@ -616,12 +665,12 @@ async fn unsubscribe_batch(
 mod tests {
     use super::*;
     use crate::domain::ListSlug;
-    use crate::store::ListSpec;
-    use crate::store::testutil::temp_store;
+    use crate::store::testutil::{store_test, temp_store_on};
+    use crate::store::{Backend, ListSpec};
 
-    #[tokio::test]
-    async fn unsubscribe_then_stale_confirmation_is_refused() {
-        let (store, _d) = temp_store().await;
+    store_test!(unsubscribe_then_stale_confirmation_is_refused);
+    async fn unsubscribe_then_stale_confirmation_is_refused(backend: Backend) {
+        let (store, _d) = temp_store_on(backend).await;
         let list = store
             .create_list(
                 &ListSlug::parse("daily").unwrap(),
@@ -665,10 +714,13 @@ mod tests {
         );
         // Unsubscribe (by admin), then the old confirmation link must not undo it.
         store.unsubscribe_email(&email, None).await.unwrap();
-        sqlx::query("UPDATE subscriptions SET unsubscribed_at = '2099-01-01T00:00:00Z'")
-            .execute(store.pool())
-            .await
-            .unwrap();
+        db!(store.pool(), |conn| {
+            sqlx::query("UPDATE subscriptions SET unsubscribed_at = '2099-01-01T00:00:00Z'")
+                .execute(conn)
+                .await
+                .affected()
+        })
+        .unwrap();
         assert!(
             store
                 .confirm_by_token(&t1, "192.0.2.1")
@@ -677,10 +729,13 @@ mod tests {
                 .is_none()
         );
         // Expired tokens are unknown.
-        sqlx::query("UPDATE tokens SET expires_at = '2000-01-01T00:00:00Z'")
-            .execute(store.pool())
-            .await
-            .unwrap();
+        db!(store.pool(), |conn| {
+            sqlx::query("UPDATE tokens SET expires_at = '2000-01-01T00:00:00Z'")
+                .execute(conn)
+                .await
+                .affected()
+        })
+        .unwrap();
         assert!(
             store
                 .token_target(&t1, &[TokenPurpose::Confirm])

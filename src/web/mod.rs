@@ -54,17 +54,22 @@ const BODY_LIMIT: usize = 64 * 1024;
 pub struct AppState {
     pub store: Store,
     pub config: Arc<Config>,
-    /// Sign-up rate limits (per client IP and per address).
+    /// Sign-up rate limits (per client IP and per address). They are this node's: with
+    /// several nodes behind a load balancer, a client may sign up that many times per node.
     pub limits: Arc<RateLimits>,
+    /// This node's name (`[node] name`, else the host name), for `/healthz` and `/metrics`.
+    pub node: Arc<str>,
 }
 
 impl AppState {
     /// State with the default rate limits (5 sign-ups a minute per IP, 3 an hour per address).
     pub fn new(store: Store, config: Arc<Config>) -> Self {
+        let node = config.node.name_or_host().into();
         Self {
             store,
             config,
             limits: Arc::new(RateLimits::default()),
+            node,
         }
     }
 

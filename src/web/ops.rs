@@ -9,15 +9,34 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::store::{FeedState, MetricsSnapshot, parse_db_time};
+use crate::store::{Backend, FeedState, MetricsSnapshot, parse_db_time};
 
-/// `GET /healthz`: 200 `ok` when the database answers, 503 otherwise.
+/// `GET /healthz`: 200 when the database answers, 503 otherwise. The body says so, names
+/// the database kind (never its address) and this node:
+///
+/// ```text
+/// ok
+/// database: postgres
+/// node: mail-1
+/// ```
 pub(super) async fn healthz(State(st): State<AppState>) -> Response {
+    let backend = st.store.backend();
     match st.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Ok(()) => (
+            StatusCode::OK,
+            format!("ok\ndatabase: {backend}\nnode: {}\n", st.node),
+        )
+            .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check: the database does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "database unavailable\ndatabase: {backend}\nnode: {}\n",
+                    st.node
+                ),
+            )
+                .into_response()
         }
     }
 }
@@ -30,7 +49,7 @@ pub(super) async fn metrics(State(st): State<AppState>) -> Response {
     };
     match snap {
         Ok((snap, feeds)) => {
-            let mut text = render_metrics(&snap);
+            let mut text = render_metrics(&snap, &st.node, st.store.backend());
             render_feed_metrics(&mut text, &st.config.feeds, &feeds);
             (
                 StatusCode::OK,
@@ -60,7 +79,10 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 
 /// Renders a snapshot in the Prometheus text format. Every list gets every series (zeros
 /// included), so a list that never sent still shows up and rates start from zero.
-pub fn render_metrics(snap: &MetricsSnapshot) -> String {
+///
+/// The counts are the database's, the same from every node sharing it;
+/// `dispatch_node_info` names the node that answered (`node`) and its database kind.
+pub fn render_metrics(snap: &MetricsSnapshot, node: &str, backend: Backend) -> String {
     let slug: BTreeMap<i64, String> = snap.lists.iter().map(|(id, s)| (*id, label(s))).collect();
     let mut deliveries: BTreeMap<(i64, &str), (i64, i64)> = BTreeMap::new();
     for d in &snap.deliveries {
@@ -68,6 +90,18 @@ pub fn render_metrics(snap: &MetricsSnapshot) -> String {
     }
     let get = |id: i64, status: &str| deliveries.get(&(id, status)).copied().unwrap_or((0, 0));
     let mut out = String::with_capacity(4096);
+
+    header(
+        &mut out,
+        "dispatch_node_info",
+        "gauge",
+        "The node that answered and its database; the other series are the database's, the same from every node.",
+    );
+    let _ = writeln!(
+        out,
+        "dispatch_node_info{{node=\"{}\",database=\"{backend}\"}} 1",
+        label(node)
+    );
 
     header(
         &mut out,
@@ -194,7 +228,11 @@ pub fn render_metrics(snap: &MetricsSnapshot) -> String {
 
 /// Appends the series of each configured feed (zeros for a feed never polled), labelled
 /// with its URL without credentials or query.
-pub fn render_feed_metrics(out: &mut String, feeds: &[crate::config::Feed], states: &[FeedState]) {
+pub(super) fn render_feed_metrics(
+    out: &mut String,
+    feeds: &[crate::config::Feed],
+    states: &[FeedState],
+) {
     let rows: Vec<(String, Option<&FeedState>)> = feeds
         .iter()
         .map(|f| {
@@ -307,7 +345,8 @@ mod tests {
             }],
             bounces: vec![(crate::domain::BounceType::Hard, 4)],
         };
-        let text = render_metrics(&snap);
+        let text = render_metrics(&snap, "mail-1", Backend::Postgres);
+        assert!(text.contains("dispatch_node_info{node=\"mail-1\",database=\"postgres\"} 1\n"));
         assert!(text.contains("dispatch_messages_total{list=\"daily\",status=\"sent\"} 10\n"));
         assert!(text.contains("dispatch_retries_total{list=\"daily\"} 3\n"));
         assert!(text.contains("dispatch_queue_depth{list=\"daily\"} 3\n"));

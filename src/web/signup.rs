@@ -112,7 +112,7 @@ pub(super) async fn subscribe(
             tracing::info!(list = %list.slug, domain = %email.domain(), "web sign-up awaiting confirmation");
         }
         Ok(o) => {
-            tracing::info!(list = %list.slug, domain = %email.domain(), outcome = ?o, "web sign-up")
+            tracing::info!(list = %list.slug, domain = %email.domain(), outcome = ?o, "web sign-up");
         }
         Err(e) => return st.server_error("recording a sign-up failed", e),
     }

@@ -45,7 +45,7 @@ fn weekday_schedule_in_karachi_gives_weekday_slots_at_seven() {
         days.push(t.weekday());
     }
     // Five consecutive weekday slots cover each of Monday to Friday once.
-    days.sort_by_key(|d| d.num_days_from_monday());
+    days.sort_by_key(Weekday::num_days_from_monday);
     assert_eq!(
         days,
         [

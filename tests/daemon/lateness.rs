@@ -76,7 +76,7 @@ async fn a_slot_missed_by_2h_is_built_once_for_that_slot() {
     assert_eq!(late.len(), 1, "built late");
     let e = db.store.edition(late[0]).await.unwrap();
     assert_eq!(
-        e.slot.map(|s| s.to_text()).as_deref(),
+        e.slot.map(dispatch::domain::DbTime::to_text).as_deref(),
         Some("2026-07-11T02:00:00Z"),
         "the missed slot"
     );
@@ -199,7 +199,7 @@ async fn a_slot_missed_by_7h_is_skipped_and_its_stories_go_in_the_next_digest() 
     assert_eq!(next.len(), 1);
     let next = db.store.edition(next[0]).await.unwrap();
     assert_eq!(
-        next.slot.map(|s| s.to_text()).as_deref(),
+        next.slot.map(dispatch::domain::DbTime::to_text).as_deref(),
         Some("2026-07-12T02:00:00Z")
     );
     assert_eq!(

@@ -188,7 +188,10 @@ impl Db {
 fn slots(editions: &[EditionRow]) -> Vec<String> {
     editions
         .iter()
-        .map(|e| e.slot.map_or_else(|| "-".into(), |s| s.to_text()))
+        .map(|e| {
+            e.slot
+                .map_or_else(|| "-".into(), dispatch::domain::DbTime::to_text)
+        })
         .collect()
 }
 

@@ -15,7 +15,7 @@ fn outbox_messages(dir: &Path) -> Vec<String> {
         return Vec::new();
     };
     let mut out: Vec<String> = entries
-        .filter_map(|e| e.ok())
+        .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .map(|e| std::fs::read_to_string(e.path()).unwrap())
@@ -63,7 +63,9 @@ fn run_sends_breaking_news_added_by_another_process_serves_healthz_and_stops_on_
     let mut daemon = Daemon::start(&cli, 1);
     let health = wait_healthy(port, &daemon);
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert!(health.ends_with("ok\n"), "{health}");
+    // The body's first line says ok; the next name the database kind and the node.
+    assert!(health.contains("\r\n\r\nok\n"), "{health}");
+    assert!(health.contains("\ndatabase: sqlite\n"), "{health}");
 
     // An editor adds breaking news from another process while the daemon runs.
     cli.ok([

@@ -47,7 +47,7 @@ async fn karachi_slot_gives_one_edition_across_repeated_ticks_restarts_and_two_p
     assert_eq!(created.len(), 1, "one edition at the slot");
     let e = db.store.edition(created[0]).await.unwrap();
     assert_eq!(
-        e.slot.map(|s| s.to_text()).as_deref(),
+        e.slot.map(dispatch::domain::DbTime::to_text).as_deref(),
         Some("2026-06-10T02:00:00Z")
     );
     assert_eq!(e.window_end.to_text(), dbt(now));
@@ -126,7 +126,12 @@ async fn tick_every_10_minutes(
             .unwrap()
         {
             let e = db.store.edition(id).await.unwrap();
-            out.push((now, e.slot.map(|s| s.to_text()).unwrap_or_default()));
+            out.push((
+                now,
+                e.slot
+                    .map(dispatch::domain::DbTime::to_text)
+                    .unwrap_or_default(),
+            ));
         }
         now += Duration::minutes(10);
     }

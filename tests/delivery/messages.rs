@@ -276,7 +276,7 @@ async fn messages_sent_by_the_engine_carry_a_valid_dkim_signature() {
             domain: "news.example.com".into(),
             selector: "digest2026".into(),
             private_key_path: key.clone(),
-        })
+        });
     })
     .await;
     let id = f.digest().await;

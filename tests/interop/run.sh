@@ -38,23 +38,24 @@ chmod 755 "$T" # Postfix's unprivileged daemons must reach their queue below it
 LOGS="$T/logs"
 mkdir -p "$LOGS"
 PIDS=()
-PF_CONF=""
+PF_CONFS=()
 
 cleanup() {
   local pid
-  if [ -n "$PF_CONF" ]; then
+  local conf
+  for conf in "${PF_CONFS[@]}"; do
     local mpid
-    mpid=$(tr -d ' ' <"$T/postfix/queue/pid/master.pid" 2>/dev/null)
-    postfix -c "$PF_CONF" stop >/dev/null 2>&1 || postfix -c "$PF_CONF" abort >/dev/null 2>&1
+    mpid=$(tr -d ' ' <"$conf/../queue/pid/master.pid" 2>/dev/null)
+    postfix -c "$conf" stop >/dev/null 2>&1 || postfix -c "$conf" abort >/dev/null 2>&1
     for _ in $(seq 50); do
       [ -n "$mpid" ] && kill -0 "$mpid" 2>/dev/null || break
       sleep 0.1
     done
     if [ -n "$mpid" ] && [ "$(ps -o comm= -p "$mpid" 2>/dev/null)" = master ]; then
-      postfix -c "$PF_CONF" abort >/dev/null 2>&1
+      postfix -c "$conf" abort >/dev/null 2>&1
       kill -9 "$mpid" 2>/dev/null
     fi
-  fi
+  done
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   for pid in "${PIDS[@]}"; do
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -107,9 +108,9 @@ if [ ! -x "$BIN" ]; then
 fi
 
 # Free loopback ports, all at once so they differ.
-read -r PF_PORT SINK_PORT TLS_PORT TLS_CA_PORT PLAIN_PORT WEB_PORT < <("$PY" - <<'EOF'
+read -r PF_PORT SINK_PORT TLS_PORT TLS_CA_PORT PLAIN_PORT WEB_PORT DSN_PF_PORT DSN_SINK_PORT < <("$PY" - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(6)]
+socks = [socket.socket() for _ in range(8)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
@@ -228,41 +229,55 @@ add_english_articles() { # DB
       --summary "Exporters credit lower energy tariffs and new orders from European buyers."
 }
 
+# A throwaway Postfix instance in $T/NAME listening on PORT and relaying everything to
+# 127.0.0.1:SINKPORT, with EXTRA appended to its main.cf. Prints why on failure. Not in a
+# subshell: the instance must reach PF_CONFS, so that cleanup stops it.
+start_postfix() { # NAME PORT SINKPORT [EXTRA]
+  local pf="$T/$1"
+  mkdir -p "$pf/conf" "$pf/queue" "$pf/data"
+  if ! id postfix >/dev/null 2>&1 || ! getent group postdrop >/dev/null; then
+    echo "no postfix user or postdrop group (install the postfix package)"
+    return 1
+  fi
+  if [ "$(id -u)" != 0 ]; then
+    echo "starting a Postfix instance needs root (master binds and drops to mail_owner)"
+    return 1
+  fi
+  chown postfix "$pf/data"
+  for f in main.cf master.cf; do
+    sed -e "s|@DIR@|$pf|g" -e "s|@SINKPORT@|$3|g" -e "s|@PORT@|$2|g" \
+      -e "s|@LOGPREFIX@|$pf|g" "$HERE/postfix/$f.in" >"$pf/conf/$f"
+  done
+  [ -n "${4:-}" ] && echo "$4" >>"$pf/conf/main.cf"
+  if ! postfix -c "$pf/conf" check >"$LOGS/$1-check.log" 2>&1; then
+    echo "postfix check: $(tail -3 "$pf/maillog" "$LOGS/$1-check.log" 2>/dev/null)"
+    return 1
+  fi
+  PF_CONFS+=("$pf/conf")
+  if ! postfix -c "$pf/conf" start >"$LOGS/$1-start.log" 2>&1 || ! wait_port "$2" 20; then
+    echo "postfix start: $(tail -3 "$pf/maillog" "$LOGS/$1-start.log" 2>/dev/null)"
+    return 1
+  fi
+}
+
 # =============================================================================================
 # 1. Relay through a real MTA: throwaway Postfix -> smtp-sink, 200 readers.
 
 check_postfix() {
-  local pf="$T/postfix" sink="$T/sink-postfix" rcpts="$T/relay-rcpts.txt" out
-  mkdir -p "$pf/conf" "$pf/queue" "$pf/data" "$sink"
-  if ! id postfix >/dev/null 2>&1 || ! getent group postdrop >/dev/null; then
-    fail postfix-relay-200 "no postfix user or postdrop group (install the postfix package)"
-    return
-  fi
-  if [ "$(id -u)" != 0 ]; then
-    fail postfix-relay-200 "starting a Postfix instance needs root (master binds and drops to mail_owner)"
-    return
-  fi
-  chown postfix "$pf/data" "$sink"
-  for f in main.cf master.cf; do
-    sed -e "s|@DIR@|$pf|g" -e "s|@SINKPORT@|$SINK_PORT|g" -e "s|@PORT@|$PF_PORT|g" \
-      -e "s|@LOGPREFIX@|$pf|g" "$HERE/postfix/$f.in" >"$pf/conf/$f"
-  done
-
+  local sink="$T/sink-postfix" rcpts="$T/relay-rcpts.txt" out
+  mkdir -p "$sink"
+  chown postfix "$sink" 2>/dev/null # smtp-sink -u postfix writes its dumps as postfix
   smtp-sink -u postfix -d "$sink/m." "127.0.0.1:$SINK_PORT" 256 >"$LOGS/smtp-sink.log" 2>&1 &
   PIDS+=($!)
   if ! wait_port "$SINK_PORT" 10; then
     fail postfix-relay-200 "smtp-sink did not listen: $(tail -3 "$LOGS/smtp-sink.log")"
     return
   fi
-  if ! postfix -c "$pf/conf" check >"$LOGS/postfix-check.log" 2>&1; then
-    fail postfix-relay-200 "postfix check: $(tail -3 "$pf/maillog" "$LOGS/postfix-check.log" 2>/dev/null)"
+  if ! start_postfix postfix "$PF_PORT" "$SINK_PORT" >"$LOGS/postfix-setup.txt"; then
+    fail postfix-relay-200 "$(cat "$LOGS/postfix-setup.txt")"
     return
   fi
-  PF_CONF="$pf/conf"
-  if ! postfix -c "$pf/conf" start >"$LOGS/postfix-start.log" 2>&1 || ! wait_port "$PF_PORT" 20; then
-    fail postfix-relay-200 "postfix start: $(tail -3 "$pf/maillog" "$LOGS/postfix-start.log" 2>/dev/null)"
-    return
-  fi
+  local pf="$T/postfix"
 
   # 200 readers: some named, some with a category choice (so several rendered variants).
   {
@@ -302,6 +317,84 @@ check_postfix() {
     fail postfix-relay-200 "$(echo "$out" | tail -1); postfix log: $(grep -E 'status=(deferred|bounced)' "$pf/maillog" | tail -1)"
   fi
   RELAYED_DIR=$sink
+}
+
+# =============================================================================================
+# 1b. Bounces from a real MTA: a second Postfix relays to aiosmtpd, which refuses one reader
+# for good (550 5.1.1) and one for now (450 4.2.2; one delivery attempt allowed, so Postfix
+# gives up at once). Postfix writes its own RFC 3464 DSNs to our VERP envelope senders, and
+# `dispatch bounces ingest` reads each as Postfix's pipe(8) transport would hand it over.
+
+check_postfix_dsn() {
+  local name=postfix-dsn sink="$T/sink-dsn" out r rcpt n=0 i q
+  mkdir -p "$sink"
+  "$PY" "$HERE/sink.py" "$DSN_SINK_PORT" "$sink" \
+    --refuse gone@example.org "550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown in virtual mailbox table" \
+    --refuse full@example.org "450 4.2.2 <full@example.org>: Recipient address rejected: Mailbox full" \
+    >"$LOGS/sink-dsn.log" 2>&1 &
+  PIDS+=($!)
+  if ! wait_port "$DSN_SINK_PORT" 15; then
+    fail $name "aiosmtpd did not start: $(tail -3 "$LOGS/sink-dsn.log")"
+    return
+  fi
+  if ! start_postfix postfix-dsn "$DSN_PF_PORT" "$DSN_SINK_PORT" \
+    $'maximal_queue_lifetime = 0\nbounce_queue_lifetime = 0' >"$LOGS/postfix-dsn-setup.txt"; then
+    fail $name "$(cat "$LOGS/postfix-dsn-setup.txt")"
+    return
+  fi
+  printf 'email\ngone@example.org\nfull@example.org\nstays@example.org\n' >"$T/dsn-readers.csv"
+  if ! out=$(d dsn lists create daily --name "Daily Digest" 2>&1 &&
+    d dsn subscribers import "$T/dsn-readers.csv" --list daily 2>&1 &&
+    add_english_articles dsn 2>&1); then
+    fail $name "setting up the list failed: ${out:-no output}"
+    return
+  fi
+  export DISPATCH_BOUNCES_RETURN_PATH_DOMAIN=bounces.interop.test
+  if ! DISPATCH_SMTP_PORT=$DSN_PF_PORT d dsn send digest daily >"$LOGS/dsn-send.log" 2>&1; then
+    fail $name "dispatch send digest exited non-zero: $(tail -3 "$LOGS/dsn-send.log")"
+    unset DISPATCH_BOUNCES_RETURN_PATH_DOMAIN
+    return
+  fi
+  # One digest delivered and two DSNs, then an empty queue.
+  for i in $(seq 600); do
+    q=$(find "$T/postfix-dsn/queue/incoming" "$T/postfix-dsn/queue/active" \
+      "$T/postfix-dsn/queue/deferred" -type f 2>/dev/null | wc -l)
+    [ "$(count_eml "$sink")" -ge 3 ] && [ "$q" -eq 0 ] && break
+    sleep 0.1
+  done
+  for r in "$sink"/*.rcpt; do
+    [ -e "$r" ] || continue
+    rcpt=$(sed -n 2p "$r")
+    case "$rcpt" in
+    *@bounces.interop.test)
+      n=$((n + 1))
+      if ! d dsn bounces ingest --recipient "$rcpt" <"${r%.rcpt}.eml" >>"$LOGS/dsn-ingest.log" 2>&1; then
+        fail $name "bounces ingest exited non-zero: $(tail -2 "$LOGS/dsn-ingest.log")"
+        unset DISPATCH_BOUNCES_RETURN_PATH_DOMAIN
+        return
+      fi
+      ;;
+    esac
+  done
+  unset DISPATCH_BOUNCES_RETURN_PATH_DOMAIN
+  local gone full stays list
+  gone=$(d dsn subscribers show gone@example.org 2>&1 | grep -E '^status')
+  full=$(d dsn subscribers show full@example.org 2>&1 | grep -E '^status')
+  stays=$(d dsn subscribers show stays@example.org 2>&1 | grep -E '^status')
+  list=$(d dsn bounces list 2>&1)
+  if [ "$n" -ne 2 ]; then
+    fail $name "$n DSN(s) reached the VERP domain, want 2; postfix log: $(grep -E 'status=' "$T/postfix-dsn/maillog" | tail -3)"
+  elif ! echo "$gone" | grep -q bounced; then
+    fail $name "gone@example.org after a 5.1.1 DSN: '$gone'; bounces list: $list"
+  elif ! echo "$full" | grep -q active || ! echo "$list" | grep -E 'soft' | grep -q full@example.org; then
+    fail $name "full@example.org after a 4.2.2 DSN: '$full'; bounces list: $list"
+  elif ! echo "$stays" | grep -q active || echo "$list" | grep -q stays@example.org; then
+    fail $name "stays@example.org was delivered but shows '$stays'; bounces list: $list"
+  elif ! echo "$list" | grep -E 'hard' | grep -q '5\.1\.1'; then
+    fail $name "no hard bounce with status 5.1.1 listed: $list"
+  else
+    pass $name "2 Postfix DSNs via VERP: gone@ hard 5.1.1 -> bounced, full@ soft 4.2.2 -> still active, stays@ untouched"
+  fi
 }
 
 # =============================================================================================
@@ -589,6 +682,7 @@ check_oneclick() {
 }
 
 check_postfix
+check_postfix_dsn
 check_tls
 check_messages
 check_oneclick

@@ -1,12 +1,13 @@
 #!/usr/bin/python3
 """A throwaway SMTP sink (Python's aiosmtpd, which we did not write) for tests/interop/run.sh.
 
-    sink.py PORT OUTDIR [--starttls CERT KEY --user U --password P]
+    sink.py PORT OUTDIR [--starttls CERT KEY --user U --password P] [--refuse ADDR REPLY]...
 
 Every message is written as it arrived on the wire: OUTDIR/NNNN.eml (the DATA bytes) and
 OUTDIR/NNNN.rcpt (MAIL FROM, then one RCPT TO per line), renamed into place when complete.
 With --starttls the server requires STARTTLS before MAIL and before AUTH, and AUTH (PLAIN or
-LOGIN) accepts only U/P. Prints READY when listening; runs until killed.
+LOGIN) accepts only U/P. Each --refuse answers RCPT TO:<ADDR> with REPLY (e.g. "550 5.1.1 ...").
+Prints READY when listening; runs until killed.
 """
 import argparse
 import itertools
@@ -25,13 +26,24 @@ p.add_argument("outdir")
 p.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"))
 p.add_argument("--user")
 p.add_argument("--password")
+p.add_argument("--refuse", nargs=2, action="append", default=[], metavar=("ADDR", "REPLY"))
 a = p.parse_args()
 
 counter = itertools.count()
 lock = threading.Lock()
 
 
+refused = {addr.lower(): reply for addr, reply in a.refuse}
+
+
 class Handler:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = refused.get(address.lower())
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
         with lock:
             n = next(counter)

@@ -1,11 +1,13 @@
 //! Helpers shared by the integration tests, kept once here. Each test binary includes this
 //! with `mod support;` (or `#[path = "../support/mod.rs"] mod support;` from a
 //! `tests/<area>/main.rs`) and uses only some of it, hence the `dead_code` allowance for the
-//! whole tree.
-#![allow(dead_code)]
+//! whole tree. Its items are `pub` for the test files that use them, which are the crate
+//! root's children, so `unreachable_pub` has nothing to say here either.
+#![allow(dead_code, unreachable_pub)]
 
 pub mod cli;
 pub mod db;
+pub mod postgres;
 pub mod smtp_server;
 pub mod tools;
 

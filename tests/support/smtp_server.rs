@@ -1,19 +1,27 @@
 //! A small scripted SMTP server for tests (RFC 5321 subset, no TLS).
 //!
-//! It answers like a normal relay (EHLO with 8BITMIME, ENHANCEDSTATUSCODES and optionally
-//! AUTH PLAIN/LOGIN; MAIL, RCPT, DATA, RSET, NOOP, QUIT) and records every accepted message.
-//! A [`Policy`] closure sees each event and can override the reply, stall (never answer) or
-//! drop the connection, which is how tests script faults.
+//! It answers like a normal relay (EHLO with PIPELINING, 8BITMIME, ENHANCEDSTATUSCODES,
+//! optionally CHUNKING and AUTH PLAIN/LOGIN; MAIL, RCPT, DATA, BDAT, RSET, NOOP, QUIT) and
+//! records every accepted message. A [`Policy`] closure sees each event and can override the
+//! reply, stall (never answer) or drop the connection, which is how tests script faults.
+//!
+//! It reads commands as a pipelining server does (RFC 2920): whatever the client wrote in one
+//! go is answered in order, and [`SmtpServer::round_trips`] counts how often the client waited
+//! for replies before writing more. [`ServerConfig::max_connections`] turns connections
+//! beyond a number away with a 421 greeting, as relays limit connections per client.
 //!
 //! Part of [`crate::support`]: `use support::smtp_server::{SmtpServer, ServerConfig};`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A message the server accepted.
@@ -27,6 +35,8 @@ pub struct Received {
     pub data: Vec<u8>,
     /// Which connection (0-based) carried it.
     pub connection: usize,
+    /// It came with BDAT (RFC 3030), not DATA.
+    pub chunked: bool,
 }
 
 /// Something the client did, shown to the [`Policy`].
@@ -40,7 +50,8 @@ pub enum Event<'a> {
     Rcpt(&'a str),
     /// `DATA`.
     Data,
-    /// The first line of message data arrived, for these accepted recipients.
+    /// The first line of message data arrived (for BDAT: a chunk's command), for these
+    /// accepted recipients.
     DataStarted(&'a [String]),
     /// The whole message arrived; the reply is next.
     DataEnd(&'a Received),
@@ -81,6 +92,13 @@ pub struct ServerConfig {
     pub auth: Option<(String, String)>,
     /// Whether to advertise STARTTLS (the command itself is refused: no TLS here).
     pub advertise_starttls: bool,
+    /// Whether to advertise PIPELINING (RFC 2920). The server reads pipelined commands either
+    /// way; a client must not send them when it is not offered.
+    pub pipelining: bool,
+    /// Whether to advertise CHUNKING (RFC 3030) and take BDAT.
+    pub chunking: bool,
+    /// Connections open at once beyond this are greeted with a 421 and closed.
+    pub max_connections: Option<usize>,
     /// The fault script.
     pub policy: Policy,
 }
@@ -90,6 +108,9 @@ impl Default for ServerConfig {
         Self {
             auth: None,
             advertise_starttls: false,
+            pipelining: true,
+            chunking: false,
+            max_connections: None,
             policy: Arc::new(|_| Action::Default),
         }
     }
@@ -111,7 +132,20 @@ pub struct SmtpServer {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     connections: Arc<AtomicUsize>,
+    counts: Arc<Counts>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What the server counts across its connections.
+#[derive(Default)]
+struct Counts {
+    /// Times a connection waited for its client after answering it.
+    round_trips: AtomicUsize,
+    /// Connections turned away by `max_connections`.
+    refused: AtomicUsize,
+    /// Connections open now, and the most at once.
+    open: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 impl Drop for SmtpServer {
@@ -127,19 +161,32 @@ impl SmtpServer {
         let addr = listener.local_addr().expect("local addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (r, c) = (received.clone(), connections.clone());
+        let counts = Arc::new(Counts::default());
+        let (r, c, k) = (received.clone(), connections.clone(), counts.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((sock, _)) = listener.accept().await else {
+                let Ok((mut sock, _)) = listener.accept().await else {
                     return;
                 };
                 // A pipelining server must not hold its second and third replies for the
                 // client's delayed ACK (real ones flush the batch; this one writes each reply).
                 let _ = sock.set_nodelay(true);
+                let open = k.open.fetch_add(1, Ordering::SeqCst) + 1;
+                if cfg.max_connections.is_some_and(|max| open > max) {
+                    k.open.fetch_sub(1, Ordering::SeqCst);
+                    k.refused.fetch_add(1, Ordering::SeqCst);
+                    // Postfix's words for its connection count limit.
+                    let _ = sock
+                        .write_all(b"421 4.7.0 Error: too many connections from 127.0.0.1\r\n")
+                        .await;
+                    continue;
+                }
+                k.peak.fetch_max(open, Ordering::SeqCst);
                 let n = c.fetch_add(1, Ordering::SeqCst);
-                let (cfg, r) = (cfg.clone(), r.clone());
+                let (cfg, r, k) = (cfg.clone(), r.clone(), k.clone());
                 tokio::spawn(async move {
-                    let _ = serve(sock, n, cfg, r).await;
+                    let _ = serve(sock, n, cfg, r, &k).await;
+                    k.open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -147,6 +194,7 @@ impl SmtpServer {
             addr,
             received,
             connections,
+            counts,
             task,
         }
     }
@@ -160,6 +208,73 @@ impl SmtpServer {
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
+
+    /// How many times, over all connections, the client waited for the server's replies
+    /// before it wrote again: the round trips of the conversations. A client that pipelines
+    /// everything it may sends its next message's content with one round trip each.
+    pub fn round_trips(&self) -> usize {
+        self.counts.round_trips.load(Ordering::SeqCst)
+    }
+
+    /// How many connections `max_connections` turned away.
+    pub fn refused(&self) -> usize {
+        self.counts.refused.load(Ordering::SeqCst)
+    }
+
+    /// The most connections that were open at once (those turned away not counted).
+    pub fn peak_connections(&self) -> usize {
+        self.counts.peak.load(Ordering::SeqCst)
+    }
+}
+
+/// The read side of a connection, counting a round trip each time the server has to read
+/// more after it replied: the client saw replies before it wrote what comes next. The buffer
+/// in front of it is large, so a refill in the middle of what the client wrote at once (which
+/// on loopback arrives in one piece) is rare and happens before any reply to it.
+struct Reader {
+    inner: OwnedReadHalf,
+    replied: Arc<AtomicBool>,
+    counts: Arc<Counts>,
+}
+
+impl AsyncRead for Reader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.replied.swap(false, Ordering::SeqCst) {
+            this.counts.round_trips.fetch_add(1, Ordering::SeqCst);
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+/// The write side of a connection; it tells the [`Reader`] that a reply went out.
+struct Writer {
+    inner: OwnedWriteHalf,
+    replied: Arc<AtomicBool>,
+}
+
+impl AsyncWrite for Writer {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.replied.store(true, Ordering::SeqCst);
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 /// What to do after consulting the policy.
@@ -168,11 +283,7 @@ enum Next {
     Close,
 }
 
-async fn act(
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
-    action: Action,
-    default: &str,
-) -> std::io::Result<Next> {
+async fn act(w: &mut Writer, action: Action, default: &str) -> std::io::Result<Next> {
     match action {
         Action::Default => {
             w.write_all(format!("{default}\r\n").as_bytes()).await?;
@@ -210,9 +321,22 @@ async fn serve(
     n: usize,
     cfg: ServerConfig,
     received: Arc<Mutex<Vec<Received>>>,
+    counts: &Arc<Counts>,
 ) -> std::io::Result<()> {
-    let (r, mut w) = sock.into_split();
-    let mut r = BufReader::new(r);
+    let (r, w) = sock.into_split();
+    let replied = Arc::new(AtomicBool::new(false));
+    let mut w = Writer {
+        inner: w,
+        replied: replied.clone(),
+    };
+    let mut r = BufReader::with_capacity(
+        1 << 20,
+        Reader {
+            inner: r,
+            replied,
+            counts: counts.clone(),
+        },
+    );
     let policy = cfg.policy.clone();
     if let Next::Close = act(
         &mut w,
@@ -225,6 +349,8 @@ async fn serve(
     }
     let mut from: Option<String> = None;
     let mut to: Vec<String> = Vec::new();
+    // BDAT chunks of the message so far.
+    let mut chunks: Vec<u8> = Vec::new();
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -239,12 +365,14 @@ async fn serve(
             .to_ascii_uppercase();
         let next = match verb.as_str() {
             "EHLO" | "HELO" => {
-                let mut ext = vec![
-                    "test.invalid",
-                    "PIPELINING",
-                    "8BITMIME",
-                    "ENHANCEDSTATUSCODES",
-                ];
+                let mut ext = vec!["test.invalid"];
+                if cfg.pipelining {
+                    ext.push("PIPELINING");
+                }
+                if cfg.chunking {
+                    ext.push("CHUNKING");
+                }
+                ext.extend(["8BITMIME", "ENHANCEDSTATUSCODES"]);
                 if cfg.advertise_starttls {
                     ext.push("STARTTLS");
                 }
@@ -344,6 +472,51 @@ async fn serve(
                     to: std::mem::take(&mut to),
                     data,
                     connection: n,
+                    chunked: false,
+                };
+                let a = policy(&Event::DataEnd(&rec));
+                if a.accepts() {
+                    received.lock().unwrap().push(rec);
+                }
+                act(&mut w, a, "250 2.0.0 Ok: queued").await?
+            }
+            "BDAT" if cfg.chunking => {
+                // RFC 3030 §2: `BDAT size [LAST]`; the chunk is exactly `size` octets and is
+                // read whatever the reply will be.
+                let mut args = text.split_whitespace().skip(1);
+                let size: Option<usize> = args.next().and_then(|a| a.parse().ok());
+                let last = args.next().is_some_and(|a| a.eq_ignore_ascii_case("LAST"));
+                let Some(size) = size else {
+                    w.write_all(b"501 5.5.4 Syntax: BDAT size [LAST]\r\n")
+                        .await?;
+                    continue;
+                };
+                match policy(&Event::DataStarted(&to)) {
+                    Action::Drop => return Ok(()),
+                    Action::Stall => std::future::pending::<()>().await,
+                    _ => {}
+                }
+                let mut chunk = vec![0; size];
+                r.read_exact(&mut chunk).await?;
+                if to.is_empty() {
+                    from = None;
+                    chunks.clear();
+                    w.write_all(b"554 5.5.1 Error: no valid recipients\r\n")
+                        .await?;
+                    continue;
+                }
+                chunks.extend_from_slice(&chunk);
+                if !last {
+                    w.write_all(format!("250 2.0.0 Ok: {size} octets\r\n").as_bytes())
+                        .await?;
+                    continue;
+                }
+                let rec = Received {
+                    from: from.take().unwrap_or_default(),
+                    to: std::mem::take(&mut to),
+                    data: std::mem::take(&mut chunks),
+                    connection: n,
+                    chunked: true,
                 };
                 let a = policy(&Event::DataEnd(&rec));
                 if a.accepts() {
@@ -354,6 +527,7 @@ async fn serve(
             "RSET" => {
                 from = None;
                 to.clear();
+                chunks.clear();
                 w.write_all(b"250 2.0.0 Ok\r\n").await?;
                 Next::Continue
             }
@@ -380,8 +554,8 @@ async fn serve(
 /// AUTH PLAIN (RFC 4616, with or without an initial response) or LOGIN.
 async fn auth(
     cmd: &str,
-    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    r: &mut BufReader<Reader>,
+    w: &mut Writer,
     want: Option<&(String, String)>,
 ) -> std::io::Result<bool> {
     let mut words = cmd.split_whitespace().skip(1);

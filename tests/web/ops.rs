@@ -11,7 +11,9 @@ async fn healthz_and_metrics() {
     let app = spawn_app().await;
     let r = app.get("/healthz").await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.text().await.unwrap().trim(), "ok");
+    let health = r.text().await.unwrap();
+    assert_eq!(health.lines().next(), Some("ok"), "{health}");
+    assert!(health.contains("\ndatabase: sqlite\n"), "{health}");
 
     let list = app.list("daily", false, None).await;
     app.subscribe(list, &["a@example.com", "b@example.com"])

@@ -1,7 +1,8 @@
 //! `dispatch-bench`: measures the performance targets and prints a table.
 //!
 //! ```text
-//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|rss|unsubscribe]... [--quick]
+//! cargo build --release   # the crash benchmark kills the real `dispatch` binary
+//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|latency|dkim|crash|growth|rss|unsubscribe|bounces|pg-snapshot|pg-smtp|pg-nodes]... [--quick]
 //! ```
 //!
 //! The parent prepares each benchmark's data in a temporary folder (never `data/` or
@@ -13,14 +14,27 @@
 //!
 //! One module per benchmark, each with the parent's half (`run`: prepare, spawn, judge) and
 //! the child's half (its [`child::Step`]). External tools ([`tools`]): Postfix's `smtp-sink`
-//! and `smtp-source` (smtp, rss, unsubscribe), `wrk` (unsubscribe) and `openssl` (DKIM keys
-//! for personalise). A benchmark whose tool is missing is reported as skipped.
+//! and `smtp-source` (smtp, latency, dkim, crash, growth, rss, unsubscribe), a throwaway
+//! Postfix as root (latency, [`postfix`]), `wrk` (unsubscribe) and `openssl` (DKIM keys and
+//! `openssl speed` for personalise and dkim). A benchmark whose tool is missing is reported as
+//! skipped. The latency benchmark puts a delay [`proxy`] between the sender and the relay; the
+//! crash benchmark runs the `dispatch` binary next to this one rather than a step of its own
+//! ([`crash`]).
 #![forbid(unsafe_code)]
 
 mod bounces;
 mod child;
+mod crash;
+mod dkim;
+mod growth;
 mod import;
+mod latency;
 mod personalise;
+mod pg_nodes;
+mod pg_smtp;
+mod pg_snapshot;
+mod postfix;
+mod proxy;
 mod rss;
 mod setup;
 mod smtp;
@@ -62,9 +76,16 @@ enum Which {
     Snapshot,
     Personalise,
     Smtp,
+    Latency,
+    Dkim,
+    Crash,
+    Growth,
     Rss,
     Unsubscribe,
     Bounces,
+    PgSnapshot,
+    PgSmtp,
+    PgNodes,
 }
 
 /// One benchmark, in the order `all` runs them (the snapshot reuses the import's database).
@@ -74,20 +95,34 @@ enum Bench {
     Snapshot,
     Personalise,
     Smtp,
+    Latency,
+    Dkim,
+    Crash,
+    Growth,
     Rss,
     Unsubscribe,
     Bounces,
+    PgSnapshot,
+    PgSmtp,
+    PgNodes,
 }
 
 impl Bench {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 14] = [
         Self::Import,
         Self::Snapshot,
         Self::Personalise,
         Self::Smtp,
+        Self::Latency,
+        Self::Dkim,
+        Self::Crash,
+        Self::Growth,
         Self::Rss,
         Self::Unsubscribe,
         Self::Bounces,
+        Self::PgSnapshot,
+        Self::PgSmtp,
+        Self::PgNodes,
     ];
 
     fn name(self) -> &'static str {
@@ -96,9 +131,16 @@ impl Bench {
             Self::Snapshot => "snapshot",
             Self::Personalise => "personalise",
             Self::Smtp => "smtp",
+            Self::Latency => "latency",
+            Self::Dkim => "dkim",
+            Self::Crash => "crash",
+            Self::Growth => "growth",
             Self::Rss => "rss",
             Self::Unsubscribe => "unsubscribe",
             Self::Bounces => "bounces",
+            Self::PgSnapshot => "pg-snapshot",
+            Self::PgSmtp => "pg-smtp",
+            Self::PgNodes => "pg-nodes",
         }
     }
 
@@ -127,9 +169,16 @@ impl Bench {
             Which::Snapshot => &[Self::Snapshot],
             Which::Personalise => &[Self::Personalise],
             Which::Smtp => &[Self::Smtp],
+            Which::Latency => &[Self::Latency],
+            Which::Dkim => &[Self::Dkim],
+            Which::Crash => &[Self::Crash],
+            Which::Growth => &[Self::Growth],
             Which::Rss => &[Self::Rss],
             Which::Unsubscribe => &[Self::Unsubscribe],
             Which::Bounces => &[Self::Bounces],
+            Which::PgSnapshot => &[Self::PgSnapshot],
+            Which::PgSmtp => &[Self::PgSmtp],
+            Which::PgNodes => &[Self::PgNodes],
         }
     }
 }
@@ -197,7 +246,12 @@ fn run_step(name: &str, params: &str) -> Result<()> {
         snapshot::SnapshotStep::NAME => child::serve::<snapshot::SnapshotStep>(params),
         personalise::PersonaliseStep::NAME => child::serve::<personalise::PersonaliseStep>(params),
         smtp::SendStep::NAME => child::serve::<smtp::SendStep>(params),
+        latency::LatencyStep::NAME => child::serve::<latency::LatencyStep>(params),
+        dkim::DkimStep::NAME => child::serve::<dkim::DkimStep>(params),
+        growth::GrowthStep::NAME => child::serve::<growth::GrowthStep>(params),
         unsubscribe::UnsubscribeStep::NAME => child::serve::<unsubscribe::UnsubscribeStep>(params),
+        pg_snapshot::PgSnapshotStep::NAME => child::serve::<pg_snapshot::PgSnapshotStep>(params),
+        pg_nodes::NodeStep::NAME => child::serve::<pg_nodes::NodeStep>(params),
         other => bail!("unknown step {other:?}"),
     }
 }
@@ -261,9 +315,16 @@ fn parent(benches: &[Bench], scale: Scale) -> Result<bool> {
             Bench::Snapshot => rt.block_on(snapshot::run(&ctx)),
             Bench::Personalise => rt.block_on(personalise::run(&ctx)),
             Bench::Smtp => rt.block_on(smtp::run(&ctx)),
+            Bench::Latency => rt.block_on(latency::run(&ctx)),
+            Bench::Dkim => rt.block_on(dkim::run(&ctx)),
+            Bench::Crash => rt.block_on(crash::run(&ctx)),
+            Bench::Growth => rt.block_on(growth::run(&ctx)),
             Bench::Rss => rt.block_on(rss::run(&ctx)),
             Bench::Unsubscribe => rt.block_on(unsubscribe::run(&ctx)),
             Bench::Bounces => rt.block_on(bounces::run(&ctx)),
+            Bench::PgSnapshot => rt.block_on(pg_snapshot::run(&ctx)),
+            Bench::PgSmtp => rt.block_on(pg_smtp::run(&ctx)),
+            Bench::PgNodes => rt.block_on(pg_nodes::run(&ctx)),
         };
         match result {
             Ok(r) => {
@@ -325,8 +386,15 @@ mod tests {
                 Bench::Snapshot,
                 Bench::Personalise,
                 Bench::Smtp,
+                Bench::Latency,
+                Bench::Dkim,
+                Bench::Crash,
+                Bench::Growth,
                 Bench::Unsubscribe,
-                Bench::Bounces
+                Bench::Bounces,
+                Bench::PgSnapshot,
+                Bench::PgSmtp,
+                Bench::PgNodes
             ]
         );
     }
@@ -346,7 +414,12 @@ mod tests {
             snapshot::SnapshotStep::NAME,
             personalise::PersonaliseStep::NAME,
             smtp::SendStep::NAME,
+            latency::LatencyStep::NAME,
+            dkim::DkimStep::NAME,
+            growth::GrowthStep::NAME,
             unsubscribe::UnsubscribeStep::NAME,
+            pg_snapshot::PgSnapshotStep::NAME,
+            pg_nodes::NodeStep::NAME,
         ] {
             let err = run_step(name, "not json").expect_err("bad parameters");
             assert!(

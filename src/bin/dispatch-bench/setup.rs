@@ -127,8 +127,9 @@ pub(crate) async fn add_articles(
 }
 
 /// A plain sqlx pool on the benchmark database, for bulk loading faster than the store's
-/// one-at-a-time API (preparation only; nothing measured goes through it).
-async fn raw_pool(db: &Path) -> Result<sqlx::SqlitePool> {
+/// one-at-a-time API (preparation only; nothing measured goes through it), and for what the
+/// store has no API for (the growth benchmark's page counts and `VACUUM`).
+pub(crate) async fn raw_pool(db: &Path) -> Result<sqlx::SqlitePool> {
     let opts = sqlx::sqlite::SqliteConnectOptions::from_str("sqlite://")?
         .filename(db)
         .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
@@ -188,14 +189,10 @@ pub(crate) async fn make_edition(store: &Store, config: &Config, slug: &str) -> 
 /// Stories per message for the sending benchmarks: about 30 KB per message.
 const SEND_STORIES: usize = 18;
 
-/// A database `dir/send.db` with `n` subscribers on each of `lists` and one English digest
-/// edition of about 30 KB per list, ready to send; returns it and the editions, in the order
-/// of `lists`.
-pub(crate) async fn prepare_send<const N: usize>(
-    dir: &Path,
-    n: u64,
-    lists: [&str; N],
-) -> Result<(PathBuf, [i64; N])> {
+/// A database `dir/send.db` with `n` subscribers on each of `lists` and the stories of an
+/// English digest of about 30 KB per message, no edition yet (the crash benchmark's
+/// `dispatch send digest` makes its own).
+pub(crate) async fn prepare_readers(dir: &Path, n: u64, lists: &[&str]) -> Result<PathBuf> {
     let db = dir.join("send.db");
     let store = Store::open(&db).await?;
     let mut ids = Vec::new();
@@ -205,6 +202,17 @@ pub(crate) async fn prepare_send<const N: usize>(
     add_articles(&store, SEND_STORIES, 2, Language::English).await?;
     store.close().await;
     bulk_subscribers(&db, n, &ids).await?;
+    Ok(db)
+}
+
+/// [`prepare_readers`] and one digest edition per list, ready to send; returns the database
+/// and the editions, in the order of `lists`.
+pub(crate) async fn prepare_send<const N: usize>(
+    dir: &Path,
+    n: u64,
+    lists: [&str; N],
+) -> Result<(PathBuf, [i64; N])> {
+    let db = prepare_readers(dir, n, &lists).await?;
     let store = Store::open(&db).await?;
     let config = bench_config(&db, Language::English, None);
     let mut editions = [0; N];

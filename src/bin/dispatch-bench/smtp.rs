@@ -2,7 +2,7 @@
 //! (claims, personalising, the SMTP sessions, recording each outcome) over 8 connections to
 //! Postfix's `smtp-sink`.
 //!
-//! Target: at least 0.8× the rate of Postfix's `smtp-source` sending as many messages of the
+//! Target: at least 1.0× the rate of Postfix's `smtp-source` sending as many messages of the
 //! same size over as many connections to the same sink, in the same run. The reference is a
 //! mature C client doing only SMTP, so the ratio says what the rest of our engine costs on
 //! this machine, whatever the machine; `smtp-source` runs just before and just after our
@@ -21,9 +21,10 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use dispatch::config::Config;
 use dispatch::delivery::{Engine, Mode};
 use dispatch::domain::{EmailAddress, Token};
-use dispatch::mail::{Recipient, SmtpConnector, Transport, message_id};
+use dispatch::mail::{Outgoing, Recipient, SmtpConnector, Transport, message_id};
 use dispatch::store::Store;
 
 use crate::Ctx;
@@ -34,6 +35,8 @@ use crate::tools::{self, Tool};
 
 /// Recipients at full scale.
 const RECIPIENTS: u64 = 20_000;
+/// The target: our rate over `smtp-source`'s (issue 9: sending must keep up with it).
+const TARGET: f64 = 1.0;
 /// The EHLO name and Message-ID domain of the benchmark's messages.
 const HELO: &str = "news.example.com";
 
@@ -47,6 +50,9 @@ pub(crate) struct SendStep {
     /// `smtp-source`, to run before and after the send, followed by our SMTP session alone;
     /// `None` for the RSS benchmark, whose peak must be the send's.
     pub(crate) reference: Option<PathBuf>,
+    /// Send from this PostgreSQL database (a `db copy` of `db`) instead of from `db`.
+    #[serde(default)]
+    pub(crate) postgres: Option<String>,
 }
 
 /// What one engine run sent.
@@ -87,28 +93,18 @@ impl Step for SendStep {
 
     async fn run(self) -> Result<SendOutput> {
         let (_sink, port) = tools::start_sink(&self.sink).await?;
-        let store = Store::open(&self.db).await?;
+        let store = match &self.postgres {
+            Some(url) => Store::open_postgres(url, 16).await?,
+            None => Store::open(&self.db).await?,
+        };
         let config = Arc::new(bench_config(&self.db, Language::English, Some(port)));
         // One personalised message, for its size (smtp-source sends the same length) and
         // for the session loop.
-        let message = {
-            let t = template_of(&store, &config, self.edition).await?;
-            let mut out = Vec::new();
-            let to = EmailAddress::parse("reader1@example1.org")?;
-            t.personalise(
-                &Recipient {
-                    to: &to,
-                    name: Some("Reader 1"),
-                    token: Token::generate().as_str(),
-                    message_id: &message_id(self.edition, 1, HELO),
-                },
-                &mut out,
-            );
-            out
-        };
+        let message = one_message(&store, &config, self.edition).await?;
         let msg_bytes = u64::try_from(message.len())?;
+        let sessions = config.smtp.connections;
         let before = match &self.reference {
-            Some(source) => Some(run_source(source, port, self.n, message.len()).await?),
+            Some(source) => Some(run_source(source, port, self.n, message.len(), sessions).await?),
             None => None,
         };
         let engine = Engine::new(
@@ -134,7 +130,7 @@ impl Step for SendStep {
         );
         let reference = match (&self.reference, before) {
             (Some(source), Some(before)) => {
-                let after = run_source(source, port, n, message.len()).await?;
+                let after = run_source(source, port, n, message.len(), sessions).await?;
                 let connector = SmtpConnector::new(&config.smtp, HELO)?;
                 let sessions = run_sessions(&connector, config.smtp.connections, n, message)
                     .await
@@ -153,6 +149,28 @@ impl Step for SendStep {
             reference,
         })
     }
+}
+
+/// One personalised message of `edition`, as the sender builds it.
+async fn one_message(store: &Store, config: &Config, edition: i64) -> Result<Vec<u8>> {
+    let t = template_of(store, config, edition).await?;
+    let mut out = Vec::new();
+    let to = EmailAddress::parse("reader1@example1.org")?;
+    t.personalise(
+        &Recipient {
+            to: &to,
+            name: Some("Reader 1"),
+            token: Token::generate().as_str(),
+            message_id: &message_id(edition, 1, HELO),
+        },
+        &mut out,
+    );
+    Ok(out)
+}
+
+/// The size of one personalised message of `edition` (what `smtp-source` is told to send).
+pub(crate) async fn message_size(store: &Store, config: &Config, edition: i64) -> Result<usize> {
+    Ok(one_message(store, config, edition).await?.len())
 }
 
 /// Sends `edition` with the real engine until nothing is left to send.
@@ -175,14 +193,20 @@ pub(crate) async fn send_edition(engine: &Engine, edition: i64) -> Result<Sent> 
     })
 }
 
-/// Runs `smtp-source` with 8 sessions kept open (`-d`), `n` messages of `size` bytes;
-/// returns the seconds it took.
-async fn run_source(source: &std::path::Path, port: u16, n: u64, size: usize) -> Result<f64> {
+/// Runs `smtp-source` with `sessions` sessions kept open (`-d`), `n` messages of `size`
+/// bytes; returns the seconds it took.
+pub(crate) async fn run_source(
+    source: &std::path::Path,
+    port: u16,
+    n: u64,
+    size: usize,
+    sessions: u32,
+) -> Result<f64> {
     let t = Instant::now();
     let st = tokio::process::Command::new(source)
         .args([
             "-s",
-            "8",
+            &sessions.to_string(),
             "-m",
             &n.to_string(),
             "-l",
@@ -219,8 +243,17 @@ async fn run_sessions(
         let (from, to) = (from.clone(), to.clone());
         tasks.push(tokio::spawn(async move {
             let mut session = connector.connect().await?;
-            for _ in 0..count {
-                session.send(&from, &to, &message).await?;
+            // As the engine's workers do: each message names the next, whose envelope goes
+            // with its content.
+            let msg = Outgoing {
+                from: &from,
+                to: &to,
+                bytes: &message,
+            };
+            for i in 0..count {
+                session
+                    .send_then(msg, (i + 1 < count).then_some(msg))
+                    .await?;
             }
             session.quit().await;
             anyhow::Ok(())
@@ -245,6 +278,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
         n,
         sink,
         reference: Some(source),
+        postgres: None,
     })?;
     let o = &r.output;
     let reference = o
@@ -275,14 +309,14 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
     Ok(vec![
         Row::new(
             "smtp",
-            "≥ 0.8× smtp-source",
+            format!("≥ {TARGET:.1}× smtp-source"),
             format!(
                 "{} ({}/s vs {}/s, {size}, 8 conns)",
                 ratio(ours / theirs),
                 thousands(ours),
                 thousands(theirs),
             ),
-            Verdict::of(ours / theirs >= 0.8 && o.send.sent == n),
+            Verdict::of(ours / theirs >= TARGET && o.send.sent == n),
         ),
         Row::info(
             "smtp session",

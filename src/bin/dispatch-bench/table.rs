@@ -104,7 +104,7 @@ pub(crate) fn print_table(rows: &[Row], scale: Scale) {
 /// The number of cores and the load average: the table is only comparable with these.
 fn machine() -> (usize, String) {
     let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
+        .map(std::num::NonZero::get)
         .unwrap_or(1);
     let load = std::fs::read_to_string("/proc/loadavg")
         .ok()

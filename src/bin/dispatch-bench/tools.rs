@@ -3,6 +3,7 @@
 //! HTTP load) and `openssl` (DKIM keys). The parent finds them and passes their paths to
 //! the children in the step parameters.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,7 +65,7 @@ pub(crate) fn find_all<const N: usize>(tools: [Tool; N]) -> Result<[PathBuf; N],
     if !missing.is_empty() {
         return Err(format!("needs {}", missing.join(" and ")));
     }
-    Ok(found.map(|f| f.unwrap_or_default()))
+    Ok(found.map(Option::unwrap_or_default))
 }
 
 /// A process we started, killed by its own handle when dropped.
@@ -86,6 +87,11 @@ pub(crate) fn free_port() -> Result<u16> {
 /// Starts `smtp-sink` (at `path`) on a free loopback port and waits until it accepts
 /// connections.
 pub(crate) async fn start_sink(path: &Path) -> Result<(Killed, u16)> {
+    start_sink_with(path, &[]).await
+}
+
+/// [`start_sink`] with `options` before the address (`-D dump-file`, for one).
+pub(crate) async fn start_sink_with(path: &Path, options: &[&OsStr]) -> Result<(Killed, u16)> {
     let port = free_port()?;
     // smtp-sink insists on dropping privileges when started as root, and may not switch
     // users otherwise.
@@ -101,6 +107,7 @@ pub(crate) async fn start_sink(path: &Path) -> Result<(Killed, u16)> {
     let sink = Killed(
         Command::new(path)
             .args(user)
+            .args(options)
             // A backlog of 1000: the sender's connections never wait for accept().
             .args([format!("127.0.0.1:{port}").as_str(), "1000"])
             .stdin(Stdio::null())

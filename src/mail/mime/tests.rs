@@ -14,7 +14,7 @@ pub(crate) fn headers(subject: &str) -> CommonHeaders {
             .unwrap(),
         reply_to: Some("Letters Desk <letters@news.example.com>".parse().unwrap()),
         subject: subject.to_owned(),
-        date: chrono::DateTime::parse_from_rfc3339("2026-11-28T07:00:00+05:00")
+        date: DateTime::parse_from_rfc3339("2026-11-28T07:00:00+05:00")
             .unwrap()
             .with_timezone(&Utc),
         list_id: "Daily Digest <daily.news.example.com>".to_owned(),
@@ -254,7 +254,7 @@ fn check_message(
     assert_eq!(p.one("List-Unsubscribe-Post"), "List-Unsubscribe=One-Click");
     assert_eq!(p.one("Auto-Submitted"), "auto-generated");
     assert_eq!(p.one("Date"), "Sat, 28 Nov 2026 02:00:00 +0000");
-    chrono::DateTime::parse_from_rfc2822(p.one("Date")).unwrap();
+    DateTime::parse_from_rfc2822(p.one("Date")).unwrap();
     assert_eq!(decode_2047(p.one("Subject")), URDU_SUBJECT);
     assert_eq!(p.one("List-Id"), "Daily Digest <daily.news.example.com>");
 

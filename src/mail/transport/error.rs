@@ -10,6 +10,8 @@
 ///
 /// - [`SendError::Transient`], [`SendError::Timeout`], [`SendError::Network`]: try this
 ///   message again later ([`SendError::is_retryable`]).
+/// - [`SendError::Refused`]: the relay turned our connection away, not the message (too many
+///   connections or messages from us): send it again on another connection, and use fewer.
 /// - [`SendError::Permanent`]: give up on this message. Suppress the reader only when
 ///   [`SendError::is_hard_bounce`] says the mailbox does not exist.
 /// - [`SendError::Fatal`]: every message would fail the same way (authentication refused,
@@ -44,6 +46,14 @@ pub enum SendError {
         /// What happened.
         reason: String,
     },
+    /// The relay refused the connection, not the message: the TCP connection was refused, the
+    /// greeting was a 4yz, or a reply was 421, "closing transmission channel" (RFC 5321 §3.8,
+    /// §4.2.1). Relays say this when a client has too many connections or sends too fast.
+    #[error("the relay refused the connection: {reason}")]
+    Refused {
+        /// The reply or the socket error.
+        reason: String,
+    },
 }
 
 impl SendError {
@@ -51,8 +61,14 @@ impl SendError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Transient { .. } | Self::Timeout | Self::Network { .. }
+            Self::Transient { .. } | Self::Timeout | Self::Network { .. } | Self::Refused { .. }
         )
+    }
+
+    /// Whether the relay refused the connection rather than the message
+    /// ([`SendError::Refused`]): the message was not judged, and fewer connections may help.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Refused { .. })
     }
 
     /// Whether every message would fail like this: stop sending, keep the message queued.
@@ -116,8 +132,12 @@ pub(super) enum Stage {
 pub(super) fn classify_reply(stage: Stage, basic: u16, reply: String) -> SendError {
     let class = basic / 100;
     let enhanced = enhanced_code(&reply);
-    // 421: the server is closing the channel (RFC 5321 §3.8); try again later.
-    if class == 4 || basic == 421 {
+    // 421: the server is closing the channel (RFC 5321 §3.8), and a 4yz greeting turns the
+    // session away before it starts: about our connections, not this message.
+    if basic == 421 || (class == 4 && stage == Stage::Greeting) {
+        return SendError::Refused { reason: reply };
+    }
+    if class == 4 {
         return SendError::Transient { reply };
     }
     match stage {
@@ -147,7 +167,7 @@ pub(super) fn classify_reply(stage: Stage, basic: u16, reply: String) -> SendErr
 pub(super) fn classify(stage: Stage, e: &lettre::transport::smtp::Error) -> SendError {
     if let Some(code) = e.status() {
         let text = std::error::Error::source(e)
-            .map(|s| s.to_string())
+            .map(ToString::to_string)
             .unwrap_or_default();
         let basic: u16 = code.to_string().parse().unwrap_or(0);
         return classify_reply(stage, basic, format!("{code} {text}").trim().to_owned());

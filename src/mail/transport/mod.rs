@@ -8,10 +8,15 @@
 //!   server's delayed ACK, about 40 ms per message.
 //! - Each transaction's replies are classified by the stage they answer (MAIL, RCPT, DATA,
 //!   RFC 5321 §3.3): a 5yz to MAIL concerns our sender and stops the run, a 5yz to RCPT
-//!   concerns one reader. When the relay offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go
-//!   in one write and the three replies are read in order; the dot-stuffed content and its
-//!   terminator go in one more. Two round trips per message instead of four is what puts the
-//!   sender level with Postfix's `smtp-source`.
+//!   concerns one reader. A message takes one round trip when the relay offers PIPELINING
+//!   (RFC 2920): its content is followed in the same write by the next message's envelope
+//!   ([`Session::send_then`]), so each round trip carries one message's reply and the
+//!   answers to the next one's envelope. The content is `BDAT n LAST` with the message when
+//!   the relay offers CHUNKING (RFC 3030), else DATA's dot-stuffed text. Without PIPELINING,
+//!   one command at a time. Each reply is attributed to the command and the message it
+//!   answers, wherever it came in the group.
+//! - A 421 ("closing", RFC 5321 §3.8), a 4yz greeting or a refused TCP connection is
+//!   [`SendError::Refused`]: the relay's verdict on our connections, not on the message.
 //! - After a 4yz/5yz reply the transaction is reset with RSET (RFC 5321 §4.1.1.5) and the
 //!   connection kept, so a hard bounce costs no reconnect. After a timeout, a network error,
 //!   a 421 or a failed RSET the connection is dropped and the next send reconnects.
@@ -31,7 +36,7 @@ mod tls;
 use std::path::PathBuf;
 
 pub use error::SendError;
-pub use smtp::{SmtpConnector, SmtpSession};
+pub use smtp::{Outgoing, SmtpConnector, SmtpSession};
 pub use stub::{StubMessage, StubOutbox};
 
 use crate::config;
@@ -113,6 +118,22 @@ impl Session {
             SessionInner::Smtp(s) => s.send(from, to, bytes).await,
             SessionInner::File(dir) => file::write_eml(dir, bytes).await,
             SessionInner::Stub(s) => s.send(from, to, bytes),
+        }
+    }
+
+    /// Sends `msg`; `next` is the message the caller will send next, if it knows it now. Over
+    /// SMTP with PIPELINING, `next`'s envelope then goes in the same write as `msg`'s content
+    /// and the next call, which should be for `next`, writes only its content: one round trip
+    /// per message ([`SmtpSession::send_then`]). The other transports ignore `next`.
+    pub async fn send_then(
+        &mut self,
+        msg: Outgoing<'_>,
+        next: Option<Outgoing<'_>>,
+    ) -> Result<(), SendError> {
+        match &mut self.inner {
+            SessionInner::Smtp(s) => s.send_then(msg, next).await,
+            SessionInner::File(dir) => file::write_eml(dir, msg.bytes).await,
+            SessionInner::Stub(s) => s.send(msg.from, msg.to, msg.bytes),
         }
     }
 

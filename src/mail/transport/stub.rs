@@ -37,7 +37,9 @@ impl StubOutbox {
 
     fn state(&self) -> std::sync::MutexGuard<'_, StubState> {
         // A panic in another test thread must not hide the messages from this one.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Makes every send to `to` fail with `err` until [`Self::clear_failures`].

@@ -39,6 +39,11 @@ fn replies_are_classified_by_stage_and_code() {
     assert!(c(Stage::Mail, 550, "550 5.7.1 sender not authorised").is_fatal());
     assert!(c(Stage::Mail, 553, "553 5.1.8 bad sender domain").is_fatal());
     assert!(c(Stage::Mail, 421, "421 4.7.0 closing").is_retryable());
+    // About our connections, not the message: at any stage, and any 4yz greeting.
+    assert!(c(Stage::DataEnd, 421, "421 4.7.28 rate limited").is_refusal());
+    assert!(c(Stage::Greeting, 450, "450 4.7.1 too busy").is_refusal());
+    assert!(!c(Stage::Greeting, 554, "554 5.7.1 no service").is_retryable());
+    assert!(!c(Stage::Rcpt, 451, "451 4.3.0 try later").is_refusal());
     assert!(c(Stage::Auth, 535, "535 5.7.8 bad credentials").is_fatal());
     assert!(c(Stage::Auth, 454, "454 4.7.0 try later").is_retryable());
     assert!(c(Stage::DataEnd, 550, "550 5.7.26 unauthenticated email").is_fatal());

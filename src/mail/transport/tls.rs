@@ -46,7 +46,10 @@ impl TlsSetup {
                     let cert = Certificate::from_pem(pem).map_err(|e| {
                         fatal(format!(
                             "[smtp] ca_file {}: not a PEM certificate: {e}",
-                            ca_name.as_ref().map(|d| d.to_string()).unwrap_or_default()
+                            ca_name
+                                .as_ref()
+                                .map(ToString::to_string)
+                                .unwrap_or_default()
                         ))
                     })?;
                     b = b.add_root_certificate(cert);

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::Caller;
 use super::problem::Problem;
-use crate::domain::{DeliveryStatus, Role};
+use crate::domain::{DbTime, DeliveryStatus, Role};
 use crate::store::{EditionRow, StoreError};
 use crate::web::AppState;
 
@@ -48,7 +48,7 @@ async fn describe(st: &AppState, e: EditionRow) -> Result<EditionOut, Problem> {
         status: e.status.as_str(),
         subject: e.subject,
         created_at: e.created_at.to_text(),
-        finished_at: e.finished_at.map(|t| t.to_text()),
+        finished_at: e.finished_at.map(DbTime::to_text),
         deliveries,
     })
 }

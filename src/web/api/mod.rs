@@ -65,7 +65,7 @@ pub(crate) struct Caller {
 
 impl Caller {
     /// 403 unless this caller's role may do what `needed` may.
-    pub fn require(&self, needed: Role) -> Result<(), Problem> {
+    pub(crate) fn require(&self, needed: Role) -> Result<(), Problem> {
         if self.role.allows(needed) {
             Ok(())
         } else {

@@ -1,0 +1,73 @@
+//! `pg-smtp`: single-node sending throughput on PostgreSQL against SQLite's, in the same run:
+//! the `smtp` benchmark's 20,000-recipient edition sent once from its SQLite file and once
+//! from a `db copy` of that file in PostgreSQL (`DISPATCH_BENCH_POSTGRES`, an empty
+//! database; skipped without it), each to a fresh `smtp-sink` over 8 connections.
+//!
+//! Target: PostgreSQL at least 0.8× SQLite's rate. Claims and outcomes are round trips to a
+//! server on PostgreSQL and calls into a library on SQLite; the engine claims and records in
+//! batches so that these stay a small part of a message's cost.
+
+use anyhow::{Context as _, Result};
+
+use crate::Ctx;
+use crate::child;
+use crate::pg_snapshot::ENV;
+use crate::setup::{LIST, prepare_send};
+use crate::smtp::SendStep;
+use crate::table::{Row, Verdict, ratio, thousands};
+use crate::tools::{self, Tool};
+
+/// Recipients at full scale (as `smtp`).
+const RECIPIENTS: u64 = 20_000;
+
+pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
+    let Ok(url) = std::env::var(ENV) else {
+        return Ok(Row::skipped(
+            "pg-smtp",
+            &format!("{ENV} names no empty PostgreSQL database"),
+        ));
+    };
+    let [sink] = match tools::find_all([Tool::SmtpSink]) {
+        Ok(paths) => paths,
+        Err(why) => return Ok(Row::skipped("pg-smtp", &why)),
+    };
+    let n = ctx.scale.count(RECIPIENTS);
+    let (db, [edition]) = prepare_send(&ctx.dir, n, [LIST]).await?;
+    // The queued edition, as it is before the send, in both databases.
+    dispatch::store::copy::copy_sqlite_to_postgres(&db, &url, 4, 1000, |_, _| {})
+        .await
+        .with_context(|| format!("copying the bench database into {ENV}"))?;
+    let send = |postgres: Option<String>| {
+        child::spawn(&SendStep {
+            db: db.clone(),
+            edition,
+            n,
+            sink: sink.clone(),
+            reference: None,
+            postgres,
+        })
+    };
+    let sqlite = send(None)?.output.send;
+    let pg = send(Some(url))?.output.send;
+    let r = pg.per_sec() / sqlite.per_sec();
+    eprintln!(
+        "{} messages over 8 connections: SQLite {}/s (sent {}), PostgreSQL {}/s (sent {}), ratio {}",
+        thousands(n as f64),
+        thousands(sqlite.per_sec()),
+        sqlite.sent,
+        thousands(pg.per_sec()),
+        pg.sent,
+        ratio(r)
+    );
+    Ok(vec![Row::new(
+        "pg-smtp",
+        "≥ 0.8× SQLite",
+        format!(
+            "{} ({}/s vs {}/s, 8 conns)",
+            ratio(r),
+            thousands(pg.per_sec()),
+            thousands(sqlite.per_sec())
+        ),
+        Verdict::of(r >= 0.8 && pg.sent == n && sqlite.sent == n),
+    )])
+}

@@ -1,0 +1,128 @@
+//! `pg-snapshot`: the snapshot benchmark on PostgreSQL. Creating a digest edition for
+//! 1,000,000 subscribers writes one queued delivery per recipient in the edition's
+//! transaction; on PostgreSQL that is many nodes' shared database, so the pause before the
+//! first message must stay as short as on SQLite.
+//!
+//! Target: at most 5 s, as for SQLite. Needs an empty PostgreSQL database named by
+//! `DISPATCH_BENCH_POSTGRES` (`postgres://user@host/dbname`; skipped without it). The
+//! subscribers are bulk-loaded into SQLite as for `snapshot`, then moved with `dispatch db
+//! copy`'s code, whose time is reported too (no target: it runs once per installation).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use dispatch::edition::create_digest;
+use dispatch::store::{Created, Store};
+
+use crate::Ctx;
+use crate::child::{self, Step};
+use crate::setup::{LIST, Language, add_articles, bench_config, bulk_subscribers, store_with_list};
+use crate::table::{Row, Verdict, thousands};
+
+/// Subscribers at full scale.
+const SUBSCRIBERS: u64 = 1_000_000;
+
+/// The variable naming the empty database the benchmark fills.
+pub(crate) const ENV: &str = "DISPATCH_BENCH_POSTGRES";
+
+/// Creates the digest of `list` in the PostgreSQL database `url`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PgSnapshotStep {
+    url: String,
+    /// The SQLite file the config is derived from (for the outbox path only).
+    db: PathBuf,
+    list: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PgSnapshotOutput {
+    secs: f64,
+    queued: u64,
+}
+
+impl Step for PgSnapshotStep {
+    const NAME: &'static str = "pg-snapshot";
+    type Output = PgSnapshotOutput;
+
+    async fn run(self) -> Result<PgSnapshotOutput> {
+        let store = Store::open_postgres(&self.url, 10).await?;
+        let config = bench_config(&self.db, Language::English, None);
+        let list = store.list_by_slug(&self.list).await?;
+        let t = Instant::now();
+        let created = create_digest(&store, &config, &list, Utc::now(), None).await?;
+        let secs = t.elapsed().as_secs_f64();
+        store.close().await;
+        let Created::New { queued, .. } = created else {
+            bail!("the digest already existed");
+        };
+        Ok(PgSnapshotOutput { secs, queued })
+    }
+}
+
+pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
+    let Ok(url) = std::env::var(ENV) else {
+        return Ok(Row::skipped(
+            "pg-snapshot",
+            &format!("{ENV} names no empty PostgreSQL database"),
+        ));
+    };
+    let n = ctx.scale.count(SUBSCRIBERS);
+    let db = ctx.dir.join("pg-snapshot.db");
+    let (store, list) = store_with_list(&db, LIST).await?;
+    store.close().await;
+    bulk_subscribers(&db, n, &[list]).await?;
+    let store = Store::open(&db).await?;
+    add_articles(&store, 40, 3, Language::English).await?;
+    store.close().await;
+
+    let t = Instant::now();
+    let counts = dispatch::store::copy::copy_sqlite_to_postgres(&db, &url, 4, 1000, |_, _| {})
+        .await
+        .with_context(|| format!("copying the bench database into {ENV}"))?;
+    let copy_secs = t.elapsed().as_secs_f64();
+    let rows: i64 = counts.iter().map(|c| c.rows).sum();
+    eprintln!(
+        "db copy: {} rows in {copy_secs:.1} s",
+        thousands(rows as f64)
+    );
+
+    let r = child::spawn(&PgSnapshotStep {
+        url,
+        db,
+        list: LIST.into(),
+    })?;
+    let o = &r.output;
+    let target = ctx.scale.secs(5.0);
+    eprintln!(
+        "create_digest on PostgreSQL: {} deliveries in {:.2} s (peak RSS {:.0} MB)",
+        thousands(o.queued as f64),
+        o.secs,
+        r.rss_mb
+    );
+    Ok(vec![
+        Row::new(
+            "pg-snapshot",
+            format!("≤ {target} s for {} recipients", thousands(n as f64)),
+            format!(
+                "{:.2} s ({} recipients)",
+                o.secs,
+                thousands(o.queued as f64)
+            ),
+            Verdict::of(o.secs <= target && o.queued == n),
+        ),
+        Row::new(
+            "db copy",
+            "-".to_owned(),
+            format!(
+                "{copy_secs:.1} s for {} rows ({:.0} rows/s)",
+                thousands(rows as f64),
+                rows as f64 / copy_secs
+            ),
+            Verdict::Info,
+        ),
+    ])
+}
