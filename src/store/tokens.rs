@@ -15,7 +15,9 @@ use sqlx::FromRow;
 use super::backend::retrying;
 use super::subscribers::erased_key;
 use super::{Lock, Pool, Result, Store, StoreError, Tx, db, now_text, parse_db_time};
-use crate::domain::{CategorySet, DbTime, EmailAddress, Token, TokenPurpose, db_time};
+use crate::domain::{
+    CategorySet, DbTime, EmailAddress, SubscriptionStatus, Token, TokenPurpose, db_time,
+};
 
 /// The tokens that open the unsubscribe and preferences pages.
 pub const READER_PURPOSES: &[TokenPurpose] =
@@ -29,10 +31,10 @@ pub struct TokenTarget {
     pub list_id: i64,
     pub list_slug: String,
     pub list_name: String,
-    /// The subscription's status: pending, active or unsubscribed.
-    pub status: String,
-    pub purpose: String,
-    pub token_created_at: String,
+    /// The subscription's status.
+    pub status: SubscriptionStatus,
+    pub purpose: TokenPurpose,
+    pub token_created_at: DbTime,
     /// `None` once the subscriber was erased.
     pub email: Option<String>,
     pub unsubscribed_at: Option<String>,
@@ -99,8 +101,7 @@ pub struct PreferenceRow {
     pub description: String,
     /// The categories the list carries (`None` = all).
     pub list_categories: Option<String>,
-    /// pending, active or unsubscribed.
-    pub status: String,
+    pub status: SubscriptionStatus,
     /// The reader's choice (`None` = all).
     pub categories: Option<String>,
 }
@@ -148,7 +149,7 @@ async fn find_target(
 
 /// `t` if its token has one of `purposes`.
 fn with_purpose(t: Option<TokenTarget>, purposes: &[TokenPurpose]) -> Option<TokenTarget> {
-    t.filter(|t| purposes.iter().any(|p| p.as_str() == t.purpose))
+    t.filter(|t| purposes.contains(&t.purpose))
 }
 
 async fn subscriber_subscriptions(tx: &mut Tx, subscriber_id: i64) -> Result<Vec<PreferenceRow>> {
@@ -372,16 +373,15 @@ impl Store {
             return Ok(None);
         };
         let domain = email.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
-        let activate = match t.status.as_str() {
-            "pending" => true,
-            "active" => false,
+        let activate = match t.status {
+            SubscriptionStatus::Pending => true,
+            SubscriptionStatus::Active => false,
             // A re-subscription waiting for this link, unless the reader unsubscribed again
             // after it was sent: then the later choice wins.
-            _ => {
+            SubscriptionStatus::Unsubscribed => {
                 let unsub = t.unsubscribed_at.as_deref().and_then(parse_db_time);
-                let issued = parse_db_time(&t.token_created_at);
-                match (unsub, issued) {
-                    (Some(u), Some(i)) if i >= u => true,
+                match unsub {
+                    Some(u) if t.token_created_at.utc() >= u => true,
                     _ => return Ok(None),
                 }
             }

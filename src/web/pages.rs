@@ -6,7 +6,7 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use crate::domain::{Category, CategorySet};
+use crate::domain::{Category, CategorySet, SubscriptionStatus};
 use crate::store::PreferenceRow;
 
 const CSS: &str = r#"
@@ -209,8 +209,8 @@ pub(super) fn preferences(
                             input type="hidden" name="list" value=(r.list_id);
                             label {
                                 input type="checkbox" name="subscribed" value=(r.list_id)
-                                    checked[r.status == "active"];
-                                @if r.status == "pending" {
+                                    checked[r.status == SubscriptionStatus::Active];
+                                @if r.status == SubscriptionStatus::Pending {
                                     "Receive " (r.name) " (tick to confirm your sign-up)"
                                 } @else {
                                     "Receive " (r.name)

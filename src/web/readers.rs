@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::{AppState, ClientIp, form, pages, token_of};
-use crate::domain::{Category, CategorySet, Token};
+use crate::domain::{Category, CategorySet, SubscriptionStatus, Token};
 use crate::store::PreferenceChange;
 use crate::store::tokens::READER_PURPOSES;
 
@@ -33,7 +33,7 @@ pub(super) async fn unsubscribe_page(
             pages::unsubscribe_ask(
                 &st.chrome(),
                 &t.list_name,
-                t.status == "unsubscribed",
+                t.status == SubscriptionStatus::Unsubscribed,
                 &st.preferences_url(&token),
             ),
         ),
@@ -196,7 +196,7 @@ pub(super) async fn save_preferences(
         };
         // Leaving the box unticked on a sign-up that was never confirmed leaves it alone:
         // only an active subscription is ended by unticking.
-        if !subscribed && row.status != "active" {
+        if !subscribed && row.status != SubscriptionStatus::Active {
             continue;
         }
         changes.push(PreferenceChange {
