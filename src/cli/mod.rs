@@ -110,9 +110,10 @@ pub struct RunArgs {
 pub enum Role {
     /// Claim and deliver editions and transactional mail.
     Sender,
-    /// Build scheduled digests and breaking news; compact old editions.
+    /// Build scheduled digests and breaking news; compact old editions; poll the feeds, SQL
+    /// sources and bounce mailbox.
     Scheduler,
-    /// Serve the reader pages, /healthz and /metrics.
+    /// Serve the reader pages, the CMS API (/api/v1), /healthz and /metrics.
     Web,
 }
 
