@@ -1,5 +1,6 @@
-//! `dispatch run`: the scheduler, the breaking-news poll, the sender and the web pages in
-//! one process, or the [`Roles`] an operator picks.
+//! `dispatch run`: the scheduler, the breaking-news poll, the feed and SQL-source pollers, the
+//! sender and the web pages (with the CMS API) in one process, or the [`Roles`] an operator
+//! picks.
 //!
 //! Every piece talks to the others only through the database, so a crash anywhere leaves rows
 //! that say what was done, and a restart carries on: a slot has at most one edition (unique
@@ -9,7 +10,8 @@
 //! The same holds for several nodes sharing one PostgreSQL database: every node's scheduler
 //! may race for a slot and one edition results; senders claim different readers (`SKIP
 //! LOCKED`) and take over a dead node's work; jobs only one node should run at a time
-//! (retention compaction, the bounce mailbox) run under a named lease ([`singleton`]).
+//! (retention compaction, the bounce mailbox) run under a named lease ([`singleton`]), and
+//! each feed and SQL source is polled under its own (`feed:<url>`, `sql:<path>`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -276,11 +278,39 @@ pub async fn run(
         tokio::spawn(singleton(
             store.clone(),
             RETENTION_LEASE,
-            holder,
+            holder.clone(),
             COMPACT_EVERY,
             shutdown.clone(),
             move || compact(store.clone(), days),
         ))
+    });
+
+    // The feeds, when any are configured, with the scheduler role (each feed under its own
+    // named lease, `feed:<url>`). A poller that cannot start (no TLS setup) is
+    // logged and leaves the rest of the daemon running.
+    let feeds = if !roles.scheduler || config.feeds.is_empty() {
+        None
+    } else {
+        match crate::intake::feeds::Poller::new(
+            store.clone(),
+            crate::intake::fetch::FetchLimits::default(),
+            holder.clone(),
+        ) {
+            Ok(poller) => Some(tokio::spawn(
+                poller.run(config.feeds.clone(), shutdown.clone()),
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "the feed poller could not start; feeds are not polled");
+                None
+            }
+        }
+    };
+
+    let sources = (roles.scheduler && !config.sql_sources.is_empty()).then(|| {
+        tokio::spawn(
+            crate::intake::sql::SqlPoller::new(store.clone(), holder.clone())
+                .run(config.sql_sources.clone(), shutdown.clone()),
+        )
     });
 
     let result = if let Some(engine) = engine {
@@ -291,8 +321,14 @@ pub async fn run(
         let _ = shutdown.wait_for(|s| *s).await;
         Ok(())
     };
+    if let Some(s) = sources {
+        let _ = s.await;
+    }
     if let Some(b) = bounces {
         let _ = b.await;
+    }
+    if let Some(f) = feeds {
+        let _ = f.await;
     }
     if let Some(t) = retention {
         let _ = t.await;
@@ -367,7 +403,9 @@ async fn compact(store: Store, days: u32) {
 /// periods. At shutdown the lease is given up so another node need not wait.
 ///
 /// For jobs any node may run but only one should at once: retention compaction and the
-/// bounce mailbox here; the feed and SQL-source pollers are meant to use it too.
+/// bounce mailbox. The feed and SQL-source pollers take the same named leases
+/// ([`Store::try_lease`]) themselves, one per feed (`feed:<url>`) and source (`sql:<path>`),
+/// since each has its own interval.
 pub async fn singleton<F, Fut>(
     store: Store,
     name: &'static str,

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
+mod access;
 pub(crate) mod html;
 mod status;
 mod text;
@@ -19,6 +20,7 @@ pub use status::{
 };
 pub mod template;
 
+pub use access::{ApiKey, Role};
 pub use html::html_text;
 pub use template::{Hole, Segment, Template};
 pub use text::{
@@ -337,6 +339,18 @@ impl fmt::Display for Timezone {
     }
 }
 
+/// A BCP 47-shaped language tag, lower-cased (`en`, `ur`, `en-gb`), or `None` for junk: the
+/// one rule for feeds, JSON Lines, the API and `[[feeds]] language`.
+pub fn language_tag(raw: &str) -> Option<String> {
+    let tag = raw.trim();
+    let ok = !tag.is_empty()
+        && tag.len() <= 35
+        && tag.split('-').all(|part| {
+            !part.is_empty() && part.len() <= 8 && part.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+    ok.then(|| tag.to_ascii_lowercase())
+}
+
 /// An absolute `http` or `https` URL (articles, the site, the public base URL).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -378,6 +392,20 @@ impl WebUrl {
         self.0.trim_end_matches('/')
     }
 
+    /// The URL without user info, query or fragment, for logs and metrics: a feed URL may
+    /// carry a key in either.
+    pub fn redacted(&self) -> String {
+        let no_query = self.0.split(['?', '#']).next().unwrap_or(&self.0);
+        match no_query.split_once("://") {
+            Some((scheme, rest)) => {
+                let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+                format!("{scheme}://{host}{path}")
+            }
+            None => no_query.to_owned(),
+        }
+    }
+
     /// The host part, e.g. `news.example.com`.
     pub fn host(&self) -> &str {
         let rest = self.0.split_once("://").map(|(_, r)| r).unwrap_or(&self.0);
@@ -393,6 +421,13 @@ impl WebUrl {
 impl fmt::Display for WebUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Category {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -433,6 +468,14 @@ pub fn db_time(t: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacted_urls_lose_credentials_query_and_fragment() {
+        let u = WebUrl::parse("https://bot:s3cret@cms.example.com/feed/?key=abc#x").unwrap();
+        assert_eq!(u.redacted(), "https://cms.example.com/feed/");
+        let u = WebUrl::parse("http://cms.example.com?key=abc").unwrap();
+        assert_eq!(u.redacted(), "http://cms.example.com");
+    }
 
     #[test]
     fn email_lowercases_domain_only() {

@@ -33,6 +33,7 @@
 pub mod config;
 pub mod domain;
 pub mod import;
+pub mod intake;
 pub mod store;
 pub mod schedule;
 pub mod digest;

@@ -45,6 +45,9 @@ async fn a_formula_address_from_the_sign_up_form_is_neutralised_on_export_and_re
         .append_pair("email", address)
         .append_pair("list", "daily")
         .finish();
+    // reqwest is built with "rustls-no-provider" (the crate polls feeds over rustls on
+    // ring): a client without preconfigured TLS needs a process-wide provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let response = reqwest::Client::new()
         .post(format!("http://{addr}/subscribe"))
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")

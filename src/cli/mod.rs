@@ -8,15 +8,18 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 use crate::store::Store;
 
+mod api_keys;
 mod articles;
 mod articles_import;
 pub mod bounces;
 mod db;
 mod demo;
+mod feeds;
 mod lists;
 mod output;
 mod preview;
 mod send;
+mod sources;
 mod subscribers;
 pub mod subscribers_import;
 
@@ -54,6 +57,15 @@ pub enum Command {
     /// Manage articles.
     #[command(subcommand)]
     Articles(articles::ArticlesCmd),
+    /// Bearer keys for the HTTP API (/api/v1/): create, list, revoke.
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(api_keys::ApiKeysCmd),
+    /// The [[feeds]] the daemon polls: their state, or a poll now.
+    #[command(subcommand)]
+    Feeds(feeds::FeedsCmd),
+    /// The [[sql_sources]] (CMS SQLite files) the daemon reads: their state, or a poll now.
+    #[command(subcommand)]
+    Sources(sources::SourcesCmd),
     /// Build a list's next digest without recording it: writes digest.html, digest.txt, digest.eml.
     Preview(preview::PreviewArgs),
     /// First run: seed sample lists, readers and stories, send a digest to the outbox, serve the reader pages.
@@ -98,9 +110,10 @@ pub struct RunArgs {
 pub enum Role {
     /// Claim and deliver editions and transactional mail.
     Sender,
-    /// Build scheduled digests and breaking news; compact old editions.
+    /// Build scheduled digests and breaking news; compact old editions; poll the feeds, SQL
+    /// sources and bounce mailbox.
     Scheduler,
-    /// Serve the reader pages, /healthz and /metrics.
+    /// Serve the reader pages, the CMS API (/api/v1), /healthz and /metrics.
     Web,
 }
 
@@ -144,6 +157,13 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// This process as the holder of named leases (`feeds poll`, `sources poll`), named after
+    /// the configured node, as the daemon's are.
+    pub fn lease_holder(&self) -> crate::store::LeaseHolder {
+        let node = self.config.node.name_or_host();
+        crate::store::LeaseHolder::of(&crate::delivery::owner::current(Some(&node)))
+    }
+
     /// Opens the configured database.
     pub async fn store(&self) -> Result<Store> {
         let target = self.config.database.target();
@@ -160,6 +180,9 @@ pub async fn run(cli: Cli, ctx: Ctx) -> Result<Outcome> {
         Command::Lists(cmd) => lists::run(cmd, &ctx).await,
         Command::Subscribers(cmd) => subscribers::run(cmd, &ctx).await,
         Command::Articles(cmd) => articles::run(cmd, &ctx).await,
+        Command::Feeds(cmd) => feeds::run(cmd, &ctx).await,
+        Command::Sources(cmd) => sources::run(cmd, &ctx).await,
+        Command::ApiKeys(cmd) => api_keys::run(cmd, &ctx).await,
         Command::Status(flag) => status(&ctx, flag).await,
         Command::Preview(args) => preview::run(args, &ctx).await,
         Command::Demo(args) => demo::run(args, &ctx).await,

@@ -122,6 +122,61 @@ pub(super) const BOUNDS: &[Bound] = &[
     }),
 ];
 
+/// A `[[feeds]]` entry's range: the same shape, read from one feed.
+pub(super) struct FeedBound {
+    pub(super) key: &'static str,
+    pub(super) min: u64,
+    pub(super) max: u64,
+    get: fn(&super::Feed) -> u64,
+}
+
+/// Every numeric setting of a `[[feeds]]` entry.
+pub(super) const FEED_BOUNDS: &[FeedBound] = &[
+    // Faster than every 30 s only loads the CMS; a conditional GET makes 30 s cheap.
+    FeedBound {
+        key: "poll_secs",
+        min: 30,
+        max: 86_400,
+        get: |f| f.poll_secs,
+    },
+];
+
+/// Every numeric setting of a `[[sql_sources]]` entry.
+pub(super) const SOURCE_BOUNDS: &[(&str, u64, u64)] = &[
+    // The CMS's own database: every 10 s at most.
+    ("poll_secs", 10, 86_400),
+];
+
+/// The first setting of source `section` (`sql_sources[1]`) outside its range.
+pub(super) fn check_source(section: &str, src: &super::SqlSource) -> Result<(), Problem> {
+    for &(key, min, max) in SOURCE_BOUNDS {
+        let v = src.poll_secs;
+        if v < min || v > max {
+            return Err(Problem::at(
+                section,
+                key,
+                format!("expected {min}-{max}, got {v}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The first setting of feed `section` (`feeds[2]`) outside its range.
+pub(super) fn check_feed(section: &str, feed: &super::Feed) -> Result<(), Problem> {
+    for b in FEED_BOUNDS {
+        let v = (b.get)(feed);
+        if v < b.min || v > b.max {
+            return Err(Problem::at(
+                section,
+                b.key,
+                format!("expected {}-{}, got {v}", b.min, b.max),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The bound of `[section] key`, if it has one.
 pub(super) fn of(section: &str, key: &str) -> Option<&'static Bound> {
     BOUNDS.iter().find(|b| b.section == section && b.key == key)

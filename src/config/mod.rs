@@ -62,6 +62,12 @@ pub struct Config {
     pub retention: Retention,
     pub bounces: Bounces,
     pub log: Log,
+    /// `[[feeds]]`: RSS, Atom and JSON Feed URLs the daemon polls.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub feeds: Vec<Feed>,
+    /// `[[sql_sources]]`: CMS SQLite files the daemon reads articles from, read-only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sql_sources: Vec<SqlSource>,
     /// What the operator should change in their config (deprecated names), for the log once
     /// logging is set up. Never read from or written to the file.
     #[serde(skip)]
@@ -375,6 +381,77 @@ impl<'de> Deserialize<'de> for ReturnPathDomain {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
         Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One `[[feeds]]` entry: a feed the daemon polls for articles.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Feed {
+    /// The feed's address (RSS 2.0, Atom or JSON Feed 1.1, detected from the content).
+    pub url: WebUrl,
+    /// The category of items that name none (and none that maps).
+    #[serde(default = "Feed::default_category")]
+    pub default_category: Category,
+    /// Seconds between polls.
+    #[serde(default = "Feed::default_poll_secs")]
+    pub poll_secs: u64,
+    /// The language of items that carry none (nor does the feed), e.g. `ur`.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Every item that appears after the first poll is breaking news.
+    #[serde(default)]
+    pub breaking: bool,
+    /// The feed's category names (matched without regard to case) mapped to ours.
+    #[serde(default)]
+    pub category_map: BTreeMap<String, Category>,
+}
+
+impl Feed {
+    fn default_category() -> Category {
+        // Invariant: a literal that Category::parse accepts (a test loads a feed without it).
+        Category::parse("General News")
+            .unwrap_or_else(|e| unreachable!("the default category is valid: {e}"))
+    }
+
+    fn default_poll_secs() -> u64 {
+        300
+    }
+
+    /// A feed of `url` with every other setting at its default.
+    pub fn new(url: WebUrl) -> Self {
+        Self {
+            url,
+            default_category: Self::default_category(),
+            poll_secs: Self::default_poll_secs(),
+            language: None,
+            breaking: false,
+            category_map: BTreeMap::new(),
+        }
+    }
+}
+
+/// One `[[sql_sources]]` entry: a CMS's own SQLite file, read directly and read-only.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSource {
+    /// The CMS's database file.
+    pub path: PathBuf,
+    /// Selects `external_id`, `title`, `url`, `cursor` and optionally `summary`, `author`,
+    /// `category`, `language`, `image_url`, `published_at`, `breaking`; `:since` is the
+    /// greatest `cursor` seen so far (`''` on the first poll).
+    pub query: String,
+    /// Seconds between polls.
+    #[serde(default = "SqlSource::default_poll_secs")]
+    pub poll_secs: u64,
+    /// The category of rows that name none.
+    #[serde(default = "Feed::default_category")]
+    pub default_category: Category,
+}
+
+impl SqlSource {
+    fn default_poll_secs() -> u64 {
+        60
     }
 }
 
@@ -759,6 +836,49 @@ impl Config {
                     "bounces.imap",
                     "folder",
                     "must not be empty".into(),
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, f) in self.feeds.iter().enumerate() {
+            let section = format!("feeds[{}]", i + 1);
+            bounds::check_feed(&section, f)?;
+            if !seen.insert(f.url.as_str()) {
+                return Err(Problem::at(
+                    &section,
+                    "url",
+                    format!("{} is configured twice", f.url),
+                ));
+            }
+            if let Some(lang) = &f.language
+                && crate::domain::language_tag(lang).is_none()
+            {
+                return Err(Problem::at(
+                    &section,
+                    "language",
+                    format!("expected a language tag such as \"ur\" or \"en-gb\", got {lang:?}"),
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, s) in self.sql_sources.iter().enumerate() {
+            let section = format!("sql_sources[{}]", i + 1);
+            bounds::check_source(&section, s)?;
+            if s.path.as_os_str().is_empty() {
+                return Err(Problem::at(&section, "path", "must not be empty".into()));
+            }
+            if !seen.insert(&s.path) {
+                return Err(Problem::at(
+                    &section,
+                    "path",
+                    format!("{} is configured twice", s.path.display()),
+                ));
+            }
+            if !s.query.contains(":since") {
+                return Err(Problem::at(
+                    &section,
+                    "query",
+                    "must use :since (the greatest cursor seen so far), e.g. WHERE updated > :since ORDER BY updated".into(),
                 ));
             }
         }

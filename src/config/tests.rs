@@ -512,3 +512,154 @@ proptest! {
         let _ = Config::from_parts("fuzz.toml", &file_of(&picks), &env_vars);
     }
 }
+
+/// The shipped file's commented `[[feeds]]` example, uncommented.
+fn shipped_feed_example() -> String {
+    let lines: Vec<&str> = STARTER_CONFIG.lines().collect();
+    let start = lines.iter().position(|l| *l == "# [[feeds]]").unwrap();
+    lines[start..]
+        .iter()
+        .take_while(|l| l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| l.starts_with('[') || l.contains(" = "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn feeds_arrive_typed_from_the_shipped_example() {
+    let text = shipped_feed_example();
+    let cfg = Config::from_parts("x.toml", &text, &vars(&[])).unwrap();
+    assert_eq!(cfg.feeds.len(), 1);
+    let f = &cfg.feeds[0];
+    assert_eq!(f.url.as_str(), "https://news.example.com/feed/");
+    assert_eq!(f.poll_secs, 300);
+    assert_eq!(f.language.as_deref(), Some("ur"));
+    assert_eq!(f.category_map["Pakistan"].as_str(), "General News");
+    // Defaults for everything but the URL.
+    let cfg = Config::from_parts(
+        "x.toml",
+        "[[feeds]]\nurl = \"https://a.example.com/rss\"\n[[feeds]]\nurl = \"https://b.example.com/atom\"\npoll_secs = 30\n",
+        &vars(&[]),
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.feeds[0],
+        Feed::new(WebUrl::parse("https://a.example.com/rss").unwrap())
+    );
+    assert_eq!(cfg.feeds[1].poll_secs, 30);
+}
+
+#[test]
+fn bad_feeds_are_refused_naming_the_feed_and_key() {
+    for (text, wants) in [
+        (
+            "[[feeds]]\nurl = \"https://a.example.com/\"\npoll_secs = 29\n",
+            &["[feeds[1]] poll_secs", "30-86400"][..],
+        ),
+        (
+            "[[feeds]]\nurl = \"https://a.example.com/\"\n[[feeds]]\nurl = \"https://b.example.com/\"\npoll_secs = 86401\n",
+            &["[feeds[2]] poll_secs", "30-86400"],
+        ),
+        (
+            "[[feeds]]\nurl = \"https://a.example.com/\"\n[[feeds]]\nurl = \"https://a.example.com/\"\n",
+            &["[feeds[2]] url", "configured twice"],
+        ),
+        (
+            "[[feeds]]\nurl = \"ftp://a.example.com/\"\n",
+            &["url", "http"],
+        ),
+        ("[[feeds]]\npoll_secs = 60\n", &["url"]),
+        (
+            "[[feeds]]\nurl = \"https://a.example.com/\"\nlanguage = \"not a tag\"\n",
+            &["[feeds[1]] language"],
+        ),
+        (
+            "[[feeds]]\nurl = \"https://a.example.com/\"\n[feeds.category_map]\n\"x\" = \"a;b\"\n",
+            &["category_map"],
+        ),
+        (
+            "[[feeds]]\nurl = \"https://a.example.com/\"\nevery = 5\n",
+            &["every"],
+        ),
+    ] {
+        let e = err(text, &[]);
+        for w in wants {
+            assert!(e.contains(w), "{text:?}: {e}");
+        }
+    }
+}
+
+#[test]
+fn the_shipped_file_documents_every_feed_range() {
+    let text = shipped_feed_example();
+    for b in bounds::FEED_BOUNDS {
+        let lines: Vec<&str> = STARTER_CONFIG.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(&format!("# {} = ", b.key)))
+            .unwrap_or_else(|| panic!("no {} in the [[feeds]] example", b.key));
+        assert!(
+            lines[at - 1].contains(&format!("Range: {}-{}.", b.min, b.max)),
+            "[[feeds]] {}: {:?}",
+            b.key,
+            lines[at - 1]
+        );
+        assert!(text.contains(&format!("{} = ", b.key)));
+    }
+}
+
+/// The shipped file's commented `[[sql_sources]]` example, uncommented.
+fn shipped_source_example() -> String {
+    let lines: Vec<&str> = STARTER_CONFIG.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| *l == "# [[sql_sources]]")
+        .unwrap();
+    lines[start..]
+        .iter()
+        .take_while(|l| l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| l.starts_with('[') || l.contains(" = ") && !l.starts_with("\"WHERE"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn sql_sources_arrive_typed_from_the_shipped_example_and_bad_ones_are_named() {
+    let cfg = Config::from_parts("x.toml", &shipped_source_example(), &vars(&[])).unwrap();
+    let s = &cfg.sql_sources[0];
+    assert_eq!(s.path, PathBuf::from("/var/lib/cms/cms.db"));
+    assert!(s.query.contains(":since"));
+    assert_eq!(
+        (s.poll_secs, s.default_category.as_str()),
+        (60, "General News")
+    );
+    let lines: Vec<&str> = STARTER_CONFIG.lines().collect();
+    let at = lines.iter().position(|l| *l == "# poll_secs = 60").unwrap();
+    assert!(
+        lines[at - 1].contains("Range: 10-86400."),
+        "{}",
+        lines[at - 1]
+    );
+    for (text, wants) in [
+        (
+            "[[sql_sources]]\npath = \"a.db\"\nquery = \"SELECT 1 WHERE x > :since\"\npoll_secs = 9\n",
+            &["[sql_sources[1]] poll_secs", "10-86400"][..],
+        ),
+        (
+            "[[sql_sources]]\npath = \"a.db\"\nquery = \"SELECT * FROM posts\"\n",
+            &["[sql_sources[1]] query", ":since"],
+        ),
+        (
+            "[[sql_sources]]\npath = \"a.db\"\nquery = \"x > :since\"\n[[sql_sources]]\npath = \"a.db\"\nquery = \"x > :since\"\n",
+            &["[sql_sources[2]] path", "twice"],
+        ),
+        ("[[sql_sources]]\npath = \"a.db\"\n", &["query"]),
+    ] {
+        let e = err(text, &[]);
+        for w in wants {
+            assert!(e.contains(w), "{text:?}: {e}");
+        }
+    }
+}

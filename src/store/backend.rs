@@ -188,6 +188,9 @@ pub(crate) enum Lock {
     ListEditions(i64),
     /// Compacting old editions (counts are moved, then rows deleted).
     Retention,
+    /// Creating or updating an article by its `external_id` (the CMS API's `PUT`: looked up,
+    /// then inserted).
+    ArticleUpsert,
 }
 
 impl Lock {
@@ -198,6 +201,7 @@ impl Lock {
             Self::Subscribers => (1, 0),
             Self::ListEditions(list) => (2, list as i32),
             Self::Retention => (3, 0),
+            Self::ArticleUpsert => (4, 0),
         }
     }
 }

@@ -52,12 +52,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use crate::config::DatabaseTarget;
 use crate::domain::{TokenKey, VerpKey};
 
+pub mod api_keys;
+pub mod article_upsert;
 pub mod articles;
 pub(crate) mod backend;
 pub mod bounces;
 pub mod copy;
 pub mod deliveries;
 pub mod editions;
+pub mod feeds;
 pub mod leases;
 pub mod lists;
 pub mod mail_queue;
@@ -66,6 +69,7 @@ pub mod preferences;
 pub mod retention;
 pub mod senders;
 pub mod signup;
+pub mod sources;
 pub mod subscribers;
 pub mod tokens;
 pub mod unsubscribe;
@@ -74,6 +78,8 @@ pub use crate::domain::{
     BounceSource, BounceType, DbTime, DeliveryStatus, EditionKind, EditionStatus, SubscriberStatus,
     SubscriptionStatus, TokenPurpose,
 };
+pub use api_keys::ApiKeyRow;
+pub use article_upsert::Upserted;
 pub use articles::{ArticleRow, NewArticle};
 pub use backend::Backend;
 pub(crate) use backend::{Lock, Pool, Tx, db};
@@ -83,6 +89,7 @@ pub use bounces::{
 };
 pub use deliveries::{ClaimSkips, Claimed, Item, Outcome, Verdict};
 pub use editions::{Created, EditionRow, NewEdition};
+pub use feeds::{FeedPoll, FeedState};
 pub use leases::{LeaseHolder, LeaseRow};
 pub use lists::{ListRow, ListSpec};
 pub use mail_queue::{ClaimedMail, MailKind};
@@ -90,6 +97,7 @@ pub use metrics::MetricsSnapshot;
 pub use preferences::{PreferenceChange, PreferenceRow, Preferences};
 pub use senders::{SenderId, SenderIdentity, SenderRow, TakenOver};
 pub use signup::{Confirmed, SignupOutcome, WebSignup};
+pub use sources::{SourcePoll, SourceState, SqlValue};
 pub use subscribers::{ImportOutcome, ImportSummary, SubscriberRow, SubscriptionInfo};
 pub use tokens::TokenTarget;
 pub use unsubscribe::Unsubscribed;

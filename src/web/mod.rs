@@ -6,9 +6,11 @@
 //! - `GET|POST /subscribe`, `GET|POST /confirm/{token}`: sign-up with double opt-in (the GET
 //!   shows a button; only the POST confirms).
 //! - `GET /healthz`, `GET /metrics` (Prometheus text format).
+//! - `/api/v1/…`: the CMS API ([`api`]), with bearer keys.
 //!
 //! Every bad, unknown or expired token gets the same plain 404 page as an unknown path. No
-//! cookies, no JavaScript, no authentication: the token in the URL is the only credential.
+//! cookies, no JavaScript; the reader pages have no authentication (the token in the URL is
+//! the only credential), the API has its keys.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -30,6 +32,7 @@ use crate::config::Config;
 use crate::domain::Token;
 use crate::store::Store;
 
+pub mod api;
 pub mod form;
 mod ops;
 mod pages;
@@ -134,6 +137,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
+        // Its own body limit (1 MB, read by the API's extractor) and errors (problem+json).
+        .nest("/api/v1", api::router(state.clone()))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(common_headers))

@@ -9,7 +9,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::store::{Backend, MetricsSnapshot, parse_db_time};
+use crate::store::{Backend, FeedState, MetricsSnapshot, parse_db_time};
 
 /// `GET /healthz`: 200 when the database answers, 503 otherwise. The body says so, names
 /// the database kind (never its address) and this node:
@@ -43,13 +43,21 @@ pub(super) async fn healthz(State(st): State<AppState>) -> Response {
 
 /// `GET /metrics`: the Prometheus text exposition format, version 0.0.4.
 pub(super) async fn metrics(State(st): State<AppState>) -> Response {
-    match st.store.metrics_snapshot().await {
-        Ok(snap) => (
-            StatusCode::OK,
-            [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-            render_metrics(&snap, &st.node, st.store.backend()),
-        )
-            .into_response(),
+    let snap = match st.store.metrics_snapshot().await {
+        Ok(snap) => st.store.feed_states().await.map(|feeds| (snap, feeds)),
+        Err(e) => Err(e),
+    };
+    match snap {
+        Ok((snap, feeds)) => {
+            let mut text = render_metrics(&snap, &st.node, st.store.backend());
+            render_feed_metrics(&mut text, &st.config.feeds, &feeds);
+            (
+                StatusCode::OK,
+                [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                text,
+            )
+                .into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "reading metrics failed");
             (StatusCode::SERVICE_UNAVAILABLE, "metrics unavailable\n").into_response()
@@ -216,6 +224,93 @@ pub fn render_metrics(snap: &MetricsSnapshot, node: &str, backend: Backend) -> S
         let _ = writeln!(out, "dispatch_bounces_total{{type=\"{t}\"}} {n}");
     }
     out
+}
+
+/// Appends the series of each configured feed (zeros for a feed never polled), labelled
+/// with its URL without credentials or query.
+pub(super) fn render_feed_metrics(
+    out: &mut String,
+    feeds: &[crate::config::Feed],
+    states: &[FeedState],
+) {
+    let rows: Vec<(String, Option<&FeedState>)> = feeds
+        .iter()
+        .map(|f| {
+            (
+                label(&f.url.redacted()),
+                states.iter().find(|s| s.url == f.url.as_str()),
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    header(
+        out,
+        "dispatch_feed_polls_total",
+        "counter",
+        "Polls of each feed, by result (ok, not_modified, error).",
+    );
+    for (feed, s) in &rows {
+        for (result, n) in [
+            ("ok", s.map_or(0, |s| s.polls_ok)),
+            ("not_modified", s.map_or(0, |s| s.polls_not_modified)),
+            ("error", s.map_or(0, |s| s.polls_failed)),
+        ] {
+            let _ = writeln!(
+                out,
+                "dispatch_feed_polls_total{{feed=\"{feed}\",result=\"{result}\"}} {n}"
+            );
+        }
+    }
+    header(
+        out,
+        "dispatch_feed_up",
+        "gauge",
+        "1 when the feed's last poll succeeded, 0 when it failed or it was never polled.",
+    );
+    for (feed, s) in &rows {
+        let up = s.is_some_and(|s| s.failures == 0 && s.last_success_at.is_some());
+        let _ = writeln!(out, "dispatch_feed_up{{feed=\"{feed}\"}} {}", u8::from(up));
+    }
+    header(
+        out,
+        "dispatch_feed_failures",
+        "gauge",
+        "Failed polls of the feed in a row.",
+    );
+    for (feed, s) in &rows {
+        let n = s.map_or(0, |s| s.failures);
+        let _ = writeln!(out, "dispatch_feed_failures{{feed=\"{feed}\"}} {n}");
+    }
+    header(
+        out,
+        "dispatch_feed_last_success_timestamp_seconds",
+        "gauge",
+        "When the feed last answered with a feed or a 304 (Unix time; 0 = never).",
+    );
+    for (feed, s) in &rows {
+        let t = s
+            .and_then(|s| s.last_success_at)
+            .map_or(0, |t| t.utc().timestamp());
+        let _ = writeln!(
+            out,
+            "dispatch_feed_last_success_timestamp_seconds{{feed=\"{feed}\"}} {t}"
+        );
+    }
+    header(
+        out,
+        "dispatch_feed_items_stored_total",
+        "counter",
+        "New articles stored from the feed.",
+    );
+    for (feed, s) in &rows {
+        let n = s.map_or(0, |s| s.items_stored);
+        let _ = writeln!(
+            out,
+            "dispatch_feed_items_stored_total{{feed=\"{feed}\"}} {n}"
+        );
+    }
 }
 
 #[cfg(test)]

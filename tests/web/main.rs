@@ -80,6 +80,9 @@ async fn spawn_app_with(limits: RateLimits) -> App {
     tokio::spawn(web::serve(listener, state, async move {
         let _ = rx.await;
     }));
+    // reqwest is built with "rustls-no-provider" (the crate polls feeds over rustls on
+    // ring): a client without preconfigured TLS needs a process-wide provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

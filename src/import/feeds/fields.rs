@@ -22,13 +22,8 @@ pub(super) fn external_id(id: &str, url: &WebUrl) -> Result<String, String> {
     })
 }
 
-/// A BCP 47-shaped language tag, lower-cased (`en`, `ur`, `en-gb`), or `None` for junk.
+/// A BCP 47-shaped language tag, lower-cased, or `None` for junk (see
+/// [`crate::domain::language_tag`]).
 pub(super) fn language_tag(raw: &str) -> Option<String> {
-    let tag = raw.trim();
-    let ok = !tag.is_empty()
-        && tag.len() <= 35
-        && tag.split('-').all(|part| {
-            !part.is_empty() && part.len() <= 8 && part.bytes().all(|b| b.is_ascii_alphanumeric())
-        });
-    ok.then(|| tag.to_ascii_lowercase())
+    crate::domain::language_tag(raw)
 }

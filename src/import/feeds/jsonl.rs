@@ -34,9 +34,6 @@ pub(super) fn parse(
     now: DateTime<Utc>,
 ) -> Result<Vec<Result<ArticleRecord, ItemError>>, FeedError> {
     let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
-    if is_json_feed(bytes) {
-        return Err(FeedError::JsonFeed);
-    }
     let mut items = Vec::new();
     for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
         if line.trim_ascii().is_empty() {
@@ -52,9 +49,10 @@ pub(super) fn parse(
     Ok(items)
 }
 
-/// Whether the whole document is one JSON Feed object: it starts with `{` too, and would
-/// otherwise produce a page of baffling per-line errors.
-fn is_json_feed(bytes: &[u8]) -> bool {
+/// Whether the whole document is one JSON Feed object: it starts with `{` too, and read as
+/// JSON Lines would produce a page of baffling per-line errors.
+pub(super) fn is_json_feed(bytes: &[u8]) -> bool {
+    let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
     #[derive(Deserialize)]
     struct Probe {
         version: Option<String>,

@@ -1,4 +1,4 @@
-//! Articles from RSS 2.0 (and 0.9x/1.0), Atom and JSON Lines, as plain [`ArticleRecord`]s.
+//! Articles from RSS 2.0 (and 0.9x/1.0), Atom, JSON Feed 1.1 and JSON Lines, as plain [`ArticleRecord`]s.
 //!
 //! The format is detected from the content, never from a file name ([`detect`]). Each item is
 //! mapped on its own: an item that cannot become an article (no link, no title, a bad URL, a
@@ -71,7 +71,7 @@ impl ItemError {
     pub fn located(&self, file: &str, format: FeedFormat) -> String {
         match format {
             FeedFormat::JsonLines => format!("{file}:{}: {}", self.item, self.reason),
-            FeedFormat::Rss | FeedFormat::Atom => {
+            FeedFormat::Rss | FeedFormat::Atom | FeedFormat::JsonFeed => {
                 format!("{file}: item {}: {}", self.item, self.reason)
             }
         }
@@ -95,6 +95,8 @@ pub enum FeedFormat {
     Atom,
     /// One JSON object per line.
     JsonLines,
+    /// JSON Feed 1.0/1.1 (jsonfeed.org): one JSON object with an `items` array.
+    JsonFeed,
 }
 
 impl std::fmt::Display for FeedFormat {
@@ -103,6 +105,7 @@ impl std::fmt::Display for FeedFormat {
             Self::Rss => "RSS",
             Self::Atom => "Atom",
             Self::JsonLines => "JSON Lines",
+            Self::JsonFeed => "JSON Feed",
         })
     }
 }
@@ -115,14 +118,42 @@ pub enum FeedError {
         "not a feed: expected RSS or Atom (XML with an <rss> or <feed> root) or JSON Lines (one {{...}} object per line)"
     )]
     Unrecognised,
-    /// The XML could not be parsed.
+    /// The XML (or JSON Feed document) could not be parsed.
     #[error("cannot parse the {0} feed: {1}")]
     Xml(FeedFormat, String),
-    /// A JSON Feed (jsonfeed.org) document, which looks like JSON Lines but is not.
-    #[error(
-        "this is a JSON Feed (jsonfeed.org) document, which is not supported; write JSON Lines instead, one article object per line"
-    )]
-    JsonFeed,
+}
+
+/// How a feed's items become ours: the default category, the feed's category names mapped
+/// to ours (`[feeds.category_map]`), and a language for items that carry none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    /// For items without a usable (or mapped) category.
+    pub default_category: Category,
+    /// The feed's category names, lower-cased, to ours.
+    pub category_map: std::collections::BTreeMap<String, Category>,
+    /// For items whose feed names no language either; a tag such as `ur`.
+    pub language: Option<String>,
+}
+
+impl Mapping {
+    /// Only a default category: what `articles import` uses.
+    pub fn new(default_category: Category) -> Self {
+        Self {
+            default_category,
+            category_map: Default::default(),
+            language: None,
+        }
+    }
+
+    /// The category an item with these category terms gets: the first that maps, else the
+    /// first our rules accept, else the default.
+    pub(crate) fn category<'a>(&self, terms: impl Iterator<Item = &'a str> + Clone) -> Category {
+        terms
+            .clone()
+            .find_map(|t| self.category_map.get(&t.trim().to_lowercase()).cloned())
+            .or_else(|| terms.into_iter().find_map(|t| Category::parse(t).ok()))
+            .unwrap_or_else(|| self.default_category.clone())
+    }
 }
 
 /// The UTF-8 byte-order mark, skipped before detection.
@@ -143,13 +174,41 @@ pub fn parse(
     default_category: &Category,
     now: DateTime<Utc>,
 ) -> Result<(FeedFormat, Vec<Result<ArticleRecord, ItemError>>), FeedError> {
+    parse_with(bytes, &Mapping::new(default_category.clone()), now)
+}
+
+/// [`parse`] with a feed's [`Mapping`]: the one parser of `articles import` and polled feeds.
+pub fn parse_with(
+    bytes: &[u8],
+    mapping: &Mapping,
+    now: DateTime<Utc>,
+) -> Result<(FeedFormat, Vec<Result<ArticleRecord, ItemError>>), FeedError> {
+    let (format, mut items) = parse_detected(bytes, mapping, now)?;
+    if let Some(lang) = &mapping.language {
+        for item in items.iter_mut().flatten() {
+            item.language.get_or_insert_with(|| lang.clone());
+        }
+    }
+    Ok((format, items))
+}
+
+fn parse_detected(
+    bytes: &[u8],
+    mapping: &Mapping,
+    now: DateTime<Utc>,
+) -> Result<(FeedFormat, Vec<Result<ArticleRecord, ItemError>>), FeedError> {
+    let default_category = &mapping.default_category;
     match detect(bytes).ok_or(FeedError::Unrecognised)? {
+        // A JSON Feed document starts with `{` too; feed-rs reads it like RSS and Atom.
+        FeedFormat::JsonLines if jsonl::is_json_feed(bytes) => {
+            xml::parse(bytes, FeedFormat::JsonFeed, mapping, now)
+        }
         FeedFormat::JsonLines => Ok((
             FeedFormat::JsonLines,
             jsonl::parse(bytes, default_category, now)?,
         )),
-        detected @ (FeedFormat::Rss | FeedFormat::Atom) => {
-            xml::parse(bytes, detected, default_category, now)
+        detected @ (FeedFormat::Rss | FeedFormat::Atom | FeedFormat::JsonFeed) => {
+            xml::parse(bytes, detected, mapping, now)
         }
     }
 }

@@ -243,16 +243,35 @@ fn json_ids_may_be_numbers() {
 }
 
 #[test]
-fn json_feed_is_refused_with_a_reason() {
+fn json_feed_items_are_read_with_their_tags_authors_and_images() {
     let doc = br#"{
         "version": "https://jsonfeed.org/version/1.1",
         "title": "News",
-        "items": []
+        "language": "ur",
+        "items": [
+            {"id": "jf-1", "url": "https://news.example.com/a", "title": "First <b>story</b>",
+             "summary": "Short.", "authors": [{"name": "Ayesha Khan"}], "tags": ["Pakistan", "Politics"],
+             "image": "https://news.example.com/a.jpg", "date_published": "2026-11-28T09:30:00+05:00"},
+            {"id": "jf-2", "title": "No link"}
+        ]
     }"#;
-    assert!(matches!(
-        parse(doc, &general(), now()),
-        Err(FeedError::JsonFeed)
-    ));
+    let mut mapping = Mapping::new(general());
+    mapping
+        .category_map
+        .insert("politics".into(), Category::parse("Politics").unwrap());
+    let (format, items) = parse_with(doc, &mapping, now()).unwrap();
+    assert_eq!(format, FeedFormat::JsonFeed);
+    let a = items[0].as_ref().unwrap();
+    assert_eq!(a.external_id, "jf-1");
+    assert_eq!(a.author.as_deref(), Some("Ayesha Khan"));
+    assert_eq!(
+        a.category.as_str(),
+        "Politics",
+        "the first tag that maps wins"
+    );
+    assert_eq!(a.language.as_deref(), Some("ur"));
+    assert_eq!(a.published_at.to_rfc3339(), "2026-11-28T04:30:00+00:00");
+    assert!(items[1].is_err());
 }
 
 #[test]

@@ -5,16 +5,16 @@ use feed_rs::model::{Entry, Feed, FeedType, Text};
 
 use super::dates::DateReader;
 use super::fields::{external_id, language_tag};
-use super::{ArticleRecord, FeedError, FeedFormat, ItemError};
+use super::{ArticleRecord, FeedError, FeedFormat, ItemError, Mapping};
 use crate::domain::{
-    Category, MAX_AUTHOR_CHARS, MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, WebUrl, clean_text, html_text,
+    MAX_AUTHOR_CHARS, MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, WebUrl, clean_text, html_text,
 };
 
 /// Parses an RSS or Atom document; `detected` is what [`super::detect`] saw.
 pub(super) fn parse(
     bytes: &[u8],
     detected: FeedFormat,
-    default_category: &Category,
+    mapping: &Mapping,
     now: DateTime<Utc>,
 ) -> Result<(FeedFormat, Vec<Result<ArticleRecord, ItemError>>), FeedError> {
     let dates = DateReader::default();
@@ -31,19 +31,16 @@ pub(super) fn parse(
     let format = match feed.feed_type {
         FeedType::Atom => FeedFormat::Atom,
         FeedType::RSS0 | FeedType::RSS1 | FeedType::RSS2 => FeedFormat::Rss,
-        // Only reachable if feed-rs's own sniffing disagreed with ours; trust the root we saw.
-        FeedType::JSON => detected,
+        FeedType::JSON => FeedFormat::JsonFeed,
     };
     let items = feed
         .entries
         .iter()
         .enumerate()
         .map(|(i, entry)| {
-            entry_to_record(entry, &feed, &dates, default_category, now).map_err(|reason| {
-                ItemError {
-                    item: i + 1,
-                    reason,
-                }
+            entry_to_record(entry, &feed, &dates, mapping, now).map_err(|reason| ItemError {
+                item: i + 1,
+                reason,
             })
         })
         .collect();
@@ -54,7 +51,7 @@ fn entry_to_record(
     entry: &Entry,
     feed: &Feed,
     dates: &DateReader,
-    default_category: &Category,
+    mapping: &Mapping,
     now: DateTime<Utc>,
 ) -> Result<ArticleRecord, String> {
     let title = entry
@@ -113,13 +110,10 @@ fn entry_to_record(
         .map(|n| clean_text(unparenthesise(n), MAX_AUTHOR_CHARS))
         .find(|n| !n.is_empty());
 
-    // The first category our rules accept: feeds send terms like "Pakistan, World" that a
-    // Category cannot hold, and one odd term should not cost the story its section.
-    let category = entry
-        .categories
-        .iter()
-        .find_map(|c| Category::parse(&c.term).ok())
-        .unwrap_or_else(|| default_category.clone());
+    // The first category that maps, else the first our rules accept: feeds send terms like
+    // "Pakistan, World" that a Category cannot hold, and one odd term should not cost the
+    // story its section.
+    let category = mapping.category(entry.categories.iter().map(|c| c.term.as_str()));
 
     let language = entry
         .language
