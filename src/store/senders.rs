@@ -122,52 +122,38 @@ impl Store {
     /// Takes over a sender known to be dead: its leases end now (so the next claim takes the
     /// rows) and its registration is removed.
     pub async fn take_over(&self, dead: SenderId) -> Result<TakenOver> {
-        let mut tx = self.write_tx().await?;
-        let freed = db!(&mut tx, |c| {
-            let mut freed = TakenOver::default();
-            for table in [LeaseTable::Deliveries, LeaseTable::Mail] {
-                let n = sqlx::query(table.expire())
-                    .bind(DbTime::now())
-                    .bind(dead.0)
-                    .execute(&mut *c)
-                    .await
-                    .affected()?;
-                match table {
-                    LeaseTable::Deliveries => freed.deliveries = n,
-                    LeaseTable::Mail => freed.mail = n,
-                }
-            }
-            sqlx::query("DELETE FROM senders WHERE id = $1")
-                .bind(dead.0)
-                .execute(&mut *c)
-                .await
-                .affected()?;
-            Ok::<_, sqlx::Error>(freed)
-        })?;
-        tx.commit().await?;
-        Ok(freed)
+        self.end_sender(dead, Ending::TakeOver).await
     }
 
     /// Deregisters a sender that stops: whatever it still holds goes back to the queue. Such
     /// rows never reached the relay, or were cut off mid-transaction by the shutdown deadline
     /// (those, at most one per connection, are the only ones that may be sent twice).
     pub async fn deregister_sender(&self, me: SenderId) -> Result<TakenOver> {
+        self.end_sender(me, Ending::Deregister).await
+    }
+
+    /// Ends `sender`'s leases in both tables as `ending` says and removes its registration,
+    /// in one transaction.
+    async fn end_sender(&self, sender: SenderId, ending: Ending) -> Result<TakenOver> {
         let mut tx = self.write_tx().await?;
         let freed = db!(&mut tx, |c| {
             let mut freed = TakenOver::default();
             for table in [LeaseTable::Deliveries, LeaseTable::Mail] {
-                let n = sqlx::query(table.release())
-                    .bind(me.0)
-                    .execute(&mut *c)
-                    .await
-                    .affected()?;
+                let n = match ending {
+                    Ending::TakeOver => sqlx::query(table.expire()).bind(DbTime::now()),
+                    Ending::Deregister => sqlx::query(table.release()),
+                }
+                .bind(sender.0)
+                .execute(&mut *c)
+                .await
+                .affected()?;
                 match table {
                     LeaseTable::Deliveries => freed.deliveries = n,
                     LeaseTable::Mail => freed.mail = n,
                 }
             }
             sqlx::query("DELETE FROM senders WHERE id = $1")
-                .bind(me.0)
+                .bind(sender.0)
                 .execute(&mut *c)
                 .await
                 .affected()?;
@@ -176,6 +162,17 @@ impl Store {
         tx.commit().await?;
         Ok(freed)
     }
+}
+
+/// How a sender's leases end.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    /// The holder is dead: its leases expire now, so the next claim takes its rows (one it
+    /// had in flight may have reached the relay, so its attempt stays counted).
+    TakeOver,
+    /// The holder stops cleanly: its rows go back to the queue, the attempt it had begun not
+    /// counted.
+    Deregister,
 }
 
 /// The two tables whose rows carry leases; same columns, so the same statements.
