@@ -79,7 +79,7 @@ pub use crate::domain::{
     SubscriptionStatus, TokenPurpose,
 };
 pub use api_keys::ApiKeyRow;
-pub use article_upsert::Upserted;
+pub use article_upsert::{Revision, Upserted};
 pub use articles::{ArticleRow, NewArticle};
 pub use backend::Backend;
 pub(crate) use backend::{Lock, Pool, Tx, db};
