@@ -1,7 +1,7 @@
 //! `PUT /api/v1/articles/{external_id}` and `POST …/breaking`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::LOCATION;
 use axum::response::{IntoResponse, Response};
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::problem::Problem;
-use super::{ApiJson, Caller};
+use super::{ApiJson, ApiPath, Caller};
 use crate::domain::{
     Category, MAX_AUTHOR_CHARS, MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, Role, WebUrl,
     clean_text_within, language_tag, parse_timestamp,
@@ -176,7 +176,7 @@ fn validate(
 pub(super) async fn put_article(
     State(st): State<AppState>,
     caller: Caller,
-    Path(raw_id): Path<String>,
+    ApiPath(raw_id): ApiPath<String>,
     ApiJson(body): ApiJson<ArticleIn>,
 ) -> Result<Response, Problem> {
     caller.require(Role::Editor)?;
@@ -271,7 +271,7 @@ pub(crate) struct BreakingOut {
 pub(super) async fn send_breaking(
     State(st): State<AppState>,
     caller: Caller,
-    Path(raw_id): Path<String>,
+    ApiPath(raw_id): ApiPath<String>,
     ApiJson(body): ApiJson<BreakingIn>,
 ) -> Result<Response, Problem> {
     caller.require(Role::Editor)?;
