@@ -65,6 +65,7 @@ pub mod leases;
 pub mod lists;
 pub mod mail_queue;
 pub mod metrics;
+mod polls;
 pub mod preferences;
 pub mod retention;
 pub mod senders;
