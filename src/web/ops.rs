@@ -338,7 +338,12 @@ fn unix(t: Option<DbTime>) -> i64 {
 }
 
 /// A metric of a source: its name, type, help text and value.
-type Series = (&'static str, &'static str, &'static str, fn(&SourceState) -> i64);
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&SourceState) -> i64,
+);
 
 /// Appends the series of each configured `[[sql_sources]]` entry (zeros for one never
 /// polled), labelled with its path, as [`render_feed_metrics`] does for feeds.

@@ -56,7 +56,7 @@ pub struct ArticleRecord {
     pub breaking: bool,
     /// When the feed says the item last changed (as feed-rs reads it: Atom `<updated>`,
     /// JSON Feed `date_modified`), if it says so: a polled feed revises a stored
-    /// article only for an item that carries it ([`crate::intake::Write::Revise`]).
+    /// article only for an item that carries it.
     pub updated: Option<DateTime<Utc>>,
 }
 
