@@ -102,9 +102,11 @@ pub(super) async fn run(cmd: FeedsCmd, ctx: &Ctx) -> Result<Outcome> {
                             eprintln!("{label}: {e}");
                         }
                         println!(
-                            "{label}: {format}: {} added, {} already stored, {} skipped",
+                            "{label}: {format}: {} added, {} updated, {} already stored, {} kept as sent, {} skipped",
                             stored.added,
+                            stored.updated,
                             stored.existing,
+                            stored.kept_as_sent.len(),
                             stored.rejected.len()
                         );
                     }

@@ -93,10 +93,11 @@ pub(super) async fn run(cmd: SourcesCmd, ctx: &Ctx) -> Result<Outcome> {
                 let shown = src.path.display();
                 match poller.poll(src, true).await?.outcome {
                     SourceOutcome::Read { rows, stored } => println!(
-                        "{shown}: {rows} rows: {} added, {} updated, {} unchanged, {} skipped",
+                        "{shown}: {rows} rows: {} added, {} updated, {} unchanged, {} kept as sent, {} skipped",
                         stored.added,
                         stored.updated,
                         stored.existing,
+                        stored.kept_as_sent.len(),
                         stored.rejected.len()
                     ),
                     SourceOutcome::Failed(e) => {

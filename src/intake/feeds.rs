@@ -1,7 +1,9 @@
 //! The `[[feeds]]` poller: each feed on its own interval, each poll under a named lease.
 //!
 //! A poll fetches the feed conditionally ([`super::fetch`]), parses it with the same parser
-//! as `articles import` and stores new items through [`super::store_records`]. Whatever
+//! as `articles import` and stores new items through [`super::store_records`]; an item
+//! whose `updated` changed revises its article unless the article has gone out
+//! ([`crate::store::Revision::Poll`]). Whatever
 //! happens to one feed (a timeout, a 500, 20 MB of garbage, a DNS failure) is recorded in
 //! its row (`feeds list`, `/metrics`) and logged, and pushes only that feed's next poll out
 //! (exponential backoff, [`backoff`]); the other feeds and the daemon carry on.
@@ -143,7 +145,7 @@ impl Poller {
                             &self.store,
                             items,
                             feed.breaking && !first_read,
-                            Write::New,
+                            Write::Revise,
                         )
                         .await?;
                         (
@@ -187,8 +189,14 @@ impl Poller {
             .await?;
         match &outcome {
             PollOutcome::Stored { format, stored } => {
-                if stored.added > 0 || !stored.rejected.is_empty() {
-                    tracing::info!(feed = %label, %format, added = stored.added, skipped = stored.rejected.len(), "feed read");
+                if stored.added + stored.updated > 0
+                    || !stored.rejected.is_empty()
+                    || !stored.kept_as_sent.is_empty()
+                {
+                    tracing::info!(feed = %label, %format, added = stored.added, updated = stored.updated, kept_as_sent = stored.kept_as_sent.len(), skipped = stored.rejected.len(), "feed read");
+                }
+                for id in stored.kept_as_sent.iter().take(5) {
+                    tracing::info!(feed = %label, external_id = %id, "item changed after its edition went out; the article keeps what readers got");
                 }
                 for e in stored.rejected.iter().take(5) {
                     tracing::warn!(feed = %label, item = e.item, reason = %e.reason, "feed item skipped");

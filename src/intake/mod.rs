@@ -7,7 +7,7 @@
 //! - [`sql`]: the `[[sql_sources]]` poller: a CMS's own SQLite file, read-only.
 
 use crate::import::feeds::{ArticleRecord, ItemError};
-use crate::store::{NewArticle, Store, Upserted};
+use crate::store::{NewArticle, Revision, Store, Upserted};
 
 pub mod feeds;
 pub mod fetch;
@@ -20,8 +20,11 @@ pub struct Stored {
     pub added: u64,
     /// Items already stored (same GUID or URL) and left as they were.
     pub existing: u64,
-    /// Items already stored that changed them ([`Write::Upsert`] only).
+    /// Items already stored that changed them ([`Write::Revise`], [`Write::Upsert`]).
     pub updated: u64,
+    /// Items already stored that differ, left as they were because the article has gone out
+    /// ([`crate::store::Store::article_gone_out`]), by external id.
+    pub kept_as_sent: Vec<String>,
     /// Items that could not become articles, with their positions.
     pub rejected: Vec<ItemError>,
 }
@@ -29,9 +32,13 @@ pub struct Stored {
 /// What to do with an item whose article is stored already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Write {
-    /// Leave it (feeds, `articles import`: idempotent on the GUID or URL).
+    /// Leave it (`articles import`: idempotent on the GUID or URL).
     New,
-    /// Bring it up to date (SQL sources: a row seen again because its cursor moved).
+    /// Polled feeds: an item that carries its `updated` time revises the stored article
+    /// ([`Revision::Poll`]: unless it has gone out); one without is left, as with `New`.
+    Revise,
+    /// SQL sources: every row read revises its article ([`Revision::Poll`]), since a row is
+    /// read again only when its cursor moved.
     Upsert,
 }
 
@@ -47,6 +54,11 @@ pub async fn store_records(
     for item in items {
         match item {
             Ok(a) => {
+                let revise = match write {
+                    Write::New => false,
+                    Write::Revise => a.updated.is_some(),
+                    Write::Upsert => true,
+                };
                 let article = NewArticle {
                     external_id: a.external_id,
                     url: a.url.to_string(),
@@ -59,20 +71,20 @@ pub async fn store_records(
                     published_at: a.published_at,
                     breaking: a.breaking || breaking,
                 };
-                match write {
-                    Write::New => {
-                        let (_, new) = store.insert_article(&article).await?;
-                        if new {
-                            out.added += 1;
-                        } else {
-                            out.existing += 1;
-                        }
+                if !revise {
+                    let (_, new) = store.insert_article(&article).await?;
+                    if new {
+                        out.added += 1;
+                    } else {
+                        out.existing += 1;
                     }
-                    Write::Upsert => match store.upsert_article(&article).await? {
-                        Upserted::Created(_) => out.added += 1,
-                        Upserted::Updated(_) => out.updated += 1,
-                        Upserted::Unchanged(_) => out.existing += 1,
-                    },
+                    continue;
+                }
+                match store.upsert_article(&article, Revision::Poll).await? {
+                    Upserted::Created(_) => out.added += 1,
+                    Upserted::Updated(_) => out.updated += 1,
+                    Upserted::Unchanged(_) => out.existing += 1,
+                    Upserted::KeptAsSent(_) => out.kept_as_sent.push(article.external_id),
                 }
             }
             Err(e) => out.rejected.push(e),

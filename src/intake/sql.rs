@@ -7,7 +7,7 @@
 //! the writer the reader. Rows are mapped by column name into the JSON Lines shape and
 //! validated by the same reader as `articles import` (a bad row is logged with its
 //! `external_id` and skipped); a row seen again, because its cursor moved, updates the stored
-//! article. The cursor is kept in our database, so a restart does not re-read everything.
+//! article unless it has gone out ([`crate::store::Revision::Poll`]). The cursor is kept in our database, so a restart does not re-read everything.
 //! Each poll holds the lease `sql:<path>`.
 
 use std::time::Duration as StdDuration;
@@ -210,8 +210,13 @@ impl SqlPoller {
             .record_source_poll(path, DbTime::from(now), &record, DbTime::from(next))
             .await?;
         match &outcome {
-            SourceOutcome::Read { stored, .. } if stored.added + stored.updated > 0 => {
-                tracing::info!(source = %path, added = stored.added, updated = stored.updated, skipped = stored.rejected.len(), "source read");
+            SourceOutcome::Read { stored, .. }
+                if stored.added + stored.updated > 0 || !stored.kept_as_sent.is_empty() =>
+            {
+                tracing::info!(source = %path, added = stored.added, updated = stored.updated, kept_as_sent = stored.kept_as_sent.len(), skipped = stored.rejected.len(), "source read");
+                for id in stored.kept_as_sent.iter().take(5) {
+                    tracing::info!(source = %path, external_id = %id, "row changed after its edition went out; the article keeps what readers got");
+                }
             }
             SourceOutcome::Failed(error) => {
                 tracing::warn!(source = %path, %error, failures, retry_in_secs = delay.as_secs(), "source poll failed");

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{Result, Store, StoreError, db, now_text};
+use super::{Result, Store, StoreError, Tx, db, now_text};
 use crate::domain::{db_time, storable_time};
 
 /// An article as stored.
@@ -51,39 +51,21 @@ impl Store {
     /// constraint failed` from ever reaching a person).
     pub async fn insert_article(&self, a: &NewArticle) -> Result<(i64, bool)> {
         storable_time(a.published_at).map_err(|e| StoreError::Conflict(e.to_string()))?;
-        let inserted: Option<i64> = db!(self.writer(), |c| {
-            sqlx::query_scalar(
-                "INSERT INTO articles (external_id, url, title, summary, author, category, language, image_url, published_at, breaking, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                 ON CONFLICT (external_id) DO NOTHING
-                 RETURNING id",
-            )
-            .bind(&a.external_id)
-            .bind(&a.url)
-            .bind(&a.title)
-            .bind(&a.summary)
-            .bind(&a.author)
-            .bind(&a.category)
-            .bind(&a.language)
-            .bind(&a.image_url)
-            .bind(db_time(a.published_at))
-            .bind(a.breaking)
-            .bind(now_text())
-            .fetch_optional(c)
-            .await
-        })?;
-        match inserted {
-            Some(id) => Ok((id, true)),
+        let mut tx = self.write_tx().await?;
+        let id = match insert_new(&mut tx, a).await? {
+            Some(id) => (id, true),
             None => {
-                let id: i64 = db!(self.writer(), |c| {
+                let id: i64 = db!(&mut tx, |c| {
                     sqlx::query_scalar("SELECT id FROM articles WHERE external_id = $1")
                         .bind(&a.external_id)
                         .fetch_one(c)
                         .await
                 })?;
-                Ok((id, false))
+                (id, false)
             }
-        }
+        };
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// One article.
@@ -165,6 +147,33 @@ impl Store {
             .await
         })?)
     }
+}
+
+/// The one INSERT of an article (the CLI, imports, feeds, SQL sources and the API all store
+/// through it): its id, or `None` when one with its `external_id` is stored already. The
+/// caller has checked [`storable_time`].
+pub(super) async fn insert_new(tx: &mut Tx, a: &NewArticle) -> Result<Option<i64>> {
+    Ok(db!(tx, |c| {
+        sqlx::query_scalar(
+            "INSERT INTO articles (external_id, url, title, summary, author, category, language, image_url, published_at, breaking, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (external_id) DO NOTHING
+             RETURNING id",
+        )
+        .bind(&a.external_id)
+        .bind(&a.url)
+        .bind(&a.title)
+        .bind(&a.summary)
+        .bind(&a.author)
+        .bind(&a.category)
+        .bind(&a.language)
+        .bind(&a.image_url)
+        .bind(db_time(a.published_at))
+        .bind(a.breaking)
+        .bind(now_text())
+        .fetch_optional(c)
+        .await
+    })?)
 }
 
 #[cfg(test)]

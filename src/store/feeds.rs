@@ -3,6 +3,7 @@
 
 use sqlx::FromRow;
 
+use super::polls::Polled;
 use super::{Result, Store, db};
 use crate::domain::DbTime;
 
@@ -102,17 +103,11 @@ impl Store {
             .bind(at)
             .bind(next)
             .bind(i64::try_from(*stored).unwrap_or(i64::MAX)),
-            FeedPoll::Failed { error } => sqlx::query(
-                "INSERT INTO feeds (url, last_poll_at, next_poll_at, failures, last_error, polls_failed)
-                 VALUES ($1, $2, $3, 1, $4, 1)
-                 ON CONFLICT (url) DO UPDATE SET last_poll_at = $2, next_poll_at = $3,
-                     failures = feeds.failures + 1, last_error = $4,
-                     polls_failed = feeds.polls_failed + 1",
-            )
-            .bind(url)
-            .bind(at)
-            .bind(next)
-            .bind(error),
+            FeedPoll::Failed { error } => {
+                return self
+                    .record_failed_poll(Polled::Feeds, url, at, next, error)
+                    .await;
+            }
         }
         .execute(c)
         .await

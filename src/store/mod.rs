@@ -65,6 +65,7 @@ pub mod leases;
 pub mod lists;
 pub mod mail_queue;
 pub mod metrics;
+mod polls;
 pub mod preferences;
 pub mod retention;
 pub mod senders;
@@ -79,7 +80,7 @@ pub use crate::domain::{
     SubscriptionStatus, TokenPurpose,
 };
 pub use api_keys::ApiKeyRow;
-pub use article_upsert::Upserted;
+pub use article_upsert::{Revision, Upserted};
 pub use articles::{ArticleRow, NewArticle};
 pub use backend::Backend;
 pub(crate) use backend::{Lock, Pool, Tx, db};

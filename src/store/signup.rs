@@ -19,6 +19,10 @@ pub struct WebSignup<'a> {
     pub categories: Option<CategorySet>,
     /// The client's IP as text, recorded as consent evidence.
     pub ip: &'a str,
+    /// The reader's name, cleaned, when the form asks for one (the API's `name`; our own page
+    /// does not). Given to a new subscriber, or to one stored without a name; a stored name
+    /// is never replaced by a form.
+    pub name: Option<&'a str>,
 }
 
 /// What [`Store::web_subscribe`] did. The web page must not tell these apart (no enumeration).
@@ -81,18 +85,34 @@ impl Store {
             .await
         })?;
         let subscriber_id = match found {
-            Some((id, Some(_))) => id,
+            Some((id, Some(_))) => {
+                if let Some(name) = s.name {
+                    db!(&mut tx, |conn| {
+                        sqlx::query(
+                            "UPDATE subscribers SET name = $1 WHERE id = $2 AND name IS NULL",
+                        )
+                        .bind(name)
+                        .bind(id)
+                        .execute(conn)
+                        .await
+                        .affected()
+                    })?;
+                }
+                id
+            }
             Some((id, None)) => {
                 // An erased address signing up again: it needs its address back to be mailed
                 // once confirmed. Its unsubscriptions stay as they are until then.
                 db!(&mut tx, |conn| {
                     sqlx::query(
-                    "UPDATE subscribers SET email = $1, email_key = $2, status = 'active', updated_at = $3 WHERE id = $4",
+                    "UPDATE subscribers SET email = $1, email_key = $2, status = 'active', updated_at = $3,
+                         name = COALESCE(name, $5) WHERE id = $4",
                 )
                 .bind(s.email.as_str())
                 .bind(&canonical)
                 .bind(&now_s)
                 .bind(id)
+                .bind(s.name)
                 .execute(conn).await.affected()
                 })?;
                 id
@@ -103,8 +123,8 @@ impl Store {
                 let consent = !double_opt_in;
                 db!(&mut tx, |conn| {
                     sqlx::query_scalar(
-                    "INSERT INTO subscribers (email, email_key, status, consent_source, consent_at, consent_ip, created_at, updated_at)
-                     VALUES ($1, $2, 'active', $3, $4, $5, $6, $6) RETURNING id",
+                    "INSERT INTO subscribers (email, email_key, name, status, consent_source, consent_at, consent_ip, created_at, updated_at)
+                     VALUES ($1, $2, $7, 'active', $3, $4, $5, $6, $6) RETURNING id",
                 )
                 .bind(s.email.as_str())
                 .bind(&canonical)
@@ -112,6 +132,7 @@ impl Store {
                 .bind(consent.then_some(now_s.as_str()))
                 .bind(consent.then_some(s.ip))
                 .bind(&now_s)
+                .bind(s.name)
                 .fetch_one(conn).await
                 })?
             }
@@ -276,6 +297,7 @@ mod tests {
             list_id: list.id,
             categories: None,
             ip: "192.0.2.1",
+            name: None,
         };
         assert_eq!(
             store.web_subscribe(&signup).await.unwrap(),

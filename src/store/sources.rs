@@ -9,6 +9,7 @@ use futures_util::TryStreamExt as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
 use sqlx::{Column as _, FromRow, Row as _, TypeInfo as _, ValueRef as _};
 
+use super::polls::Polled;
 use super::{Result, Store, db};
 use crate::domain::DbTime;
 
@@ -190,17 +191,11 @@ impl Store {
                 .bind(i64::try_from(*stored).unwrap_or(i64::MAX))
                 .bind(i64::try_from(*updated).unwrap_or(i64::MAX))
             }
-            SourcePoll::Failed { error } => sqlx::query(
-                "INSERT INTO sql_sources (path, last_poll_at, next_poll_at, failures, last_error, polls_failed)
-                 VALUES ($1, $2, $3, 1, $4, 1)
-                 ON CONFLICT (path) DO UPDATE SET last_poll_at = $2, next_poll_at = $3,
-                     failures = sql_sources.failures + 1, last_error = $4,
-                     polls_failed = sql_sources.polls_failed + 1",
-            )
-            .bind(path)
-            .bind(at)
-            .bind(next)
-            .bind(error),
+            SourcePoll::Failed { error } => {
+                return self
+                    .record_failed_poll(Polled::SqlSources, path, at, next, error)
+                    .await;
+            }
         }
         .execute(c)
         .await

@@ -602,6 +602,7 @@ async fn a_confirmation_is_queued_once_claimed_with_a_fresh_token_and_skipped_wh
         list_id: list.id,
         categories: None,
         ip: "192.0.2.9",
+        name: None,
     };
     assert_eq!(
         store.web_subscribe(&signup).await.unwrap(),

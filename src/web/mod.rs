@@ -139,6 +139,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         // Its own body limit (1 MB, read by the API's extractor) and errors (problem+json).
         .nest("/api/v1", api::router(state.clone()))
+        // The nested router's fallback does not see its own root with a slash.
+        .route("/api/v1/", axum::routing::any(api::not_found))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(common_headers))

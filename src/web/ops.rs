@@ -9,7 +9,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::store::{Backend, FeedState, MetricsSnapshot, parse_db_time};
+use crate::store::{Backend, DbTime, FeedState, MetricsSnapshot, SourceState, parse_db_time};
 
 /// `GET /healthz`: 200 when the database answers, 503 otherwise. The body says so, names
 /// the database kind (never its address) and this node:
@@ -44,13 +44,21 @@ pub(super) async fn healthz(State(st): State<AppState>) -> Response {
 /// `GET /metrics`: the Prometheus text exposition format, version 0.0.4.
 pub(super) async fn metrics(State(st): State<AppState>) -> Response {
     let snap = match st.store.metrics_snapshot().await {
-        Ok(snap) => st.store.feed_states().await.map(|feeds| (snap, feeds)),
+        Ok(snap) => match st.store.feed_states().await {
+            Ok(feeds) => st
+                .store
+                .source_states()
+                .await
+                .map(|sources| (snap, feeds, sources)),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     match snap {
-        Ok((snap, feeds)) => {
+        Ok((snap, feeds, sources)) => {
             let mut text = render_metrics(&snap, &st.node, st.store.backend());
             render_feed_metrics(&mut text, &st.config.feeds, &feeds);
+            render_source_metrics(&mut text, &st.config.sql_sources, &sources);
             (
                 StatusCode::OK,
                 [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
@@ -285,14 +293,25 @@ pub(super) fn render_feed_metrics(
     }
     header(
         out,
+        "dispatch_feed_last_poll_timestamp_seconds",
+        "gauge",
+        "When the feed was last polled, whatever the result (Unix time; 0 = never).",
+    );
+    for (feed, s) in &rows {
+        let t = unix(s.and_then(|s| s.last_poll_at));
+        let _ = writeln!(
+            out,
+            "dispatch_feed_last_poll_timestamp_seconds{{feed=\"{feed}\"}} {t}"
+        );
+    }
+    header(
+        out,
         "dispatch_feed_last_success_timestamp_seconds",
         "gauge",
         "When the feed last answered with a feed or a 304 (Unix time; 0 = never).",
     );
     for (feed, s) in &rows {
-        let t = s
-            .and_then(|s| s.last_success_at)
-            .map_or(0, |t| t.utc().timestamp());
+        let t = unix(s.and_then(|s| s.last_success_at));
         let _ = writeln!(
             out,
             "dispatch_feed_last_success_timestamp_seconds{{feed=\"{feed}\"}} {t}"
@@ -310,6 +329,90 @@ pub(super) fn render_feed_metrics(
             out,
             "dispatch_feed_items_stored_total{{feed=\"{feed}\"}} {n}"
         );
+    }
+}
+
+/// A stored time as Unix seconds, 0 for never.
+fn unix(t: Option<DbTime>) -> i64 {
+    t.map_or(0, |t| t.utc().timestamp())
+}
+
+/// A metric of a source: its name, type, help text and value.
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&SourceState) -> i64,
+);
+
+/// Appends the series of each configured `[[sql_sources]]` entry (zeros for one never
+/// polled), labelled with its path, as [`render_feed_metrics`] does for feeds.
+pub(super) fn render_source_metrics(
+    out: &mut String,
+    sources: &[crate::config::SqlSource],
+    states: &[SourceState],
+) {
+    let rows: Vec<(String, Option<&SourceState>)> = sources
+        .iter()
+        .map(|src| {
+            let path = src.path.display().to_string();
+            let state = states.iter().find(|s| s.path == path);
+            (label(&path), state)
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let series: [Series; 7] = [
+        (
+            "dispatch_sql_source_last_poll_timestamp_seconds",
+            "gauge",
+            "When the source was last read, whatever the result (Unix time; 0 = never).",
+            |s| unix(s.last_poll_at),
+        ),
+        (
+            "dispatch_sql_source_last_success_timestamp_seconds",
+            "gauge",
+            "When a read of the source last succeeded (Unix time; 0 = never).",
+            |s| unix(s.last_success_at),
+        ),
+        (
+            "dispatch_sql_source_up",
+            "gauge",
+            "1 when the source's last read succeeded, 0 when it failed or it was never read.",
+            |s| i64::from(s.failures == 0 && s.last_success_at.is_some()),
+        ),
+        (
+            "dispatch_sql_source_failures",
+            "gauge",
+            "Failed reads of the source in a row.",
+            |s| s.failures,
+        ),
+        (
+            "dispatch_sql_source_errors_total",
+            "counter",
+            "Failed reads of the source (the query failed, the file could not be opened).",
+            |s| s.polls_failed,
+        ),
+        (
+            "dispatch_sql_source_rows_stored_total",
+            "counter",
+            "New articles stored from the source's rows.",
+            |s| s.items_stored,
+        ),
+        (
+            "dispatch_sql_source_rows_updated_total",
+            "counter",
+            "Stored articles revised by a row whose cursor moved.",
+            |s| s.items_updated,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        header(out, name, kind, help);
+        for (source, s) in &rows {
+            let n = s.map_or(0, value);
+            let _ = writeln!(out, "{name}{{source=\"{source}\"}} {n}");
+        }
     }
 }
 
@@ -355,5 +458,54 @@ mod tests {
         assert!(text.contains("dispatch_subscribers{list=\"daily\",status=\"active\"} 0\n"));
         assert!(text.contains("dispatch_bounces_total{type=\"hard\"} 4\n"));
         assert!(text.contains("dispatch_bounces_total{type=\"auto-reply\"} 0\n"));
+    }
+
+    #[test]
+    fn sql_sources_have_poll_times_errors_and_rows_like_feeds() {
+        let src = |path: &str| crate::config::SqlSource {
+            path: path.into(),
+            query: "SELECT 1".into(),
+            poll_secs: 60,
+            default_category: crate::domain::Category::parse("General News").unwrap(),
+        };
+        let t = DbTime::from(crate::domain::parse_timestamp("2026-12-01T10:00:00Z").unwrap());
+        let read = SourceState {
+            path: "/var/lib/cms/cms.db".into(),
+            cursor: None,
+            last_poll_at: Some(t),
+            last_success_at: Some(t),
+            next_poll_at: None,
+            failures: 0,
+            last_error: None,
+            items_stored: 7,
+            items_updated: 2,
+            polls_ok: 3,
+            polls_failed: 1,
+        };
+        let mut text = String::new();
+        render_source_metrics(
+            &mut text,
+            &[src("/var/lib/cms/cms.db"), src("/srv/never\"read\".db")],
+            &[read],
+        );
+        let cms = "source=\"/var/lib/cms/cms.db\"";
+        for line in [
+            format!("dispatch_sql_source_last_poll_timestamp_seconds{{{cms}}} 1796119200\n"),
+            format!("dispatch_sql_source_last_success_timestamp_seconds{{{cms}}} 1796119200\n"),
+            format!("dispatch_sql_source_up{{{cms}}} 1\n"),
+            format!("dispatch_sql_source_errors_total{{{cms}}} 1\n"),
+            format!("dispatch_sql_source_rows_stored_total{{{cms}}} 7\n"),
+            format!("dispatch_sql_source_rows_updated_total{{{cms}}} 2\n"),
+            // Configured but never read: zeros, and the label escaped.
+            "dispatch_sql_source_up{source=\"/srv/never\\\"read\\\".db\"} 0\n".to_owned(),
+            "dispatch_sql_source_last_poll_timestamp_seconds{source=\"/srv/never\\\"read\\\".db\"} 0\n"
+                .to_owned(),
+        ] {
+            assert!(text.contains(&line), "{line:?} missing from\n{text}");
+        }
+        assert_eq!(text.matches("# TYPE ").count(), 7);
+        let mut none = String::new();
+        render_source_metrics(&mut none, &[], &[]);
+        assert!(none.is_empty(), "no sources, no series");
     }
 }

@@ -105,6 +105,8 @@ pub(super) async fn subscribe(
             list_id: list.id,
             categories,
             ip: &ip_text,
+            // Our page asks for no name.
+            name: None,
         })
         .await;
     match outcome {

@@ -80,7 +80,8 @@ pub(crate) fn serve<S: Step>(params: &str) -> Result<()> {
 }
 
 /// CPU time (user + system) this process used, in seconds.
-fn cpu_secs() -> Result<f64> {
+/// This process's CPU time so far (user + system), in seconds.
+pub(crate) fn cpu_secs() -> Result<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
     let after = stat
         .rsplit_once(')')

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --release   # the crash benchmark kills the real `dispatch` binary
-//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|latency|dkim|crash|growth|rss|unsubscribe|bounces|pg-snapshot|pg-smtp|pg-nodes]... [--quick]
+//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|latency|dkim|crash|growth|rss|unsubscribe|bounces|feeds|api|pg-snapshot|pg-smtp|pg-nodes]... [--quick]
 //! ```
 //!
 //! The parent prepares each benchmark's data in a temporary folder (never `data/` or
@@ -22,10 +22,12 @@
 //! ([`crash`]).
 #![forbid(unsafe_code)]
 
+mod api;
 mod bounces;
 mod child;
 mod crash;
 mod dkim;
+mod feeds;
 mod growth;
 mod import;
 mod latency;
@@ -83,6 +85,8 @@ enum Which {
     Rss,
     Unsubscribe,
     Bounces,
+    Feeds,
+    Api,
     PgSnapshot,
     PgSmtp,
     PgNodes,
@@ -102,13 +106,15 @@ enum Bench {
     Rss,
     Unsubscribe,
     Bounces,
+    Feeds,
+    Api,
     PgSnapshot,
     PgSmtp,
     PgNodes,
 }
 
 impl Bench {
-    const ALL: [Self; 14] = [
+    const ALL: [Self; 16] = [
         Self::Import,
         Self::Snapshot,
         Self::Personalise,
@@ -120,6 +126,8 @@ impl Bench {
         Self::Rss,
         Self::Unsubscribe,
         Self::Bounces,
+        Self::Feeds,
+        Self::Api,
         Self::PgSnapshot,
         Self::PgSmtp,
         Self::PgNodes,
@@ -138,6 +146,8 @@ impl Bench {
             Self::Rss => "rss",
             Self::Unsubscribe => "unsubscribe",
             Self::Bounces => "bounces",
+            Self::Feeds => "feeds",
+            Self::Api => "api",
             Self::PgSnapshot => "pg-snapshot",
             Self::PgSmtp => "pg-smtp",
             Self::PgNodes => "pg-nodes",
@@ -176,6 +186,8 @@ impl Bench {
             Which::Rss => &[Self::Rss],
             Which::Unsubscribe => &[Self::Unsubscribe],
             Which::Bounces => &[Self::Bounces],
+            Which::Feeds => &[Self::Feeds],
+            Which::Api => &[Self::Api],
             Which::PgSnapshot => &[Self::PgSnapshot],
             Which::PgSmtp => &[Self::PgSmtp],
             Which::PgNodes => &[Self::PgNodes],
@@ -252,6 +264,8 @@ fn run_step(name: &str, params: &str) -> Result<()> {
         unsubscribe::UnsubscribeStep::NAME => child::serve::<unsubscribe::UnsubscribeStep>(params),
         pg_snapshot::PgSnapshotStep::NAME => child::serve::<pg_snapshot::PgSnapshotStep>(params),
         pg_nodes::NodeStep::NAME => child::serve::<pg_nodes::NodeStep>(params),
+        feeds::FeedsStep::NAME => child::serve::<feeds::FeedsStep>(params),
+        api::ApiStep::NAME => child::serve::<api::ApiStep>(params),
         other => bail!("unknown step {other:?}"),
     }
 }
@@ -322,6 +336,8 @@ fn parent(benches: &[Bench], scale: Scale) -> Result<bool> {
             Bench::Rss => rt.block_on(rss::run(&ctx)),
             Bench::Unsubscribe => rt.block_on(unsubscribe::run(&ctx)),
             Bench::Bounces => rt.block_on(bounces::run(&ctx)),
+            Bench::Feeds => rt.block_on(feeds::run(&ctx)),
+            Bench::Api => rt.block_on(api::run(&ctx)),
             Bench::PgSnapshot => rt.block_on(pg_snapshot::run(&ctx)),
             Bench::PgSmtp => rt.block_on(pg_smtp::run(&ctx)),
             Bench::PgNodes => rt.block_on(pg_nodes::run(&ctx)),
@@ -392,6 +408,8 @@ mod tests {
                 Bench::Growth,
                 Bench::Unsubscribe,
                 Bench::Bounces,
+                Bench::Feeds,
+                Bench::Api,
                 Bench::PgSnapshot,
                 Bench::PgSmtp,
                 Bench::PgNodes
@@ -420,6 +438,8 @@ mod tests {
             unsubscribe::UnsubscribeStep::NAME,
             pg_snapshot::PgSnapshotStep::NAME,
             pg_nodes::NodeStep::NAME,
+            feeds::FeedsStep::NAME,
+            api::ApiStep::NAME,
         ] {
             let err = run_step(name, "not json").expect_err("bad parameters");
             assert!(

@@ -96,7 +96,12 @@ pub(crate) fn print_table(rows: &[Row], scale: Scale) {
     }
     let (cores, load) = machine();
     println!(
-        "\n_{cores} cores, load average {load} at the end; release build; {}._",
+        "\n_{cores} cores, load average {load} at the end; {} build; {}._",
+        if cfg!(debug_assertions) {
+            "debug (dev profile)"
+        } else {
+            "release"
+        },
         Utc::now().format("%Y-%m-%d %H:%M UTC")
     );
 }

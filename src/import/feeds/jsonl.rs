@@ -136,5 +136,6 @@ fn json_line_to_record(
         image_url,
         published_at,
         breaking: item.breaking.unwrap_or(false),
+        updated: None,
     })
 }

@@ -54,6 +54,10 @@ pub struct ArticleRecord {
     pub published_at: DateTime<Utc>,
     /// Whether it is breaking news (only JSON Lines can say so).
     pub breaking: bool,
+    /// When the feed says the item last changed (as feed-rs reads it: Atom `<updated>`,
+    /// JSON Feed `date_modified`), if it says so: a polled feed revises a stored
+    /// article only for an item that carries it.
+    pub updated: Option<DateTime<Utc>>,
 }
 
 /// An item that was skipped, and why.

@@ -132,6 +132,8 @@ fn entry_to_record(
         image_url: entry_image(entry),
         published_at,
         breaking: false,
+        // Unusable as a version: then the item is simply not revised.
+        updated: dates.resolve(entry.updated).ok().flatten(),
     })
 }
 

@@ -1,7 +1,7 @@
 //! `PUT /api/v1/articles/{external_id}` and `POST …/breaking`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::LOCATION;
 use axum::response::{IntoResponse, Response};
@@ -10,12 +10,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::problem::Problem;
-use super::{ApiJson, Caller};
+use super::{ApiJson, ApiPath, Caller};
 use crate::domain::{
     Category, MAX_AUTHOR_CHARS, MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, Role, WebUrl,
     clean_text_within, language_tag, parse_timestamp,
 };
-use crate::store::{ArticleRow, Created, NewArticle, StoreError, Upserted};
+use crate::store::{ArticleRow, Created, NewArticle, Revision, StoreError, Upserted};
 use crate::web::AppState;
 
 /// The longest external id, as for feed GUIDs.
@@ -176,7 +176,7 @@ fn validate(
 pub(super) async fn put_article(
     State(st): State<AppState>,
     caller: Caller,
-    Path(raw_id): Path<String>,
+    ApiPath(raw_id): ApiPath<String>,
     ApiJson(body): ApiJson<ArticleIn>,
 ) -> Result<Response, Problem> {
     caller.require(Role::Editor)?;
@@ -187,7 +187,7 @@ pub(super) async fn put_article(
         .await
         .map_err(|e| Problem::internal("reading an article failed", e))?;
     let article = validate(id, body, stored.as_ref())?;
-    let done = match st.store.upsert_article(&article).await {
+    let done = match st.store.upsert_article(&article, Revision::Cms).await {
         Ok(done) => done,
         Err(StoreError::Conflict(why)) => return Err(Problem::field("published_at", why)),
         Err(e) => return Err(Problem::internal("storing an article failed", e)),
@@ -209,7 +209,10 @@ pub(super) async fn put_article(
             body,
         )
             .into_response(),
-        Upserted::Updated(_) | Upserted::Unchanged(_) => (StatusCode::OK, body).into_response(),
+        // `KeptAsSent` is for polls only; the CMS's word is applied.
+        Upserted::Updated(_) | Upserted::Unchanged(_) | Upserted::KeptAsSent(_) => {
+            (StatusCode::OK, body).into_response()
+        }
     })
 }
 
@@ -268,7 +271,7 @@ pub(crate) struct BreakingOut {
 pub(super) async fn send_breaking(
     State(st): State<AppState>,
     caller: Caller,
-    Path(raw_id): Path<String>,
+    ApiPath(raw_id): ApiPath<String>,
     ApiJson(body): ApiJson<BreakingIn>,
 ) -> Result<Response, Problem> {
     caller.require(Role::Editor)?;

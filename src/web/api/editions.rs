@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use serde::Serialize;
 
-use super::Caller;
 use super::problem::Problem;
+use super::{ApiPath, Caller};
 use crate::domain::{DbTime, DeliveryStatus, Role};
 use crate::store::{EditionRow, StoreError};
 use crate::web::AppState;
@@ -69,7 +69,7 @@ async fn describe(st: &AppState, e: EditionRow) -> Result<EditionOut, Problem> {
 pub(super) async fn edition(
     State(st): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<EditionOut>, Problem> {
     caller.require(Role::Editor)?;
     let id: i64 = raw

@@ -1,14 +1,14 @@
 //! `GET /api/v1/lists`; for admins, a site's own sign-up form and unsubscribes.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::problem::Problem;
-use super::{ApiJson, Caller};
+use super::{ApiJson, ApiPath, Caller};
 use crate::domain::{Category, CategorySet, EmailAddress, MAX_NAME_CHARS, Role, clean_text_within};
 use crate::store::{ListRow, SignupOutcome, StoreError, WebSignup};
 use crate::web::{AppState, ClientIp};
@@ -96,7 +96,7 @@ async fn list(st: &AppState, slug: &str) -> Result<ListRow, Problem> {
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubscribeIn {
     email: String,
-    /// Accepted and checked for a site that sends it; sign-ups keep no name (as on our page).
+    /// The reader's name, stored with a new subscriber (or one stored without a name).
     name: Option<String>,
     /// Topics of the list; absent or empty: all of them.
     #[serde(default)]
@@ -138,17 +138,21 @@ pub(super) async fn subscribe(
     State(st): State<AppState>,
     caller: Caller,
     ClientIp(ip): ClientIp,
-    Path(slug): Path<String>,
+    ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<SubscribeIn>,
 ) -> Result<Response, Problem> {
     caller.require(Role::Admin)?;
     let list = list(&st, &slug).await?;
     let email =
         EmailAddress::parse(&body.email).map_err(|e| Problem::field("email", e.to_string()))?;
-    if let Some(name) = &body.name {
-        clean_text_within(name, MAX_NAME_CHARS)
-            .map_err(|e| Problem::field("name", e.to_string()))?;
-    }
+    let name = match &body.name {
+        Some(raw) => Some(
+            clean_text_within(raw, MAX_NAME_CHARS)
+                .map_err(|e| Problem::field("name", e.to_string()))?,
+        )
+        .filter(|n| !n.is_empty()),
+        None => None,
+    };
     let mut wanted = Vec::new();
     for (i, raw) in body.categories.iter().enumerate() {
         wanted.push(
@@ -183,6 +187,7 @@ pub(super) async fn subscribe(
             list_id: list.id,
             categories,
             ip: &evidence,
+            name: name.as_deref(),
         })
         .await
         .map_err(|e| Problem::internal("recording a sign-up failed", e))?;
@@ -221,7 +226,7 @@ pub(super) async fn subscribe(
 pub(super) async fn unsubscribe(
     State(st): State<AppState>,
     caller: Caller,
-    Path((slug, raw_email)): Path<(String, String)>,
+    ApiPath((slug, raw_email)): ApiPath<(String, String)>,
 ) -> Result<Response, Problem> {
     caller.require(Role::Admin)?;
     let list = list(&st, &slug).await?;

@@ -9,7 +9,10 @@
 //! looked up by its SHA-256; 401 when missing, malformed, unknown or revoked, 403 when the
 //! key's role may not. Each call is logged with the key's name and the route's template,
 //! never the key, nor an address from the path. Bodies are read up to [`API_BODY_LIMIT`]
-//! (413 beyond); errors are RFC 9457 problem documents ([`problem::Problem`]).
+//! (413 beyond); errors are RFC 9457 problem documents ([`problem::Problem`]), those of
+//! axum's own extractors and routing included: 404 for an unknown path, 405 for a wrong
+//! method, 400 for an undecodable path segment ([`ApiPath`]) or malformed JSON, 415 for
+//! another media type, 422 naming the field for a value that is wrong ([`ApiJson`]).
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
@@ -50,10 +53,24 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
             "/lists/{slug}/subscribers/{email}",
             delete(lists::unsubscribe),
         )
+        // After the routes, so it applies to each of them; inside the key check, so only a
+        // caller with a key learns an endpoint's methods. Axum adds `Allow` (RFC 9110
+        // §15.5.6).
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this endpoint does not take that method (see the Allow header)",
+            )
+        })
         .route_layer(axum::middleware::from_fn_with_state(state, authenticate))
         // Added after the key check's layer, so it is outside it.
         .route("/openapi.json", get(openapi))
-        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such API endpoint") })
+        .fallback(not_found)
+}
+
+/// 404 for any path under `/api/v1/` that is no endpoint.
+pub(super) async fn not_found() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "no such API endpoint")
 }
 
 /// Who is calling: the key's name and role.
@@ -138,6 +155,36 @@ async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) 
     res
 }
 
+/// A path parameter, refused as a problem document: a segment whose percent-encoding does not
+/// decode to UTF-8 (`/articles/%FF`) is a 400 naming the parameter, not axum's plain text.
+pub(crate) struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Self(v)),
+            Err(rejection) => {
+                // Only a route without the parameter (our bug, not the caller's) is a 5xx.
+                let status = if rejection.status().is_server_error() {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                Err(Problem::new(
+                    status,
+                    format!("the request path: {}", rejection.body_text()),
+                ))
+            }
+        }
+    }
+}
+
 /// A JSON body read up to [`API_BODY_LIMIT`]: 413 beyond it, 415 for another media type,
 /// 400 for malformed JSON, 422 naming the field for a value of the wrong type.
 pub(crate) struct ApiJson<T>(pub T);
@@ -176,6 +223,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    // serde reads a struct from an array too (`[1]` as its first field): every body of this
+    // API is an object, and anything else is refused as a whole once it is known to be JSON.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Err(e) => Problem::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
+                Ok(_) => Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "the body must be a JSON object",
+                ),
+            },
+        );
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
