@@ -75,12 +75,11 @@ impl AppState {
 
     fn chrome(&self) -> pages::Chrome<'_> {
         let p = &self.config.publication;
-        let lang = p.language.as_str();
         pages::Chrome {
             publication: &p.name,
             site_url: p.url.as_str(),
-            lang,
-            rtl: crate::render::clean::is_rtl(lang),
+            lang: p.language.tag(),
+            rtl: p.language.is_rtl(),
             base: self.base(),
         }
     }
