@@ -387,6 +387,42 @@ impl<'a> Strings<'a> {
         out.into_owned()
     }
 
+    /// [`Self::format`] as escaped HTML, for Maud's `PreEscaped`. In a right-to-left language
+    /// the string values named in `isolate` (list and publication names, authors, the
+    /// greeting's name) are wrapped in `<bdi>`, so that a Latin name inside an Urdu sentence
+    /// keeps its own order and does not reorder the punctuation around it (UAX #9 isolates).
+    pub fn format_html(&self, id: &str, args: &[(&str, Arg<'_>)], isolate: &[&str]) -> String {
+        if !self.lang.is_rtl() || isolate.is_empty() {
+            return maud::html! { (self.format(id, args)) }.into_string();
+        }
+        // U+0002 cannot come from stored text: cleaning removes control characters.
+        let marks: Vec<(String, &str)> = args
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (k, v))| match v {
+                Arg::Str(value) if isolate.contains(k) => Some((format!("\u{2}{i}\u{2}"), *value)),
+                _ => None,
+            })
+            .collect();
+        let mut next = marks.iter();
+        let marked: Vec<(&str, Arg<'_>)> = args
+            .iter()
+            .map(|(k, v)| match v {
+                Arg::Str(_) if isolate.contains(k) => match next.next() {
+                    Some((mark, _)) => (*k, Arg::Str(mark)),
+                    None => (*k, *v),
+                },
+                _ => (*k, *v),
+            })
+            .collect();
+        let mut html = maud::html! { (self.format(id, &marked)) }.into_string();
+        for (mark, value) in &marks {
+            let inner = maud::html! { (value) }.into_string();
+            html = html.replace(mark.as_str(), &format!("<bdi>{inner}</bdi>"));
+        }
+        html
+    }
+
     /// A number in the language's digits.
     pub fn number(&self, n: usize) -> String {
         self.digits_of(n.to_string())

@@ -28,9 +28,6 @@ use crate::i18n::{Arg, Strings};
 const TOKEN_MARKER: &str = "\u{1}TOKEN\u{1}";
 /// Stands for [`Hole::Name`] in Maud's output; see [`TOKEN_MARKER`].
 const NAME_MARKER: &str = "\u{1}NAME\u{1}";
-/// Stands for a value to isolate (`<bdi>`) inside a translated sentence; see [`Words`].
-/// U+0002 is removed from stored text like U+0001.
-const ISOLATE_MARKER: char = '\u{2}';
 
 /// Longest subject, in characters, before it is cut with an ellipsis.
 const SUBJECT_MAX: usize = 200;
@@ -198,36 +195,11 @@ impl Words {
         rtl: bool,
     ) -> Self {
         let text = strings.format(id, args);
-        if !rtl || isolate.is_empty() {
-            let html = maud::html! { (text) }.into_string();
-            return Self { text, html };
-        }
-        // (name, marker, value) for each isolated value.
-        let marks: Vec<(&str, String, &str)> = args
-            .iter()
-            .filter_map(|(k, v)| match v {
-                Arg::Str(value) if isolate.contains(k) => Some((*k, *value)),
-                _ => None,
-            })
-            .enumerate()
-            .map(|(i, (k, value))| (k, format!("{ISOLATE_MARKER}{i}{ISOLATE_MARKER}"), value))
-            .collect();
-        let iso_args: Vec<(&str, Arg<'_>)> = args
-            .iter()
-            .map(|(k, v)| match marks.iter().find(|(name, _, _)| name == k) {
-                Some((_, mark, _)) => (*k, Arg::Str(mark)),
-                None => (*k, *v),
-            })
-            .collect();
-        let mut html = maud::html! { (strings.format(id, &iso_args)) }.into_string();
-        for (_, mark, value) in &marks {
-            let inner = if *value == NAME_MARKER {
-                (*value).to_owned()
-            } else {
-                maud::html! { (value) }.into_string()
-            };
-            html = html.replace(mark, &format!("<bdi>{inner}</bdi>"));
-        }
+        let html = if rtl {
+            strings.format_html(id, args, isolate)
+        } else {
+            maud::html! { (text) }.into_string()
+        };
         Self { text, html }
     }
 }
