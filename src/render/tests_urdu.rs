@@ -275,3 +275,82 @@ fn urdu_dates_and_counts_in_either_digit_system() {
     assert!(text.contains("قومی خبریں کی ایک اور خبر"), "{text}");
     assert!(text.contains("۰۵:۱۵"), "{text}");
 }
+
+/// 40 Urdu stories, 10 in each of four sections, each a 70-character headline and a
+/// one-sentence (25-word) summary, as digests carry them.
+fn forty_stories() -> Vec<ArticleView> {
+    let cats = ["قومی خبریں", "کاروبار", "کھیل", "دنیا"];
+    let sentence = "اسلام آباد: وزیر اعظم نے آج صدر کو اپنا استعفیٰ پیش کر دیا، جس کے بعد نئی حکومت کی تشکیل پر مشاورت شروع ہو گئی۔ ";
+    (0..40)
+        .map(|i| {
+            let mut s = story(
+                i + 1,
+                cats[i as usize % 4],
+                1,
+                1,
+                &format!("وزیر اعظم نے استعفیٰ دے دیا، نئی حکومت کی تشکیل پر مشاورت شروع ({i})"),
+                sentence,
+            );
+            s.url = format!(
+                "https://news.example.com/2026/12/01/story-{i}-finance-minister-resigns-after-budget-talks"
+            );
+            s.author = Some("اسٹاف رپورٹر".into());
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn a_40_story_urdu_digest_is_sent_under_gmails_clip_with_its_unsubscribe_link() {
+    use crate::mail::mime::{CommonHeaders, MessageTemplate, Recipient};
+    const GMAIL_CLIP: usize = 102 * 1000;
+    let u = Urdu::new(Digits::Latn);
+    let order: Vec<Category> = ["قومی خبریں", "کاروبار", "کھیل", "دنیا"]
+        .iter()
+        .map(|c| Category::parse(c).unwrap())
+        .collect();
+    let sections = digest::group(forty_stories(), &order, 10, &u.site_url);
+    let refs: Vec<&Section> = sections.iter().collect();
+    let r = render_digest(&u.ctx(EditionKind::Digest), &refs);
+    assert!(r.subject.ends_with("40 خبریں"), "{}", r.subject);
+    let headers = CommonHeaders {
+        from: "The Daily Ledger <digest@news.example.com>"
+            .parse()
+            .unwrap(),
+        reply_to: None,
+        subject: r.subject.clone(),
+        date: Utc::now(),
+        list_id: "روزانہ خلاصہ <urdu.news.example.com>".into(),
+        public_url: u.public_url.clone(),
+        unsubscribe_mailbox: "unsubscribe@news.example.com".into(),
+        message_id_domain: "news.example.com".into(),
+        feedback_id: Some("urdu:digest:dailyledger".into()),
+    };
+    let mt = MessageTemplate::new(&headers, &r.text, &r.html);
+    let to = crate::domain::EmailAddress::parse("ayesha.khan@example.pk").unwrap();
+    let mut msg = Vec::new();
+    mt.personalise(
+        &Recipient {
+            to: &to,
+            name: Some("عائشہ خان"),
+            token: TOKEN,
+            message_id: "<e1.s1.x@news.example.com>",
+        },
+        &mut msg,
+    );
+    let s = String::from_utf8(msg).unwrap();
+    assert!(
+        s.contains("Content-Transfer-Encoding: base64"),
+        "the Urdu parts go base64"
+    );
+    assert!(
+        s.len() < GMAIL_CLIP,
+        "a 40-story Urdu digest is {} bytes as sent",
+        s.len()
+    );
+    // The HTML part (which Gmail clips) ends, footer and unsubscribe link included, inside
+    // the limit: the closing boundary comes after it.
+    let end = s.rfind("\r\n--=_dispatch_").unwrap();
+    assert!(end < GMAIL_CLIP);
+    println!("40-story Urdu digest: {} bytes as sent", s.len());
+}
