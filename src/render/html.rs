@@ -135,6 +135,12 @@ fn story_row(s: &Story, lead: bool) -> Markup {
     } else {
         ("padding:10px 24px 14px", "18px", "15px")
     };
+    // Nastaliq's tall ascenders and deep descenders need more room between lines.
+    let (title_lh, body_lh) = if s.dir == Dir::Rtl {
+        ("1.8", "1.9")
+    } else {
+        ("1.3", "1.5")
+    };
     html! {
         tr { td.p.fg lang=[s.lang.as_deref()] dir=[dir_attr(s.dir)] align=[align(s.dir)]
             style=(cell(pad, s.dir, TEXT)) {
@@ -142,7 +148,7 @@ fn story_row(s: &Story, lead: bool) -> Markup {
                 img.im src=(src) alt=(s.title) width="552"
                     style="display:block;width:100%;max-width:552px;height:auto;border:0;margin:0 0 10px";
             }
-            h3 style={ "margin:0 0 6px;font-size:" (title_size) ";line-height:1.3" } {
+            h3 style={ "margin:0 0 6px;font-size:" (title_size) ";line-height:" (title_lh) } {
                 @if let Some(url) = &s.url {
                     a.lk href=(url) style="color:#0b3d91;text-decoration:none" { (s.title) }
                 } @else {
@@ -150,7 +156,7 @@ fn story_row(s: &Story, lead: bool) -> Markup {
                 }
             }
             @if !s.summary.html.is_empty() {
-                div style={ "margin:0 0 6px;font-size:" (body_size) ";line-height:1.5" } {
+                div style={ "margin:0 0 6px;font-size:" (body_size) ";line-height:" (body_lh) } {
                     (PreEscaped(&s.summary.html))
                 }
             }

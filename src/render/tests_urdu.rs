@@ -206,9 +206,16 @@ fn an_urdu_email_has_no_english_fixed_word() {
     );
     assert!(english.len() > 15, "{english:?}");
     for (what, out) in &outputs {
+        // URLs are data (a web-view address may well say "newsletters").
+        let out: String = out
+            .split(' ')
+            .flat_map(|w| w.split('\n'))
+            .filter(|w| !w.trim_start_matches('\u{200F}').starts_with("http"))
+            .collect::<Vec<_>>()
+            .join(" ");
         for word in &english {
             assert!(
-                !has_word(out, word),
+                !has_word(&out, word),
                 "{what} has the English {word:?}:\n{out}"
             );
         }
