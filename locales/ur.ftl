@@ -22,14 +22,14 @@ greeting = السلام علیکم{ $name }،
 breaking-banner = بریکنگ نیوز
 untitled-story = بلا عنوان خبر
 byline = تحریر: { $author }
-sent-as-breaking = بریکنگ نیوز کے طور پر پہلے بھیجی جا چکی ہے
+sent-as-breaking = یہ خبر بریکنگ نیوز کے طور پر پہلے بھیجی جا چکی ہے
 read-full-story = پوری خبر پڑھیں
 more-in = { $count ->
         [one] { $category } کی ایک اور خبر
        *[other] { $category } کی مزید { $count } خبریں
     }
-# Urdu papers give the time alone: every time in the email is in the list's zone, which the
-# header states once.
+# Urdu papers give the time alone (no "PKT"): every time in the email is in the list's time
+# zone.
 story-time-today = { $time }
 story-time-earlier = { $date }، { $time }
 

@@ -334,8 +334,9 @@ impl Story {
                     *page_rtl,
                 )
             }),
-            meta_dir: match (rtl, page_rtl) {
-                (_, true) if !rtl => Dir::Rtl,
+            // Only a story of the other direction needs the byline's own declared.
+            meta_dir: match (rtl, *page_rtl) {
+                (false, true) => Dir::Rtl,
                 (true, false) => Dir::Ltr,
                 _ => Dir::Inherit,
             },
