@@ -141,6 +141,9 @@ fn context<'a>(
 ) -> EditionContext<'a> {
     EditionContext {
         publication: &config.publication,
+        strings: config
+            .catalogue
+            .strings(list.language_or(config.publication.language)),
         public_url: &config.web.public_url,
         site_url: &config.publication.url,
         list_name: &list.name,

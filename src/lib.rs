@@ -32,6 +32,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod i18n;
 pub mod import;
 pub mod intake;
 pub mod store;

@@ -13,18 +13,23 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     // Newtypes and stored states at the bottom of everything.
     ("domain", &[]),
-    // Configuration parsed into domain types at load.
-    ("config", &["domain"]),
+    // The translation catalogue and CLDR dates: words and dates in the reader's language.
+    ("i18n", &[]),
+    // Configuration parsed into domain types at load (the catalogue is loaded with it).
+    ("config", &["domain", "i18n"]),
     // The only module with SQL: domain types in and out, nothing of how mail is made or sent.
     // (A list's schedule is parsed into a `schedule::Schedule` when read; `test_tools` holds
     // the throwaway PostgreSQL cluster its tests run on.)
-    ("store", &["domain", "config", "schedule", "test_tools"]),
+    (
+        "store",
+        &["domain", "config", "schedule", "test_tools", "i18n"],
+    ),
     // Crontab lines in a time zone.
     ("schedule", &["domain"]),
     // Which stories an edition carries (pure).
     ("digest", &["domain", "config"]),
     // Maud HTML and plain text from views (no store, no mail).
-    ("render", &["domain", "config", "digest"]),
+    ("render", &["domain", "config", "digest", "i18n"]),
     // MIME, DKIM and transports know nothing of the store, the edition or rendering.
     // (`test_tools` is the unit tests' rule for external verifiers such as dkimpy.)
     ("mail", &["domain", "config", "test_tools"]),
@@ -36,7 +41,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Claims, workers, retry policy, outcomes: on top of the store, editions and mail.
     (
         "delivery",
-        &["domain", "config", "store", "edition", "mail", "render"],
+        &[
+            "domain", "config", "store", "edition", "mail", "render", "i18n",
+        ],
     ),
     // What comes back (DSNs, complaints, mailto: unsubscribes): read with mail's VERP, matched
     // against the store and delivery's Message-IDs, never sending anything.
@@ -56,7 +63,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // breaking editions through `edition` (which only writes rows the sender then delivers).
     (
         "web",
-        &["domain", "config", "store", "render", "schedule", "edition"],
+        &[
+            "domain", "config", "store", "render", "schedule", "edition", "i18n",
+        ],
     ),
 ];
 

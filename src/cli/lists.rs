@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::{Ctx, JsonFlag, Outcome, Table};
 use crate::domain::{CategorySet, ListSlug, Timezone};
+use crate::i18n::Language;
 use crate::schedule::Schedule;
 use crate::store::{ListRow, ListSpec};
 
@@ -67,6 +68,10 @@ pub struct ListOpts {
     /// Categories the list carries, comma-separated (default: all).
     #[arg(long, value_parser = CategorySet::parse_list)]
     categories: Option<CategorySet>,
+    /// The language of the list's emails and reader pages: en or ur (default: [publication]
+    /// language).
+    #[arg(long)]
+    language: Option<Language>,
     /// Send breaking news to this list.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     breaking: Option<bool>,
@@ -89,6 +94,7 @@ impl ListOpts {
             sends_breaking: self.breaking,
             send_empty: self.send_empty,
             double_opt_in: self.double_opt_in,
+            language: self.language,
         }
     }
 }
@@ -150,6 +156,16 @@ pub(super) async fn run(cmd: ListsCmd, ctx: &Ctx) -> Result<Outcome> {
                 }
                 println!("schedule    {}", l.schedule.as_deref().unwrap_or("none"));
                 println!("timezone    {}", l.timezone);
+                match &l.language {
+                    Some(_) => println!(
+                        "language    {}",
+                        l.language_or(ctx.config.publication.language)
+                    ),
+                    None => println!(
+                        "language    {} ([publication] language)",
+                        ctx.config.publication.language
+                    ),
+                }
                 println!(
                     "categories  {}",
                     l.category_set()

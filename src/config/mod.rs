@@ -26,6 +26,7 @@ use lettre::message::Mailbox;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Category, WebUrl};
+use crate::i18n::{Catalogue, Digits, Language};
 
 pub use duration::{HumanDuration, parse_duration};
 pub use values::{LogLevel, NodeName, PostgresUrl, Secret, Sender};
@@ -72,6 +73,10 @@ pub struct Config {
     /// logging is set up. Never read from or written to the file.
     #[serde(skip)]
     pub notices: Vec<String>,
+    /// The translation catalogue with `[publication] translations` applied, loaded with the
+    /// file so a bad override stops the daemon at start, not at the first send.
+    #[serde(skip)]
+    pub catalogue: std::sync::Arc<Catalogue>,
 }
 
 /// `[publication]`: who sends, shown in every message.
@@ -87,7 +92,12 @@ pub struct Publication {
     #[serde(with = "values::opt_mailbox")]
     pub reply_to: Option<Mailbox>,
     pub postal_address: String,
-    pub language: String,
+    /// The default language of lists that set none (`lists create --language`).
+    pub language: Language,
+    /// Digits for right-to-left languages: `latn` (0–9) or `arabext` (۰–۹).
+    pub digits: Digits,
+    /// A directory of `{lang}.ftl` files whose messages replace the shipped ones.
+    pub translations: Option<PathBuf>,
 }
 
 /// `[database]`: an SQLite file by default; `url` selects a PostgreSQL server instead.
@@ -481,7 +491,9 @@ impl Default for Publication {
                 .unwrap_or_else(|e| unreachable!("the default sender is valid: {e}")),
             reply_to: None,
             postal_address: "The Daily Ledger, 12 Mall Road, Lahore 54000, Pakistan".into(),
-            language: "en".into(),
+            language: Language::En,
+            digits: Digits::Latn,
+            translations: None,
         }
     }
 }
@@ -777,6 +789,15 @@ impl Config {
             );
         }
         cfg.validate().map_err(report)?;
+        let catalogue = Catalogue::load(
+            cfg.publication.translations.as_deref(),
+            cfg.publication.digits,
+        )
+        .map_err(|e| ConfigError::Invalid {
+            origin: format!("{origin}: [publication] translations"),
+            message: e.to_string(),
+        })?;
+        cfg.catalogue = std::sync::Arc::new(catalogue);
         Ok(cfg)
     }
 

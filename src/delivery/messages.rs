@@ -116,7 +116,9 @@ pub(super) fn transactional(config: &Config, m: &ClaimedMail) -> Result<(Vec<u8>
 /// The double opt-in message: one link, to a page whose button confirms (a link scanner that
 /// opens the URL confirms nobody).
 fn confirmation(config: &Config, m: &ClaimedMail) -> Result<(Vec<u8>, String)> {
+    use crate::i18n::{Arg, Language};
     use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
+    use maud::PreEscaped;
     let from = config.publication.from.mailbox().clone();
     let domain = config.publication.from.address().domain().to_owned();
     let confirm_url = format!(
@@ -126,25 +128,39 @@ fn confirmation(config: &Config, m: &ClaimedMail) -> Result<(Vec<u8>, String)> {
     );
     let list_name = &m.list_name;
     let publication = &config.publication.name;
+    // In the list's language, like its digests and the page the link opens.
+    let lang = m
+        .list_language
+        .as_deref()
+        .and_then(Language::parse)
+        .unwrap_or(config.publication.language);
+    let st = config.catalogue.strings(lang);
+    let names = [
+        ("list", Arg::Str(list_name)),
+        ("publication", Arg::Str(publication)),
+    ];
     let text = format!(
-        "Please confirm that you want to receive {list_name} from {publication}.\n\n\
-         Open this link and press the button to confirm:\n{confirm_url}\n\n\
-         If you did not ask for this, ignore this message: you will not be subscribed.\n\n\
-         {}\n",
+        "{}\n\n{}\n{confirm_url}\n\n{}\n\n{}\n",
+        st.format("confirm-intro", &names),
+        st.get("confirm-open-link"),
+        st.get("confirm-ignore"),
         config.publication.postal_address
     );
+    let rtl = lang.is_rtl();
     let html = maud::html! {
-        p { "Please confirm that you want to receive " strong { (list_name) } " from " (publication) "." }
-        p { a href=(confirm_url) { "Yes, subscribe me" } }
-        p { "If you did not ask for this, ignore this message: you will not be subscribed." }
-        p style="color:#666;font-size:12px" { (config.publication.postal_address) }
+        div lang=(lang.tag()) dir=[rtl.then_some("rtl")] {
+            p { (PreEscaped(st.format_html("confirm-intro", &names, &["list", "publication"]))) }
+            p { a href=(confirm_url) { (st.get("page-confirm-button")) } }
+            p { (st.get("confirm-ignore")) }
+            p style="color:#666;font-size:12px" { (config.publication.postal_address) }
+        }
     };
     let message_id = crate::mail::mime::message_id(0, m.id, &domain);
     let to: lettre::Address = m.to.as_str().parse().context("the reader's address")?;
     let msg = lettre::Message::builder()
         .from(from)
         .to(Mailbox::new(m.name.clone(), to))
-        .subject(format!("Confirm your subscription to {list_name}"))
+        .subject(st.format("confirm-subject", &[("list", Arg::Str(list_name))]))
         .message_id(Some(message_id.clone()))
         .multipart(
             MultiPart::alternative()

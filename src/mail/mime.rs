@@ -13,6 +13,18 @@
 //! ends the line before a name hole with a soft break; the name is encoded per reader on lines
 //! of its own and ends with a soft break too, which keeps every line within 76 characters.
 //!
+//! Each part's transfer encoding is the smaller for its content (RFC 2045 §6.7 and §6.8):
+//! quoted-printable for English, where most bytes stand for themselves, and base64 for Urdu,
+//! where quoted-printable writes each two-byte letter as six characters (an Urdu digest would
+//! be 2.6 times its size, and Gmail clips a message past about 102 KB). In base64 a hole
+//! cannot simply be spliced, since every 3 bytes become 4 characters: a reader's values are
+//! encoded with the 0–2 bytes before them and the bytes after them up to a 3-byte boundary
+//! as one small per-reader *chunk*, which ends its base64 line (decoders skip line breaks,
+//! RFC 2045 §6.8), so the static text after it starts on a fresh line and a fresh quantum.
+//! A name varies in length, so its chunk runs to the end of its line and is padded there with
+//! 0–2 spaces before the CRLF: trailing spaces no reader sees (after `</tr>` in the HTML, at
+//! a line's end in the text).
+//!
 //! The output is 7-bit clean with CRLF line endings: non-ASCII header text is written as
 //! RFC 2047 encoded-words.
 
@@ -103,6 +115,72 @@ enum Piece {
     Token,
     /// The reader's name, encoded on lines of its own.
     Name(Part),
+    /// A base64 chunk holding holes: an index into [`MessageTemplate::chunks`].
+    Chunk(usize),
+}
+
+/// A part's Content-Transfer-Encoding (RFC 2045 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    QuotedPrintable,
+    Base64,
+}
+
+impl Encoding {
+    /// The smaller encoding for `t`'s static text, estimated: quoted-printable writes a byte
+    /// that cannot stand for itself as three characters and adds a soft break per 75
+    /// columns; base64 writes 4 characters per 3 bytes and a CRLF per 76.
+    fn for_template(t: &Template) -> Self {
+        let (mut bytes, mut qp) = (0usize, 0usize);
+        for seg in t.segments() {
+            if let Segment::Static(s) = seg {
+                for &b in s.as_bytes() {
+                    bytes += 1;
+                    qp += if qp_literal(b) || matches!(b, b' ' | b'\n') {
+                        1
+                    } else {
+                        3
+                    };
+                }
+            }
+        }
+        let qp = qp + qp / QP_CONTENT * 3;
+        let b64 = bytes.div_ceil(3) * 4;
+        let b64 = b64 + b64 / B64_LINE * 2;
+        if b64 < qp {
+            Self::Base64
+        } else {
+            Self::QuotedPrintable
+        }
+    }
+
+    fn header(self) -> &'static str {
+        match self {
+            Self::QuotedPrintable => "quoted-printable",
+            Self::Base64 => "base64",
+        }
+    }
+}
+
+/// One reader's part of a base64 body: the bytes around its holes, encoded per reader.
+#[derive(Debug, Clone)]
+struct Chunk {
+    /// The base64 column the chunk starts at (a multiple of 4).
+    col: usize,
+    items: Vec<ChunkItem>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkItem {
+    /// `lits[start..end]`: static bytes before, between or after the holes.
+    Lit {
+        start: usize,
+        end: usize,
+    },
+    Token,
+    Name(Part),
+    /// Where 0–2 spaces go so the chunk ends on a 3-byte boundary (just before a CRLF).
+    Pad,
 }
 
 /// A whole message, encoded once, with holes for each reader's values.
@@ -110,6 +188,9 @@ enum Piece {
 pub struct MessageTemplate {
     bytes: Vec<u8>,
     pieces: Vec<Piece>,
+    chunks: Vec<Chunk>,
+    /// The static bytes of the chunks, unencoded.
+    lits: Vec<u8>,
     message_id_domain: String,
     size_hint: usize,
 }
@@ -119,6 +200,8 @@ const HEADER_LINE: usize = 78;
 /// RFC 2045 §6.7 (5): encoded lines are at most 76 characters; a soft break's `=` counts,
 /// so at most 75 characters of content come before one.
 const QP_CONTENT: usize = 75;
+/// RFC 2045 §6.8: base64 lines are at most 76 characters.
+const B64_LINE: usize = 76;
 /// Room reserved for a per-reader `To:` header and Message-ID in [`MessageTemplate::size_hint`].
 const PER_READER_HEADERS: usize = 512;
 
@@ -129,6 +212,16 @@ impl MessageTemplate {
     /// Header values are made safe rather than rejected: control characters (a CR or LF
     /// would inject a header) become spaces.
     pub fn new(h: &CommonHeaders, text: &Template, html: &Template) -> Self {
+        Self::build(h, text, html, None)
+    }
+
+    /// [`Self::new`] with both parts in quoted-printable, for the tests of that encoder.
+    #[cfg(test)]
+    fn new_qp(h: &CommonHeaders, text: &Template, html: &Template) -> Self {
+        Self::build(h, text, html, Some(Encoding::QuotedPrintable))
+    }
+
+    fn build(h: &CommonHeaders, text: &Template, html: &Template, force: Option<Encoding>) -> Self {
         let mut b = Builder::default();
 
         // Header fields (RFC 5322 §3.6). The order matches what most mailers write; DKIM signs
@@ -189,8 +282,9 @@ impl MessageTemplate {
         }
 
         // RFC 2046 §5.1.1: the boundary must not occur in the parts. Quoted-printable output
-        // never contains "=_" (an '=' is always followed by hex digits or a line break), so a
-        // boundary starting with "=_" cannot collide with either part.
+        // never contains "=_" (an '=' is always followed by hex digits or a line break), nor
+        // does base64 (whose '=' only pads the end), so a boundary starting with "=_" cannot
+        // collide with either part.
         let boundary = format!(
             "=_dispatch_{}",
             Alphanumeric.sample_string(&mut rand::rng(), 24)
@@ -205,11 +299,16 @@ impl MessageTemplate {
             (Part::Text, text, "text/plain"),
             (Part::Html, html, "text/html"),
         ] {
+            let encoding = force.unwrap_or_else(|| Encoding::for_template(template));
             b.push_str(&format!(
                 "--{boundary}\r\nContent-Type: {mime}; charset=utf-8\r\n\
-                 Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+                 Content-Transfer-Encoding: {}\r\n\r\n",
+                encoding.header()
             ));
-            b.encode_body(template, part);
+            match encoding {
+                Encoding::QuotedPrintable => b.encode_body(template, part),
+                Encoding::Base64 => b.encode_base64(template, part),
+            }
             // The CRLF before a boundary delimiter belongs to the delimiter (RFC 2046 §5.1.1).
             b.bytes.extend_from_slice(b"\r\n");
         }
@@ -240,7 +339,35 @@ impl MessageTemplate {
                 Piece::To => write_mailbox(out, 4, r.name.unwrap_or(""), r.to.as_str()),
                 Piece::MessageId => push_visible(out, r.message_id),
                 Piece::Name(part) => encode_name(out, r.name.unwrap_or(""), part),
+                Piece::Chunk(i) => self.encode_chunk(i, r, out),
             }
+        }
+    }
+
+    /// Writes chunk `i` for reader `r`: its bytes, padded, in base64 from the chunk's column,
+    /// then a line break.
+    fn encode_chunk(&self, i: usize, r: &Recipient<'_>, out: &mut Vec<u8>) {
+        let Some(chunk) = self.chunks.get(i) else {
+            return;
+        };
+        let mut raw: Vec<u8> = Vec::with_capacity(96);
+        let mut pad_at = None;
+        for item in &chunk.items {
+            match *item {
+                ChunkItem::Lit { start, end } => raw.extend_from_slice(&self.lits[start..end]),
+                ChunkItem::Token => push_token(&mut raw, r.token),
+                ChunkItem::Name(part) => push_name(&mut raw, r.name.unwrap_or(""), part),
+                ChunkItem::Pad => pad_at = Some(raw.len()),
+            }
+        }
+        if let Some(at) = pad_at {
+            let pad = (3 - raw.len() % 3) % 3;
+            raw.splice(at..at, std::iter::repeat_n(b' ', pad));
+        }
+        let mut col = chunk.col;
+        b64_lines(out, &mut col, &raw);
+        if col > 0 {
+            out.extend_from_slice(b"\r\n");
         }
     }
 
@@ -260,6 +387,8 @@ impl MessageTemplate {
 struct Builder {
     bytes: Vec<u8>,
     pieces: Vec<Piece>,
+    chunks: Vec<Chunk>,
+    lits: Vec<u8>,
     /// Where the current static run started.
     start: usize,
 }
@@ -311,6 +440,100 @@ impl Builder {
         }
     }
 
+    /// Base64 encodes a body template (RFC 2045 §6.8) with its line breaks as CRLF (the
+    /// canonical form of text, RFC 2046 §4.1.1), leaving holes as per-reader chunks.
+    fn encode_base64(&mut self, t: &Template, part: Part) {
+        enum Item {
+            Static(Vec<u8>),
+            Hole(Hole),
+        }
+        let mut items: Vec<Item> = t
+            .segments()
+            .iter()
+            .map(|seg| match seg {
+                Segment::Static(s) => Item::Static(canonical_crlf(s.as_bytes())),
+                Segment::Hole(h) => Item::Hole(*h),
+            })
+            .collect();
+        let mut col = 0usize;
+        let mut carry: Vec<u8> = Vec::new();
+        let mut i = 0;
+        while i < items.len() {
+            if let Item::Static(bytes) = &items[i] {
+                carry.extend_from_slice(bytes);
+                let whole = carry.len() / 3 * 3;
+                b64_lines(&mut self.bytes, &mut col, &carry[..whole]);
+                carry.drain(..whole);
+                i += 1;
+                continue;
+            }
+            // A hole: the chunk takes the carried bytes, the holes, and what follows up to a
+            // 3-byte boundary (fixed-length tokens) or to the end of the line (a name).
+            let mut chunk = Chunk {
+                col,
+                items: Vec::new(),
+            };
+            let mut len = 0usize;
+            let mut has_name = false;
+            let lit = |b: &mut Builder, chunk: &mut Chunk, bytes: &[u8]| {
+                if !bytes.is_empty() {
+                    let start = b.lits.len();
+                    b.lits.extend_from_slice(bytes);
+                    chunk.items.push(ChunkItem::Lit {
+                        start,
+                        end: b.lits.len(),
+                    });
+                }
+            };
+            lit(self, &mut chunk, &carry);
+            len += carry.len();
+            carry.clear();
+            while let Some(item) = items.get_mut(i) {
+                match item {
+                    Item::Hole(Hole::Token) => {
+                        chunk.items.push(ChunkItem::Token);
+                        len += Token::LEN;
+                        i += 1;
+                    }
+                    Item::Hole(Hole::Name) => {
+                        chunk.items.push(ChunkItem::Name(part));
+                        has_name = true;
+                        i += 1;
+                    }
+                    Item::Static(bytes) if has_name => {
+                        if let Some(p) = bytes.windows(2).position(|w| w == b"\r\n") {
+                            let rest = bytes.split_off(p + 2);
+                            lit(self, &mut chunk, &bytes[..p]);
+                            chunk.items.push(ChunkItem::Pad);
+                            lit(self, &mut chunk, b"\r\n");
+                            *bytes = rest;
+                            break;
+                        }
+                        lit(self, &mut chunk, bytes);
+                        i += 1;
+                    }
+                    Item::Static(bytes) => {
+                        let need = (3 - len % 3) % 3;
+                        let take = need.min(bytes.len());
+                        let rest = bytes.split_off(take);
+                        lit(self, &mut chunk, bytes);
+                        len += take;
+                        *bytes = rest;
+                        if len.is_multiple_of(3) {
+                            break;
+                        }
+                        i += 1;
+                    }
+                }
+            }
+            self.chunks.push(chunk);
+            self.hole(Piece::Chunk(self.chunks.len() - 1));
+            col = 0;
+        }
+        // The part's last bytes, with base64's '=' padding: nothing follows them.
+        b64_lines(&mut self.bytes, &mut col, &carry);
+    }
+
     fn finish(mut self, message_id_domain: &str) -> MessageTemplate {
         if self.bytes.len() > self.start {
             self.pieces.push(Piece::Static {
@@ -327,6 +550,8 @@ impl Builder {
         MessageTemplate {
             bytes: self.bytes,
             pieces: self.pieces,
+            chunks: self.chunks,
+            lits: self.lits,
             message_id_domain: message_id_domain.trim().to_owned(),
             size_hint,
         }
@@ -435,6 +660,64 @@ fn encode_name(out: &mut Vec<u8>, name: &str, part: Part) {
         }
     }
     out.extend_from_slice(b"=\r\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Base64 (RFC 2045 §6.8)
+
+/// `\n` not preceded by `\r` becomes CRLF.
+fn canonical_crlf(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() + s.len() / 32);
+    for (i, &b) in s.iter().enumerate() {
+        if b == b'\n' && (i == 0 || s[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// Writes `raw` in base64 from column `col` (a multiple of 4), breaking lines at
+/// [`B64_LINE`]. A length that is not a multiple of 3 ends in '=' padding, so only the last
+/// bytes of a part may have one.
+fn b64_lines(out: &mut Vec<u8>, col: &mut usize, raw: &[u8]) {
+    let mut rest = raw;
+    let mut buf = [0u8; B64_LINE];
+    while !rest.is_empty() {
+        if *col >= B64_LINE {
+            out.extend_from_slice(b"\r\n");
+            *col = 0;
+        }
+        let room = (B64_LINE - *col) / 4 * 3;
+        let n = room.min(rest.len());
+        // Invariant: `n` bytes need at most `room / 3 * 4 <= B64_LINE` characters.
+        let written = BASE64.encode_slice(&rest[..n], &mut buf).unwrap_or(0);
+        out.extend_from_slice(&buf[..written]);
+        *col += written;
+        rest = &rest[n..];
+    }
+}
+
+/// A reader's name as the greeting's hole holds it, unencoded: a leading space, control
+/// characters as spaces, HTML-escaped in the HTML part. Empty for no name.
+fn push_name(out: &mut Vec<u8>, name: &str, part: Part) {
+    let name = name.trim();
+    if name.is_empty() {
+        return;
+    }
+    let mut buf = [0u8; 4];
+    for c in std::iter::once(' ').chain(name.chars()) {
+        let bytes: &[u8] = match (c, part) {
+            (c, _) if c.is_control() => b" ",
+            ('&', Part::Html) => b"&amp;",
+            ('<', Part::Html) => b"&lt;",
+            ('>', Part::Html) => b"&gt;",
+            ('"', Part::Html) => b"&quot;",
+            ('\'', Part::Html) => b"&#39;",
+            (c, _) => c.encode_utf8(&mut buf).as_bytes(),
+        };
+        out.extend_from_slice(bytes);
+    }
 }
 
 /// Escapes `s` the way the HTML part's name hole is filled (for previews and tests).

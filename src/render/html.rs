@@ -31,7 +31,7 @@ pub(super) fn digest(page: &Page, groups: &[Group]) -> Template {
         html! {
             tr { td.p.fg dir=[dir_attr(page.dir)] align=[align(page.dir)]
                 style=(cell("padding:20px 24px 0;font-size:16px", page.dir, TEXT)) {
-                "Hello" (PreEscaped(NAME_MARKER)) ","
+                (PreEscaped(&page.greeting.html))
             } } "\n"
             @for g in groups { (section(page, g)) }
         },
@@ -46,7 +46,7 @@ pub(super) fn breaking(page: &Page, story: &Story) -> Template {
             tr { td.bn dir=[dir_attr(page.dir)] align=[align(page.dir)]
                 style={ "padding:10px 24px;background:" (ACCENT) ";color:#ffffff;" (FONT)
                     ";font-size:14px;font-weight:bold;letter-spacing:1px;text-transform:uppercase" } {
-                "Breaking news"
+                (page.breaking_banner)
             } } "\n"
             (story_row(story, true))
         },
@@ -119,9 +119,9 @@ fn section(page: &Page, g: &Group) -> Markup {
             tr { td.p dir=[dir_attr(page.dir)] align=[align(page.dir)]
                 style=(cell("padding:0 24px 12px;font-size:14px;font-weight:bold", page.dir, TEXT)) {
                 @if let Some(url) = url {
-                    a.lk href=(url) style=(LINK) { (label) }
+                    a.lk href=(url) style=(LINK) { (PreEscaped(&label.html)) }
                 } @else {
-                    (label)
+                    (PreEscaped(&label.html))
                 }
             } } "\n"
         }
@@ -135,6 +135,12 @@ fn story_row(s: &Story, lead: bool) -> Markup {
     } else {
         ("padding:10px 24px 14px", "18px", "15px")
     };
+    // Nastaliq's tall ascenders and deep descenders need more room between lines.
+    let (title_lh, body_lh) = if s.dir == Dir::Rtl {
+        ("1.8", "1.9")
+    } else {
+        ("1.3", "1.5")
+    };
     html! {
         tr { td.p.fg lang=[s.lang.as_deref()] dir=[dir_attr(s.dir)] align=[align(s.dir)]
             style=(cell(pad, s.dir, TEXT)) {
@@ -142,7 +148,7 @@ fn story_row(s: &Story, lead: bool) -> Markup {
                 img.im src=(src) alt=(s.title) width="552"
                     style="display:block;width:100%;max-width:552px;height:auto;border:0;margin:0 0 10px";
             }
-            h3 style={ "margin:0 0 6px;font-size:" (title_size) ";line-height:1.3" } {
+            h3 style={ "margin:0 0 6px;font-size:" (title_size) ";line-height:" (title_lh) } {
                 @if let Some(url) = &s.url {
                     a.lk href=(url) style="color:#0b3d91;text-decoration:none" { (s.title) }
                 } @else {
@@ -150,23 +156,24 @@ fn story_row(s: &Story, lead: bool) -> Markup {
                 }
             }
             @if !s.summary.html.is_empty() {
-                div style={ "margin:0 0 6px;font-size:" (body_size) ";line-height:1.5" } {
+                div style={ "margin:0 0 6px;font-size:" (body_size) ";line-height:" (body_lh) } {
                     (PreEscaped(&s.summary.html))
                 }
             }
-            // The byline and time are English chrome: inside a right-to-left story they stay
-            // left-to-right, or "By Ali · 07:30 PKT" comes out reversed.
-            p.mu dir=[dir_attr(s.dir).map(|_| "ltr")] style={ "margin:0;font-size:13px;" (MUTED) } {
-                (s.meta())
+            // The byline and time are in the list's language, not the story's: inside a story
+            // of the other direction they keep the list's, or "By Ali · 07:30 PKT" comes out
+            // reversed.
+            p.mu dir=[dir_attr(s.meta_dir)] style={ "margin:0;font-size:13px;" (MUTED) (dir_style(s.meta_dir)) } {
+                (PreEscaped(s.meta_html()))
                 @if s.was_breaking {
-                    " · " span.bk style={ "color:" (ACCENT) ";font-weight:bold" } { "Sent as breaking news" }
+                    " · " span.bk style={ "color:" (ACCENT) ";font-weight:bold" } { (s.sent_as_breaking) }
                 }
             }
             @if lead {
                 @if let Some(url) = &s.url {
                     p style="margin:16px 0 0" {
                         a.lk href=(url) style="color:#0b57d0;font-weight:bold;text-decoration:underline" {
-                            "Read the full story"
+                            (s.read_full_story)
                         }
                     }
                 }
@@ -180,17 +187,14 @@ fn footer(page: &Page) -> Markup {
     html! {
         tr { td.p.mu dir=[dir_attr(page.dir)] align=[align(page.dir)]
             style=(cell("padding:24px;border-top:1px solid #dadce0;font-size:13px;line-height:1.5", page.dir, MUTED)) {
-            p style="margin:0 0 8px" {
-                "You receive this because you subscribed to " (page.list_name)
-                " from " (page.publication) "."
-            }
+            p style="margin:0 0 8px" { (PreEscaped(&page.footer_reason.html)) }
             p style="margin:0 0 8px" { (page.postal_address) }
             p style="margin:0" {
-                a.lk href={ (page.unsubscribe) (token) } style=(LINK) { "Unsubscribe" }
+                a.lk href={ (page.unsubscribe) (token) } style=(LINK) { (page.unsubscribe_label) }
                 " · "
-                a.lk href={ (page.preferences) (token) } style=(LINK) { "Change your preferences" }
+                a.lk href={ (page.preferences) (token) } style=(LINK) { (page.preferences_label) }
                 @if let Some(w) = &page.web_view {
-                    " · " a.lk href=(w) style=(LINK) { "View in your browser" }
+                    " · " a.lk href=(w) style=(LINK) { (page.view_label) }
                 }
             }
         } } "\n"
@@ -204,6 +208,15 @@ fn cell(base: &str, dir: Dir, colour: &str) -> String {
         Dir::Inherit => format!("{base};{FONT};{colour}"),
         Dir::Rtl => format!("{base};{RTL_FONT};{colour};direction:rtl;text-align:right"),
         Dir::Ltr => format!("{base};{FONT};{colour};direction:ltr;text-align:left"),
+    }
+}
+
+/// `direction`/`text-align` for an element inside a cell of the other direction.
+fn dir_style(dir: Dir) -> &'static str {
+    match dir {
+        Dir::Inherit => "",
+        Dir::Rtl => ";direction:rtl;text-align:right",
+        Dir::Ltr => ";direction:ltr;text-align:left",
     }
 }
 

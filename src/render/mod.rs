@@ -21,6 +21,7 @@ use chrono_tz::Tz;
 
 use crate::digest::{ArticleView, Section};
 use crate::domain::WebUrl;
+use crate::i18n::{Arg, Strings};
 
 /// Stands for [`Hole::Token`] in Maud's output. Built from U+0001, which [`clean`] removes
 /// from every stored string before rendering, so no article text can forge a hole.
@@ -38,8 +39,10 @@ pub use crate::domain::EditionKind;
 /// Everything about an edition that is not its articles.
 #[derive(Debug, Clone)]
 pub struct EditionContext<'a> {
-    /// The publication: its name, postal address and language (`<html lang>`).
+    /// The publication: its name and postal address.
     pub publication: &'a crate::config::Publication,
+    /// The list's language: every fixed word, the dates, `<html lang>` and the direction.
+    pub strings: Strings<'a>,
     /// The daemon's public base URL; unsubscribe and preference links hang off it.
     pub public_url: &'a WebUrl,
     /// The news site itself.
@@ -72,27 +75,30 @@ pub struct Rendered {
 
 /// Renders a digest of `sections` (one variant of an edition).
 ///
-/// The subject reads `{list name} — {d Month YYYY} — {N} stories`, where N counts the stories
-/// shown in this message.
+/// The subject reads `{list name} — {d Month YYYY} — {N} stories` in the list's language
+/// (catalogue message `subject-digest`), where N counts the stories shown in this message.
 ///
 /// # Holes
 ///
 /// - [`Hole::Token`] is the reader's token; each occurrence follows a static
 ///   `<public_url>/unsubscribe/` or `<public_url>/preferences/` prefix, in both parts.
-/// - [`Hole::Name`] occurs once per part, in the greeting `Hello{Name},`. Fill it with the
-///   empty string for a reader without a name, otherwise with a space followed by the name:
-///   HTML-escaped (at least `&`, `<`, `>`, `"`) for the HTML part and with control characters
-///   removed for both parts. So `Hello,` or `Hello Ayesha,`.
+/// - [`Hole::Name`] occurs once per part, in the greeting `Hello{Name},` (catalogue message
+///   `greeting`). Fill it with the empty string for a reader without a name, otherwise with a
+///   space followed by the name: HTML-escaped (at least `&`, `<`, `>`, `"`) for the HTML part
+///   and with control characters removed for both parts. So `Hello,` or `Hello Ayesha,`. In a
+///   right-to-left HTML part the hole sits inside `<bdi>`, so a Latin name keeps its order.
 pub fn render_digest(ctx: &EditionContext<'_>, sections: &[&Section]) -> Rendered {
     let groups: Vec<Group> = sections.iter().map(|s| Group::new(ctx, s)).collect();
     let count: usize = groups.iter().map(|g| g.stories.len()).sum();
+    let st = &ctx.strings;
     let subject = clean::capped(
-        &format!(
-            "{} — {} — {} {}",
-            ctx.list_name,
-            ctx.date.format("%-d %B %Y"),
-            count,
-            if count == 1 { "story" } else { "stories" }
+        &st.format(
+            "subject-digest",
+            &[
+                ("list", Arg::Str(&clean::inline(ctx.list_name))),
+                ("date", Arg::Str(&st.date_long(ctx.date.date_naive()))),
+                ("count", Arg::Num(count)),
+            ],
         ),
         SUBJECT_MAX,
     );
@@ -111,14 +117,18 @@ pub fn render_digest(ctx: &EditionContext<'_>, sections: &[&Section]) -> Rendere
 
 /// Renders a breaking-news message for one article: a banner, the story, the footer.
 ///
-/// The subject reads `Breaking: {title}`. Holes are as for [`render_digest`], except that
+/// The subject reads `Breaking: {title}` (catalogue message `subject-breaking`). Holes are as for [`render_digest`], except that
 /// there is no greeting, so no [`Hole::Name`].
 pub fn render_breaking(ctx: &EditionContext<'_>, article: &ArticleView) -> Rendered {
     let page_lang = page_lang(ctx);
     let mut story = Story::new(ctx, &page_lang, article);
     // The mark tells digest readers they have seen a story; here it is the news itself.
     story.was_breaking = false;
-    let subject = clean::capped(&format!("Breaking: {}", story.title), SUBJECT_MAX);
+    let subject = clean::capped(
+        &ctx.strings
+            .format("subject-breaking", &[("title", Arg::Str(&story.title))]),
+        SUBJECT_MAX,
+    );
     let preheader = match story.summary.paragraphs.first() {
         Some(p) => clean::capped(p, PREHEADER_MAX),
         None => clean::capped(&story.title, PREHEADER_MAX),
@@ -161,11 +171,37 @@ enum Dir {
     Ltr,
 }
 
-/// The publication's language as `(tag, right-to-left?)`.
+/// The list's language as `(tag, right-to-left?)`.
 fn page_lang(ctx: &EditionContext<'_>) -> (String, bool) {
-    let lang = clean::lang_tag(&ctx.publication.language).unwrap_or_else(|| "en".to_owned());
-    let rtl = clean::is_rtl(&lang);
-    (lang, rtl)
+    let lang = ctx.strings.language();
+    (lang.tag().to_owned(), lang.is_rtl())
+}
+
+/// A translated sentence for both parts: `text` as it is, `html` escaped with the values named
+/// in `isolate` wrapped in `<bdi>` when the page is right to left, so that a Latin name or
+/// URL inside Urdu keeps its own order (Unicode bidi algorithm, UAX #9 §2.4 isolates).
+#[derive(Debug, Clone, Default)]
+struct Words {
+    text: String,
+    html: String,
+}
+
+impl Words {
+    fn new(
+        strings: &Strings<'_>,
+        id: &str,
+        args: &[(&str, Arg<'_>)],
+        isolate: &[&str],
+        rtl: bool,
+    ) -> Self {
+        let text = strings.format(id, args);
+        let html = if rtl {
+            strings.format_html(id, args, isolate)
+        } else {
+            maud::html! { (text) }.into_string()
+        };
+        Self { text, html }
+    }
 }
 
 /// The parts of the message around the stories, cleaned.
@@ -173,6 +209,13 @@ struct Page {
     lang: String,
     /// Direction of the header, greeting, headings and footer cells.
     dir: Dir,
+    /// `Hello{Name},` with [`NAME_MARKER`] for the hole.
+    greeting: Words,
+    breaking_banner: String,
+    footer_reason: Words,
+    unsubscribe_label: String,
+    preferences_label: String,
+    view_label: String,
     subject: String,
     preheader: String,
     publication: String,
@@ -190,16 +233,40 @@ struct Page {
 impl Page {
     fn new(ctx: &EditionContext<'_>, subject: String, preheader: String) -> Self {
         let (lang, rtl) = page_lang(ctx);
+        let st = &ctx.strings;
         let base = clean::inline(ctx.public_url.base());
         let description = clean::inline(ctx.list_description);
+        let publication = clean::inline(&ctx.publication.name);
+        let list_name = clean::inline(ctx.list_name);
         Self {
             lang,
             dir: if rtl { Dir::Rtl } else { Dir::Inherit },
+            greeting: Words::new(
+                st,
+                "greeting",
+                &[("name", Arg::Str(NAME_MARKER))],
+                &["name"],
+                rtl,
+            ),
+            breaking_banner: st.get("breaking-banner"),
+            footer_reason: Words::new(
+                st,
+                "footer-reason",
+                &[
+                    ("list", Arg::Str(&list_name)),
+                    ("publication", Arg::Str(&publication)),
+                ],
+                &["list", "publication"],
+                rtl,
+            ),
+            unsubscribe_label: st.get("unsubscribe"),
+            preferences_label: st.get("change-preferences"),
+            view_label: st.get("view-in-browser"),
             subject,
             preheader,
-            publication: clean::inline(&ctx.publication.name),
-            list_name: clean::inline(ctx.list_name),
-            date: ctx.date.format("%A, %-d %B %Y").to_string(),
+            publication,
+            list_name,
+            date: st.date_with_weekday(ctx.date.date_naive()),
             description: (!description.is_empty()).then_some(description),
             postal_address: clean::inline(&ctx.publication.postal_address),
             unsubscribe: format!("{base}/unsubscribe/"),
@@ -214,8 +281,12 @@ struct Story {
     title: String,
     url: Option<String>,
     summary: clean::Summary,
-    /// `By {author}`.
-    byline: Option<String>,
+    /// `By {author}`, the author isolated in HTML.
+    byline: Option<Words>,
+    /// Direction of the byline line, which is in the list's language, not the story's.
+    meta_dir: Dir,
+    sent_as_breaking: String,
+    read_full_story: String,
     /// Publication time in the edition's zone.
     time: String,
     /// Set only when it differs from the document's language.
@@ -232,8 +303,9 @@ impl Story {
         a: &ArticleView,
     ) -> Self {
         let title = clean::inline(&a.title);
+        let st = &ctx.strings;
         let title = if title.is_empty() {
-            "Untitled story".to_owned()
+            st.get("untitled-story")
         } else {
             title
         };
@@ -253,8 +325,24 @@ impl Story {
             title,
             url: clean::web_url(&a.url),
             summary: clean::summary(&a.summary),
-            byline: author.map(|s| format!("By {s}")),
-            time: local_time(a.published_at, &ctx.date),
+            byline: author.map(|s| {
+                Words::new(
+                    st,
+                    "byline",
+                    &[("author", Arg::Str(&s))],
+                    &["author"],
+                    *page_rtl,
+                )
+            }),
+            // Only a story of the other direction needs the byline's own declared.
+            meta_dir: match (rtl, *page_rtl) {
+                (false, true) => Dir::Rtl,
+                (true, false) => Dir::Ltr,
+                _ => Dir::Inherit,
+            },
+            sent_as_breaking: st.get("sent-as-breaking"),
+            read_full_story: st.get("read-full-story"),
+            time: local_time(st, a.published_at, &ctx.date),
             lang: lang.filter(|l| !l.eq_ignore_ascii_case(page_lang)),
             dir,
             image: a.image_url.as_deref().and_then(clean::https_url),
@@ -262,22 +350,45 @@ impl Story {
         }
     }
 
-    /// The byline and time, as one line.
+    /// The byline and time, as one line of text.
     fn meta(&self) -> String {
         match &self.byline {
-            Some(b) => format!("{b} · {}", self.time),
+            Some(b) => format!("{} · {}", b.text, self.time),
             None => self.time.clone(),
+        }
+    }
+
+    /// [`Self::meta`] as HTML.
+    fn meta_html(&self) -> String {
+        let time = maud::html! { (self.time) }.into_string();
+        match &self.byline {
+            Some(b) => format!("{} · {time}", b.html),
+            None => time,
         }
     }
 }
 
-/// `07:30 PKT` on the edition's day, `27 Nov 21:10 PKT` before it.
-fn local_time(t: DateTime<Utc>, edition: &DateTime<Tz>) -> String {
+/// `07:30 PKT` on the edition's day, `27 Nov 21:10 PKT` before it (catalogue messages
+/// `story-time-today` and `story-time-earlier`; Urdu leaves out the zone).
+fn local_time(st: &Strings<'_>, t: DateTime<Utc>, edition: &DateTime<Tz>) -> String {
     let local = t.with_timezone(&edition.timezone());
+    let time = st.time(local.time());
+    let zone = local.format("%Z").to_string();
     if local.date_naive() == edition.date_naive() {
-        local.format("%H:%M %Z").to_string()
+        st.format(
+            "story-time-today",
+            &[("time", Arg::Str(&time)), ("zone", Arg::Str(&zone))],
+        )
     } else {
-        local.format("%-d %b %H:%M %Z").to_string()
+        let date = st.day_month(local.date_naive());
+        st.format(
+            "story-time-earlier",
+            &[
+                ("date", Arg::Str(&date)),
+                ("time", Arg::Str(&time)),
+                ("zone", Arg::Str(&zone)),
+            ],
+        )
     }
 }
 
@@ -286,7 +397,7 @@ struct Group {
     heading: String,
     stories: Vec<Story>,
     /// `N more in {category}` and the category page, when stories were left out.
-    more: Option<(String, Option<String>)>,
+    more: Option<(Words, Option<String>)>,
 }
 
 impl Group {
@@ -295,7 +406,16 @@ impl Group {
         let heading = clean::inline(s.category.as_str());
         let more = (s.more > 0).then(|| {
             (
-                format!("{} more in {heading}", s.more),
+                Words::new(
+                    &ctx.strings,
+                    "more-in",
+                    &[
+                        ("count", Arg::Num(s.more)),
+                        ("category", Arg::Str(&heading)),
+                    ],
+                    &["category"],
+                    lang.1,
+                ),
                 clean::web_url(&s.more_url),
             )
         });
@@ -313,3 +433,5 @@ impl Group {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_urdu;

@@ -5,11 +5,14 @@ use super::*;
 use crate::config::Publication;
 use crate::digest::{self, ArticleView, Section};
 use crate::domain::{Category, CategorySet};
+use crate::i18n::{Catalogue, Language};
 
 const TOKEN: &str = "AAAAAAAAAAAAAAAAAAAAAA";
 
 struct Fixture {
     publication: Publication,
+    catalogue: Catalogue,
+    language: Language,
     public_url: WebUrl,
     site_url: WebUrl,
 }
@@ -18,6 +21,8 @@ impl Fixture {
     fn new() -> Self {
         Self {
             publication: Publication::default(),
+            catalogue: Catalogue::default(),
+            language: Language::En,
             public_url: WebUrl::parse("https://lists.news.example.com/").unwrap(),
             site_url: WebUrl::parse("https://news.example.com").unwrap(),
         }
@@ -26,6 +31,7 @@ impl Fixture {
     fn ctx(&self, kind: EditionKind) -> EditionContext<'_> {
         EditionContext {
             publication: &self.publication,
+            strings: self.catalogue.strings(self.language),
             public_url: &self.public_url,
             site_url: &self.site_url,
             list_name: "Daily Digest",
@@ -513,7 +519,7 @@ fn urdu_story_reads_right_to_left_in_an_english_digest() {
 #[test]
 fn urdu_publication_is_rtl_throughout() {
     let mut f = Fixture::new();
-    f.publication.language = "ur".into();
+    f.language = Language::Ur;
     let r = digest_of(&f, &sections(&f));
     let html = fill(&r.html, "");
     assert!(html.contains(r#"<html lang="ur" dir="rtl">"#));

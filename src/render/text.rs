@@ -4,25 +4,43 @@
 //! that clients linkify them whole (and, in Urdu text, no RTL run swallows them). It says the
 //! same words as the HTML part. Nothing is escaped here: this is not markup.
 
-use super::{Group, Hole, Page, Story, Template};
+use super::{Dir, Group, Hole, NAME_MARKER, Page, Story, Template};
+
+/// U+200F RIGHT-TO-LEFT MARK.
+const RLM: &str = "\u{200F}";
+
+/// Whether the first strongly directional character of `s` is left to right (UAX #9 P2,
+/// approximated: letters outside the Hebrew/Arabic blocks count as left to right).
+fn starts_ltr(s: &str) -> bool {
+    s.chars()
+        .find(|c| c.is_alphabetic())
+        .is_some_and(|c| !matches!(c, '\u{0590}'..='\u{08FF}' | '\u{FB1D}'..='\u{FDFF}' | '\u{FE70}'..='\u{FEFF}'))
+}
 
 /// Column limit for prose (RFC 5322 recommends at most 78; 72 leaves room for quoting).
 const WIDTH: usize = 72;
 
 /// The digest body.
 pub(super) fn digest(page: &Page, groups: &[Group]) -> Template {
-    let mut w = Writer::default();
+    let mut w = Writer::new(page);
     header(&mut w, page);
-    w.push("Hello");
+    // The greeting with its hole where the catalogue puts `{ $name }`.
+    let (before, after) = page
+        .greeting
+        .text
+        .split_once(NAME_MARKER)
+        .unwrap_or((page.greeting.text.as_str(), ""));
+    w.push(before);
     w.t.push_hole(Hole::Name);
-    w.push(",\n\n");
+    w.push(after);
+    w.push("\n\n");
     for g in groups {
         w.heading(&g.heading);
         for s in &g.stories {
             story(&mut w, s, false);
         }
         if let Some((label, url)) = &g.more {
-            w.wrapped(label);
+            w.wrapped(&label.text);
             if let Some(url) = url {
                 w.line(url);
             }
@@ -35,9 +53,9 @@ pub(super) fn digest(page: &Page, groups: &[Group]) -> Template {
 
 /// The breaking-news body.
 pub(super) fn breaking(page: &Page, s: &Story) -> Template {
-    let mut w = Writer::default();
+    let mut w = Writer::new(page);
     header(&mut w, page);
-    w.heading("Breaking news");
+    w.heading(&page.breaking_banner);
     story(&mut w, s, true);
     footer(&mut w, page);
     w.t
@@ -67,12 +85,12 @@ fn story(w: &mut Writer, s: &Story, lead: bool) {
     }
     w.wrapped(&s.meta());
     if s.was_breaking {
-        w.line("Sent as breaking news");
+        w.line(&s.sent_as_breaking);
     }
     if let Some(url) = &s.url {
         if lead {
             w.blank();
-            w.line("Read the full story:");
+            w.line(&format!("{}:", s.read_full_story));
         }
         w.line(url);
     }
@@ -81,22 +99,22 @@ fn story(w: &mut Writer, s: &Story, lead: bool) {
 
 fn footer(w: &mut Writer, page: &Page) {
     w.line("-----");
-    w.wrapped(&format!(
-        "You receive this because you subscribed to {} from {}.",
-        page.list_name, page.publication
-    ));
+    w.wrapped(&page.footer_reason.text);
     w.wrapped(&page.postal_address);
     w.blank();
-    w.line("Unsubscribe:");
+    w.line(&format!("{}:", page.unsubscribe_label));
+    w.start_line();
     w.push(&page.unsubscribe);
     w.t.push_hole(Hole::Token);
-    w.push("\n\nChange your preferences:\n");
+    w.push("\n\n");
+    w.line(&format!("{}:", page.preferences_label));
+    w.start_line();
     w.push(&page.preferences);
     w.t.push_hole(Hole::Token);
     w.push("\n");
     if let Some(url) = &page.web_view {
         w.blank();
-        w.line("View in your browser:");
+        w.line(&format!("{}:", page.view_label));
         w.line(url);
     }
 }
@@ -105,17 +123,42 @@ fn footer(w: &mut Writer, page: &Page) {
 #[derive(Default)]
 struct Writer {
     t: Template,
+    /// A right-to-left message: a line that starts with left-to-right text (a URL, a Latin
+    /// name) gets a RIGHT-TO-LEFT MARK first, so a plain-text client that takes each line's
+    /// direction from its first strong character (UAX #9 rule P2) still aligns it right.
+    rtl: bool,
 }
 
 impl Writer {
+    fn new(page: &Page) -> Self {
+        Self {
+            t: Template::default(),
+            rtl: page.dir == Dir::Rtl,
+        }
+    }
+
     fn push(&mut self, s: &str) {
         self.t.push_str(s);
     }
 
     /// A line exactly as given (for URLs).
     fn line(&mut self, s: &str) {
+        self.mark_if_ltr(s);
         self.push(s);
         self.push("\n");
+    }
+
+    /// Before a line pushed in pieces that starts with a URL.
+    fn start_line(&mut self) {
+        if self.rtl {
+            self.push(RLM);
+        }
+    }
+
+    fn mark_if_ltr(&mut self, line: &str) {
+        if self.rtl && starts_ltr(line) {
+            self.push(RLM);
+        }
     }
 
     fn blank(&mut self) {

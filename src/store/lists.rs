@@ -5,6 +5,7 @@ use sqlx::FromRow;
 
 use super::{Result, Store, StoreError, db, now_text};
 use crate::domain::{CategorySet, ListSlug, Timezone};
+use crate::i18n::Language;
 use crate::schedule::Schedule;
 
 /// A list as stored.
@@ -20,6 +21,8 @@ pub struct ListRow {
     pub sends_breaking: bool,
     pub send_empty: bool,
     pub double_opt_in: bool,
+    /// The list's language tag; `None` = `[publication] language`.
+    pub language: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -33,6 +36,15 @@ impl ListRow {
     /// The list's time zone (validated when stored; UTC if the row was edited by hand badly).
     pub fn tz(&self) -> Timezone {
         Timezone::parse(&self.timezone).unwrap_or(Timezone(chrono_tz::UTC))
+    }
+
+    /// The list's language: its own, else `default` (`[publication] language`). A tag that is
+    /// no longer shipped (edited by hand) also falls back to `default`.
+    pub fn language_or(&self, default: Language) -> Language {
+        self.language
+            .as_deref()
+            .and_then(Language::parse)
+            .unwrap_or(default)
     }
 
     /// The parsed schedule, if any (validated when stored).
@@ -56,9 +68,11 @@ pub struct ListSpec {
     pub sends_breaking: Option<bool>,
     pub send_empty: Option<bool>,
     pub double_opt_in: Option<bool>,
+    /// The list's language.
+    pub language: Option<Language>,
 }
 
-const LIST_COLUMNS: &str = "id, slug, name, description, schedule, timezone, categories, sends_breaking, send_empty, double_opt_in, created_at, updated_at";
+const LIST_COLUMNS: &str = "id, slug, name, description, schedule, timezone, categories, sends_breaking, send_empty, double_opt_in, language, created_at, updated_at";
 
 impl Store {
     /// Creates a list; fails with [`StoreError::Conflict`] if the slug exists.
@@ -67,8 +81,8 @@ impl Store {
         let name = spec.name.clone().unwrap_or_else(|| slug.to_string());
         let res = db!(self.writer(), |c| {
             sqlx::query(
-                "INSERT INTO lists (slug, name, description, schedule, timezone, categories, sends_breaking, send_empty, double_opt_in, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                "INSERT INTO lists (slug, name, description, schedule, timezone, categories, sends_breaking, send_empty, double_opt_in, language, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
             )
             .bind(slug.as_str())
             .bind(&name)
@@ -79,6 +93,7 @@ impl Store {
             .bind(spec.sends_breaking.unwrap_or(false))
             .bind(spec.send_empty.unwrap_or(false))
             .bind(spec.double_opt_in.unwrap_or(false))
+            .bind(spec.language.map(Language::tag))
             .bind(&now)
             .execute(c)
             .await.affected()
@@ -143,11 +158,12 @@ impl Store {
             .timezone
             .map(|t| t.name().to_owned())
             .unwrap_or(cur.timezone);
+        let language = spec.language.map(|l| l.tag().to_owned()).or(cur.language);
         db!(self.writer(), |c| {
             sqlx::query(
                 "UPDATE lists SET name = $1, description = $2, schedule = $3, timezone = $4, categories = $5,
-                     sends_breaking = $6, send_empty = $7, double_opt_in = $8, updated_at = $9
-                 WHERE id = $10",
+                     sends_breaking = $6, send_empty = $7, double_opt_in = $8, language = $9, updated_at = $10
+                 WHERE id = $11",
             )
             .bind(&name)
             .bind(&description)
@@ -157,6 +173,7 @@ impl Store {
             .bind(spec.sends_breaking.unwrap_or(cur.sends_breaking))
             .bind(spec.send_empty.unwrap_or(cur.send_empty))
             .bind(spec.double_opt_in.unwrap_or(cur.double_opt_in))
+            .bind(language)
             .bind(now_text())
             .bind(cur.id)
             .execute(c)
@@ -251,5 +268,36 @@ mod tests {
             store.list_by_slug("daily").await,
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    store_test!(a_list_keeps_its_language_and_falls_back_to_the_publications);
+    async fn a_list_keeps_its_language_and_falls_back_to_the_publications(backend: Backend) {
+        let (store, _d) = temp_store_on(backend).await;
+        let plain = store
+            .create_list(&slug("daily"), &ListSpec::default())
+            .await
+            .unwrap();
+        assert_eq!(plain.language, None);
+        assert_eq!(plain.language_or(Language::Ur), Language::Ur);
+        let urdu = ListSpec {
+            language: Some(Language::Ur),
+            ..Default::default()
+        };
+        let ur = store.create_list(&slug("urdu"), &urdu).await.unwrap();
+        assert_eq!(ur.language.as_deref(), Some("ur"));
+        assert_eq!(ur.language_or(Language::En), Language::Ur);
+        // An update that does not name the language keeps it.
+        let renamed = ListSpec {
+            name: Some("روزانہ خلاصہ".into()),
+            ..Default::default()
+        };
+        let ur = store.update_list("urdu", &renamed).await.unwrap();
+        assert_eq!(ur.language_or(Language::En), Language::Ur);
+        let english = ListSpec {
+            language: Some(Language::En),
+            ..Default::default()
+        };
+        let en = store.update_list("daily", &english).await.unwrap();
+        assert_eq!(en.language_or(Language::Ur), Language::En);
     }
 }

@@ -34,6 +34,8 @@ pub struct ClaimedMail {
     pub name: Option<String>,
     pub list_slug: String,
     pub list_name: String,
+    /// The list's language tag; `None` = `[publication] language`.
+    pub list_language: Option<String>,
     /// Attempts including this one.
     pub attempt: i64,
     /// The secret the message carries (a fresh confirmation token).
@@ -51,6 +53,7 @@ struct Candidate {
     status: SubscriptionStatus,
     slug: String,
     list_name: String,
+    list_language: Option<String>,
     queued_at: DbTime,
     unsubscribed_at: Option<DbTime>,
 }
@@ -119,7 +122,7 @@ fn claim_sql(backend: Backend) -> &'static str {
     macro_rules! due_mail {
         () => {
             "SELECT m.id, m.kind, m.subscription_id, m.attempts, p.email, p.name, s.status,
-                    l.slug, l.name AS list_name, m.created_at AS queued_at, s.unsubscribed_at
+                    l.slug, l.name AS list_name, l.language AS list_language, m.created_at AS queued_at, s.unsubscribed_at
              FROM mail_queue m
              JOIN subscriptions s ON s.id = m.subscription_id
              JOIN subscribers p ON p.id = s.subscriber_id
@@ -231,6 +234,7 @@ impl Store {
                 name: c.name,
                 list_slug: c.slug,
                 list_name: c.list_name,
+                list_language: c.list_language,
                 attempt: c.attempts + 1,
                 token,
             });

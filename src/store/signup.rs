@@ -42,6 +42,8 @@ pub enum SignupOutcome {
 pub struct Confirmed {
     pub list_slug: String,
     pub list_name: String,
+    /// The list's language tag; `None` = `[publication] language`.
+    pub list_language: Option<String>,
     /// Whether this call activated the subscription (false when repeated).
     pub activated: bool,
     pub email_domain: String,
@@ -265,6 +267,7 @@ impl Store {
         Ok(Some(Confirmed {
             list_slug: t.list_slug,
             list_name: t.list_name,
+            list_language: t.list_language,
             activated: activate,
             email_domain: domain,
         }))

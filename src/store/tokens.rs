@@ -27,6 +27,8 @@ pub struct TokenTarget {
     pub list_id: i64,
     pub list_slug: String,
     pub list_name: String,
+    /// The list's language tag; `None` = `[publication] language`.
+    pub list_language: Option<String>,
     /// The subscription's status.
     pub status: SubscriptionStatus,
     pub purpose: TokenPurpose,
@@ -47,7 +49,7 @@ impl TokenTarget {
 }
 
 const TARGET_SELECT: &str = "SELECT t.subscription_id, s.subscriber_id, s.list_id, l.slug AS list_slug, l.name AS list_name,
-        s.status, t.purpose, t.created_at AS token_created_at, p.email, s.unsubscribed_at
+        l.language AS list_language, s.status, t.purpose, t.created_at AS token_created_at, p.email, s.unsubscribed_at
  FROM tokens t
  JOIN subscriptions s ON s.id = t.subscription_id
  JOIN lists l ON l.id = s.list_id

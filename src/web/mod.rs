@@ -73,14 +73,21 @@ impl AppState {
         }
     }
 
+    /// The page chrome in `[publication] language`, for pages about no list.
     fn chrome(&self) -> pages::Chrome<'_> {
+        self.chrome_in(None)
+    }
+
+    /// The page chrome in a list's language (its stored tag), else the publication's.
+    fn chrome_in(&self, list_language: Option<&str>) -> pages::Chrome<'_> {
         let p = &self.config.publication;
-        let lang = p.language.as_str();
+        let lang = list_language
+            .and_then(crate::i18n::Language::parse)
+            .unwrap_or(p.language);
         pages::Chrome {
             publication: &p.name,
             site_url: p.url.as_str(),
-            lang,
-            rtl: crate::render::clean::is_rtl(lang),
+            strings: self.config.catalogue.strings(lang),
             base: self.base(),
         }
     }
@@ -98,10 +105,11 @@ impl AppState {
         self.page(StatusCode::NOT_FOUND, pages::not_found(&self.chrome()))
     }
 
-    fn bad_request(&self, text: &str) -> Response {
+    /// A 400 page saying `text_id` (a catalogue message), in `[publication] language`.
+    fn bad_request(&self, text_id: &str) -> Response {
         self.page(
             StatusCode::BAD_REQUEST,
-            pages::message(&self.chrome(), "Please check the form", text),
+            pages::message(&self.chrome(), "page-check-form", text_id),
         )
     }
 
@@ -110,11 +118,7 @@ impl AppState {
         tracing::error!(error = %e, "{what}");
         self.page(
             StatusCode::INTERNAL_SERVER_ERROR,
-            pages::message(
-                &self.chrome(),
-                "Something went wrong",
-                "Nothing was changed. Please try again in a few minutes.",
-            ),
+            pages::message(&self.chrome(), "page-error-title", "page-error-text"),
         )
     }
 }

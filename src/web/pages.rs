@@ -7,10 +7,13 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::domain::{Category, CategorySet, SubscriptionStatus};
+use crate::i18n::{Arg, Strings};
 use crate::store::PreferenceRow;
 
 const CSS: &str = r#"
 body{margin:0;background:#eef0f3;color:#1f1f1f;font:17px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif}
+html[dir=rtl] body{font-family:"Noto Nastaliq Urdu","Jameel Noori Nastaleeq","Noto Naskh Arabic",Tahoma,"Segoe UI",Arial,sans-serif;line-height:1.9}
+html[dir=rtl] .cats{margin:0 1.9rem .5rem 0}
 main{box-sizing:border-box;max-width:34rem;min-height:100vh;margin:0 auto;padding:1.25rem;background:#fff}
 @media (min-width:36rem){main{min-height:0;margin:2rem auto;padding:2rem;border-radius:8px}}
 h1{font-size:1.5rem;line-height:1.25;margin:.5rem 0 1rem}
@@ -41,17 +44,42 @@ input[type=email]{background:#111418;color:#e8eaed}}
 pub(super) struct Chrome<'a> {
     pub publication: &'a str,
     pub site_url: &'a str,
-    pub lang: &'a str,
-    pub rtl: bool,
+    /// The page's language: the list's when the page is about one, else `[publication]
+    /// language`. Every fixed word, `<html lang>` and the direction come from it.
+    pub strings: Strings<'a>,
     /// `[web] public_url` without a trailing `/`, for links between our pages.
     pub base: &'a str,
 }
 
+impl Chrome<'_> {
+    fn t(&self, id: &str) -> String {
+        self.strings.get(id)
+    }
+
+    /// A sentence naming a list (`$list`, isolated in right-to-left pages).
+    fn list(&self, id: &str, list: &str) -> PreEscaped<String> {
+        PreEscaped(
+            self.strings
+                .format_html(id, &[("list", Arg::Str(list))], &["list"]),
+        )
+    }
+
+    /// A sentence naming the publication (`$publication`, isolated likewise).
+    fn publication(&self, id: &str) -> PreEscaped<String> {
+        PreEscaped(self.strings.format_html(
+            id,
+            &[("publication", Arg::Str(self.publication))],
+            &["publication"],
+        ))
+    }
+}
+
 /// The document around `content`.
 pub(super) fn layout(c: &Chrome<'_>, title: &str, content: Markup) -> Markup {
+    let lang = c.strings.language();
     html! {
         (DOCTYPE)
-        html lang=(c.lang) dir=[c.rtl.then_some("rtl")] {
+        html lang=(lang.tag()) dir=[lang.is_rtl().then_some("rtl")] {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width,initial-scale=1";
@@ -62,7 +90,9 @@ pub(super) fn layout(c: &Chrome<'_>, title: &str, content: Markup) -> Markup {
             }
             body {
                 main {
-                    p.pub { a href=(c.site_url) { (c.publication) } }
+                    p.pub { a href=(c.site_url) {
+                        @if lang.is_rtl() { bdi { (c.publication) } } @else { (c.publication) }
+                    } }
                     (content)
                 }
             }
@@ -75,23 +105,24 @@ pub(super) fn layout(c: &Chrome<'_>, title: &str, content: Markup) -> Markup {
 pub(super) fn not_found(c: &Chrome<'_>) -> Markup {
     layout(
         c,
-        "Link not found",
+        &c.t("page-not-found-title"),
         html! {
-            h1 { "This link does not work" }
-            p { "It may be mistyped, or it has expired." }
-            p.muted { "If it came in one of our emails, use the links in the newest one." }
+            h1 { (c.t("page-not-found-heading")) }
+            p { (c.t("page-not-found-text")) }
+            p.muted { (c.t("page-not-found-hint")) }
         },
     )
 }
 
-/// A short page with a heading and a sentence (errors, rate limits).
-pub(super) fn message(c: &Chrome<'_>, title: &str, text: &str) -> Markup {
+/// A short page with a heading and a sentence (errors, rate limits): catalogue message ids.
+pub(super) fn message(c: &Chrome<'_>, title_id: &str, text_id: &str) -> Markup {
+    let title = c.t(title_id);
     layout(
         c,
-        title,
+        &title,
         html! {
             h1 { (title) }
-            p { (text) }
+            p { (c.t(text_id)) }
         },
     )
 }
@@ -105,25 +136,25 @@ pub(super) fn unsubscribe_ask(
 ) -> Markup {
     layout(
         c,
-        "Unsubscribe",
+        &c.t("page-unsubscribe-title"),
         html! {
             @if already {
-                h1 { "You are unsubscribed from " (list) }
-                p.note { "Nothing more to do: you will not receive it." }
+                h1 { (c.list("page-unsubscribed-already", list)) }
+                p.note { (c.t("page-unsubscribed-nothing")) }
             } @else {
-                h1 { "Unsubscribe from " (list) "?" }
-                p { "You will stop receiving " (list) " straight away." }
+                h1 { (c.list("page-unsubscribe-ask", list)) }
+                p { (c.list("page-unsubscribe-explain", list)) }
                 form method="post" {
-                    button.danger type="submit" { "Unsubscribe from " (list) }
+                    button.danger type="submit" { (c.list("page-unsubscribe-button", list)) }
                 }
             }
             form method="post" {
                 input type="hidden" name="scope" value="all";
-                button.quiet type="submit" { "Unsubscribe from all " (c.publication) " newsletters" }
+                button.quiet type="submit" { (c.publication("page-unsubscribe-all-button")) }
             }
             p.muted {
-                "Would you rather get fewer emails? "
-                a href=(preferences_url) { "Choose your newsletters and topics" } "."
+                (c.t("page-fewer-emails")) " "
+                a href=(preferences_url) { (c.t("page-choose-newsletters")) } "."
             }
         },
     )
@@ -133,17 +164,17 @@ pub(super) fn unsubscribe_ask(
 pub(super) fn unsubscribed(c: &Chrome<'_>, list: &str, all: bool, preferences_url: &str) -> Markup {
     layout(
         c,
-        "Unsubscribed",
+        &c.t("page-unsubscribed-title"),
         html! {
-            h1 { "You are unsubscribed" }
+            h1 { (c.t("page-unsubscribed-heading")) }
             @if all {
-                p { "You will not receive any more newsletters from " (c.publication) "." }
+                p { (c.publication("page-unsubscribed-all")) }
             } @else {
-                p { "You will not receive " (list) " any more." }
+                p { (c.list("page-unsubscribed-one", list)) }
             }
             p.muted {
-                "Unsubscribed by mistake? "
-                a href=(preferences_url) { "Manage your newsletters" } "."
+                (c.t("page-by-mistake")) " "
+                a href=(preferences_url) { (c.t("page-manage")) } "."
             }
         },
     )
@@ -164,14 +195,20 @@ pub(super) fn offered_categories(row: &PreferenceRow, configured: &[String]) -> 
 }
 
 /// How one subscription reads in the "saved" summary.
-fn summary(row: &PreferenceRow) -> String {
+fn summary(c: &Chrome<'_>, row: &PreferenceRow) -> String {
     match row.status.as_str() {
         "active" => match row.categories.as_deref() {
-            None => "receiving, all topics".to_owned(),
-            Some(c) => format!("receiving: {}", CategorySet::from_stored(c)),
+            None => c.t("page-summary-all"),
+            Some(cats) => c.strings.format(
+                "page-summary-some",
+                &[(
+                    "topics",
+                    Arg::Str(&CategorySet::from_stored(cats).to_string()),
+                )],
+            ),
         },
-        "pending" => "waiting for you to confirm the sign-up".to_owned(),
-        _ => "not receiving".to_owned(),
+        "pending" => c.t("page-summary-pending"),
+        _ => c.t("page-summary-off"),
     }
 }
 
@@ -183,22 +220,23 @@ pub(super) fn preferences(
     saved: bool,
     error: Option<&str>,
 ) -> Markup {
+    let title = c.t("page-preferences-title");
     layout(
         c,
-        "Your newsletters",
+        &title,
         html! {
-            h1 { "Your newsletters" }
+            h1 { (title) }
             @if saved {
                 div.note role="status" {
-                    p { strong { "Saved." } }
-                    ul { @for r in rows { li { (r.name) ": " (summary(r)) } } }
+                    p { strong { (c.t("page-saved")) } }
+                    ul { @for r in rows { li { bdi { (r.name) } ": " (summary(c, r)) } } }
                 }
             }
             @if let Some(e) = error {
                 p.note.err role="alert" { (e) }
             }
             @if rows.is_empty() {
-                p { "You are not signed up for any newsletter." }
+                p { (c.t("page-no-subscriptions")) }
             } @else {
                 form method="post" {
                     @for r in rows {
@@ -211,9 +249,9 @@ pub(super) fn preferences(
                                 input type="checkbox" name="subscribed" value=(r.list_id)
                                     checked[r.status == SubscriptionStatus::Active];
                                 @if r.status == SubscriptionStatus::Pending {
-                                    "Receive " (r.name) " (tick to confirm your sign-up)"
+                                    (c.list("page-receive-pending", &r.name))
                                 } @else {
-                                    "Receive " (r.name)
+                                    (c.list("page-receive", &r.name))
                                 }
                             }
                             @if !r.description.is_empty() { p.muted { (r.description) } }
@@ -230,11 +268,11 @@ pub(super) fn preferences(
                             }
                         }
                     }
-                    button type="submit" name="action" value="save" { "Save my choices" }
+                    button type="submit" name="action" value="save" { (c.t("page-save")) }
                 }
                 form method="post" {
                     input type="hidden" name="action" value="unsubscribe-all";
-                    button.danger type="submit" { "Unsubscribe from everything" }
+                    button.danger type="submit" { (c.t("page-unsubscribe-everything")) }
                 }
             }
         },
@@ -253,23 +291,24 @@ pub(super) fn signup_form(
         c,
         name,
         html! {
-            h1 { "Sign up for " (name) }
+            h1 { (c.list("page-signup-heading", name)) }
             @if !description.is_empty() { p { (description) } }
             form method="post" action={ (c.base) "/subscribe" } {
                 input type="hidden" name="list" value=(slug);
-                label.field for="email" { "Your email address" }
-                input #email type="email" name="email" required autocomplete="email" inputmode="email";
+                label.field for="email" { (c.t("page-email-label")) }
+                // An address is left to right whatever the page.
+                input #email type="email" name="email" dir="ltr" required autocomplete="email" inputmode="email";
                 @if let Some(cats) = categories.filter(|c| c.len() > 1) {
                     fieldset {
-                        legend { "Topics (leave all unticked for every topic)" }
+                        legend { (c.t("page-topics-legend")) }
                         @for cat in cats.iter() {
                             label { input type="checkbox" name="categories" value=(cat); (cat) }
                         }
                     }
                 }
-                button type="submit" { "Sign up" }
+                button type="submit" { (c.t("page-signup-button")) }
             }
-            p.muted { "We use your address only to send you this newsletter. Every email has a one-click unsubscribe link." }
+            p.muted { (c.t("page-signup-privacy")) }
         },
     )
 }
@@ -279,22 +318,16 @@ pub(super) fn signup_form(
 pub(super) fn signup_done(c: &Chrome<'_>, list: &str, double_opt_in: bool) -> Markup {
     layout(
         c,
-        "Check your inbox",
+        &c.t("page-check-inbox"),
         html! {
             @if double_opt_in {
-                h1 { "Check your inbox" }
-                p {
-                    "If your address is not subscribed to " (list)
-                    " yet, we have sent it a link to confirm. Nothing is sent until that link is used."
-                }
-                p.muted { "The link works for 7 days. No email? Look in your spam folder, or try again in a few minutes." }
+                h1 { (c.t("page-check-inbox")) }
+                p { (c.list("page-check-inbox-text", list)) }
+                p.muted { (c.strings.format("page-check-inbox-hint", &[("days", Arg::Num(7))])) }
             } @else {
-                h1 { "Thank you" }
-                p { "Your address is subscribed to " (list) "." }
-                p.muted {
-                    "If it had unsubscribed from it before, we have instead emailed it a link to confirm: "
-                    "nothing is sent until that link is used."
-                }
+                h1 { (c.t("page-thank-you")) }
+                p { (c.list("page-subscribed-text", list)) }
+                p.muted { (c.t("page-resubscribe-hint")) }
             }
         },
     )
@@ -305,14 +338,14 @@ pub(super) fn signup_done(c: &Chrome<'_>, list: &str, double_opt_in: bool) -> Ma
 pub(super) fn confirm_ask(c: &Chrome<'_>, list: &str) -> Markup {
     layout(
         c,
-        "Confirm your subscription",
+        &c.t("page-confirm-title"),
         html! {
-            h1 { "Confirm your subscription to " (list) }
-            p { "Press the button to start receiving " (list) "." }
+            h1 { (c.list("page-confirm-heading", list)) }
+            p { (c.list("page-confirm-text", list)) }
             form method="post" {
-                button type="submit" { "Yes, subscribe me" }
+                button type="submit" { (c.t("page-confirm-button")) }
             }
-            p.muted { "If you did not ask for this, close this page: you will not be subscribed." }
+            p.muted { (c.t("page-confirm-ignore")) }
         },
     )
 }
@@ -321,11 +354,11 @@ pub(super) fn confirm_ask(c: &Chrome<'_>, list: &str) -> Markup {
 pub(super) fn confirmed(c: &Chrome<'_>, list: &str) -> Markup {
     layout(
         c,
-        "Subscribed",
+        &c.t("page-subscribed-title"),
         html! {
-            h1 { "You are subscribed" }
-            p { "Thank you for confirming. You will receive " (list) " from its next edition." }
-            p.muted { "Every email has a link to unsubscribe or change what you receive." }
+            h1 { (c.t("page-subscribed-heading")) }
+            p { (c.list("page-confirmed-text", list)) }
+            p.muted { (c.t("page-every-email")) }
         },
     )
 }

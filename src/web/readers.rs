@@ -31,7 +31,7 @@ pub(super) async fn unsubscribe_page(
         Ok(Some(t)) => st.page(
             StatusCode::OK,
             pages::unsubscribe_ask(
-                &st.chrome(),
+                &st.chrome_in(t.list_language.as_deref()),
                 &t.list_name,
                 t.status == SubscriptionStatus::Unsubscribed,
                 &st.preferences_url(&token),
@@ -74,7 +74,7 @@ pub(super) async fn unsubscribe_now(
             st.page(
                 StatusCode::OK,
                 pages::unsubscribed(
-                    &st.chrome(),
+                    &st.chrome_in(u.target.list_language.as_deref()),
                     &u.target.list_name,
                     all,
                     &st.preferences_url(&token),
@@ -98,7 +98,7 @@ pub(super) async fn preferences_page(
         Ok(Some(p)) => st.page(
             StatusCode::OK,
             pages::preferences(
-                &st.chrome(),
+                &st.chrome_in(p.target.list_language.as_deref()),
                 &p.subscriptions,
                 &st.config.digest.category_order,
                 false,
@@ -131,9 +131,11 @@ pub(super) async fn save_preferences(
     };
     let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let Ok(fields) = form::parse(content_type, &body) else {
-        return st.bad_request("The form could not be read. Please go back and try again.");
+        return st.bad_request("page-form-unreadable");
     };
     let configured = &st.config.digest.category_order;
+    // The page in the language of the list whose link the reader followed.
+    let chrome = st.chrome_in(current.target.list_language.as_deref());
 
     if fields.get("action") == Some("unsubscribe-all") {
         return match st.store.unsubscribe_by_token(&token, true).await {
@@ -142,7 +144,7 @@ pub(super) async fn save_preferences(
                 st.page(
                     StatusCode::OK,
                     pages::unsubscribed(
-                        &st.chrome(),
+                        &chrome,
                         &u.target.list_name,
                         true,
                         &st.preferences_url(&token),
@@ -175,14 +177,14 @@ pub(super) async fn save_preferences(
             None
         } else if chosen.is_empty() {
             if subscribed {
-                let msg = format!(
-                    "Tick at least one topic for {}, or untick it to stop receiving it. Nothing was saved.",
-                    row.name
+                let msg = chrome.strings.format(
+                    "page-tick-a-topic",
+                    &[("list", crate::i18n::Arg::Str(&row.name))],
                 );
                 return st.page(
                     StatusCode::BAD_REQUEST,
                     pages::preferences(
-                        &st.chrome(),
+                        &chrome,
                         &current.subscriptions,
                         configured,
                         false,
@@ -215,7 +217,7 @@ pub(super) async fn save_preferences(
             tracing::info!(domain = %p.target.email_domain(), lists = changes.len(), "preferences saved");
             st.page(
                 StatusCode::OK,
-                pages::preferences(&st.chrome(), &p.subscriptions, configured, true, None),
+                pages::preferences(&chrome, &p.subscriptions, configured, true, None),
             )
         }
         Ok(None) => st.not_found(),

@@ -33,7 +33,7 @@ pub(super) async fn form(State(st): State<AppState>, Query(q): Query<FormQuery>)
         Ok(l) => st.page(
             StatusCode::OK,
             pages::signup_form(
-                &st.chrome(),
+                &st.chrome_in(l.language.as_deref()),
                 &l.slug,
                 &l.name,
                 &l.description,
@@ -58,11 +58,10 @@ pub(super) async fn subscribe(
     }
     let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let Ok(fields) = form::parse(content_type, &body) else {
-        return st.bad_request("The form could not be read. Please go back and try again.");
+        return st.bad_request("page-form-unreadable");
     };
     let Ok(email) = EmailAddress::parse(fields.get("email").unwrap_or("")) else {
-        return st
-            .bad_request("That does not look like an email address. Please go back and check it.");
+        return st.bad_request("page-bad-email");
     };
     let list = match st
         .store
@@ -77,7 +76,7 @@ pub(super) async fn subscribe(
     for raw in fields.all("categories") {
         match CategorySet::parse_list(raw) {
             Ok(set) => wanted.extend(set.iter().cloned()),
-            Err(_) => return st.bad_request("One of the topics is not valid."),
+            Err(_) => return st.bad_request("page-bad-topic"),
         }
     }
     let wanted = CategorySet::new(wanted);
@@ -85,7 +84,7 @@ pub(super) async fn subscribe(
         _ if wanted.is_empty() => None,
         Some(carried) => {
             if wanted.iter().any(|c| !carried.contains(c)) {
-                return st.bad_request("One of the topics is not part of this newsletter.");
+                return st.bad_request("page-topic-not-here");
             }
             // Every topic ticked means "all", so topics added later reach the reader too.
             (wanted.len() < carried.len()).then_some(wanted)
@@ -120,18 +119,18 @@ pub(super) async fn subscribe(
     }
     st.page(
         StatusCode::OK,
-        pages::signup_done(&st.chrome(), &list.name, list.double_opt_in),
+        pages::signup_done(
+            &st.chrome_in(list.language.as_deref()),
+            &list.name,
+            list.double_opt_in,
+        ),
     )
 }
 
 fn too_many(st: &AppState) -> Response {
     st.page(
         StatusCode::TOO_MANY_REQUESTS,
-        pages::message(
-            &st.chrome(),
-            "Too many sign-ups",
-            "Please wait a few minutes and try again.",
-        ),
+        pages::message(&st.chrome(), "page-too-many-title", "page-too-many-text"),
     )
 }
 
@@ -151,7 +150,7 @@ pub(super) async fn confirm_page(
     {
         Ok(Some(t)) => st.page(
             StatusCode::OK,
-            pages::confirm_ask(&st.chrome(), &t.list_name),
+            pages::confirm_ask(&st.chrome_in(t.list_language.as_deref()), &t.list_name),
         ),
         Ok(None) => st.not_found(),
         Err(e) => st.server_error("looking up a confirmation token failed", e),
@@ -171,7 +170,10 @@ pub(super) async fn confirm(
     match st.store.confirm_by_token(&token, &ip.to_string()).await {
         Ok(Some(c)) => {
             tracing::info!(list = %c.list_slug, domain = %c.email_domain, activated = c.activated, "sign-up confirmed");
-            st.page(StatusCode::OK, pages::confirmed(&st.chrome(), &c.list_name))
+            st.page(
+                StatusCode::OK,
+                pages::confirmed(&st.chrome_in(c.list_language.as_deref()), &c.list_name),
+            )
         }
         Ok(None) => st.not_found(),
         Err(e) => st.server_error("confirming a sign-up failed", e),

@@ -38,6 +38,14 @@ impl Language {
         }
     }
 
+    /// The catalogue language of the publication and its lists.
+    pub(crate) fn catalogue(self) -> dispatch::i18n::Language {
+        match self {
+            Self::English => dispatch::i18n::Language::En,
+            Self::Urdu => dispatch::i18n::Language::Ur,
+        }
+    }
+
     /// A story's title and one sentence of its summary.
     fn story(self) -> (&'static str, &'static str) {
         match self {
@@ -61,7 +69,7 @@ pub(crate) fn bench_config(db: &Path, language: Language, smtp_port: Option<u16>
     c.database.path = db.to_path_buf();
     c.digest.max_per_category = 10;
     c.delivery.outbox = db.with_extension("outbox");
-    c.publication.language = language.tag().into();
+    c.publication.language = language.catalogue();
     if let Some(port) = smtp_port {
         c.delivery.transport = TransportKind::Smtp;
         c.smtp.host = "127.0.0.1".into();

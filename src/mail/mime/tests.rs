@@ -71,7 +71,7 @@ fn crlf(s: &str) -> String {
 
 pub(crate) fn personalised(name: Option<&str>) -> (Vec<u8>, Template, Template, String) {
     let (text, html) = bodies();
-    let mt = MessageTemplate::new(&headers(URDU_SUBJECT), &text, &html);
+    let mt = MessageTemplate::new_qp(&headers(URDU_SUBJECT), &text, &html);
     let to = EmailAddress::parse("ayesha.khan@example.pk").unwrap();
     let tok = token(7);
     let mid = message_id(12, 34, mt.message_id_domain());
@@ -359,8 +359,37 @@ fn check_message(
         let chunk = chunk.strip_prefix("\r\n").unwrap();
         let part = split_message(chunk.as_bytes());
         assert_eq!(part.one("Content-Type"), format!("{mime}; charset=utf-8"));
+        let body = std::str::from_utf8(&part.body).unwrap();
+        if part.one("Content-Transfer-Encoding") == "base64" {
+            for line in body.split("\r\n") {
+                assert!(line.len() <= 76, "base64 line over 76: {line:?}");
+                assert!(
+                    line.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)),
+                    "not base64: {line:?}"
+                );
+            }
+            let joined: String = body.split("\r\n").collect();
+            let decoded = String::from_utf8(BASE64.decode(joined).unwrap()).unwrap();
+            // The only difference allowed: 0-2 spaces before a line break (a name's padding).
+            let trimmed = |s: &str| -> Vec<String> {
+                s.split("\r\n")
+                    .map(|l| l.trim_end_matches(' ').to_owned())
+                    .collect()
+            };
+            assert_eq!(
+                trimmed(&decoded),
+                trimmed(&fill(tpl, esc)),
+                "{mime} decodes back"
+            );
+            assert!(
+                decoded.len() <= fill(tpl, esc).len() + 2 * holes(tpl),
+                "{mime} padding"
+            );
+            continue;
+        }
         assert_eq!(part.one("Content-Transfer-Encoding"), "quoted-printable");
-        for line in std::str::from_utf8(&part.body).unwrap().split("\r\n") {
+        for line in body.split("\r\n") {
             assert!(line.len() <= 76, "QP line over 76: {line:?}");
             assert!(
                 !line.ends_with(' ') && !line.ends_with('\t'),
@@ -403,6 +432,79 @@ fn personalised_messages_parse_and_decode_exactly() {
     }
 }
 
+fn holes(t: &Template) -> usize {
+    t.segments()
+        .iter()
+        .filter(|s| matches!(s, Segment::Hole(_)))
+        .count()
+}
+
+#[test]
+fn urdu_bodies_go_base64_and_every_hole_splices_at_every_alignment() {
+    // Names of every length mod 3, Urdu and escaped ones; tokens before, after and between.
+    let (text, html) = bodies();
+    let mt = MessageTemplate::new(&headers(URDU_SUBJECT), &text, &html);
+    let to = EmailAddress::parse("ayesha.khan@example.pk").unwrap();
+    let names: [Option<&str>; 8] = [
+        None,
+        Some("A"),
+        Some("Ab"),
+        Some("Abc"),
+        Some("عائشہ خان"),
+        Some("Zoë & <Friends>"),
+        Some("evil\r\nBcc: victim@example.com"),
+        Some("A very long name that goes on and on well past the point of reason, Esq."),
+    ];
+    let mut saw_base64 = false;
+    for (i, name) in names.into_iter().enumerate() {
+        let tok = token(i);
+        let mid = message_id(12, 34, mt.message_id_domain());
+        let mut out = Vec::new();
+        mt.personalise(
+            &Recipient {
+                to: &to,
+                name,
+                token: &tok,
+                message_id: &mid,
+            },
+            &mut out,
+        );
+        saw_base64 |= String::from_utf8_lossy(&out).contains("Transfer-Encoding: base64");
+        let name = name.map(|n| n.replace(['\r', '\n'], " "));
+        check_message(&out, &text, &html, name.as_deref(), &tok, &mid);
+    }
+    assert!(saw_base64, "the Urdu HTML body is smaller in base64");
+}
+
+#[test]
+fn english_bodies_stay_quoted_printable() {
+    let text = marked(&format!(
+        "Hello{N},\n\nThe budget passed.\nhttps://news.example.com/unsubscribe/{T}\n"
+    ));
+    let html = marked(&format!(
+        "<p>Hello{N},</p><p><a href=\"https://news.example.com/unsubscribe/{T}\">Unsubscribe</a></p>\n"
+    ));
+    let mt = MessageTemplate::new(&headers(URDU_SUBJECT), &text, &html);
+    let to = EmailAddress::parse("ayesha.khan@example.pk").unwrap();
+    let (tok, mid) = (token(1), message_id(1, 2, "news.example.com"));
+    let mut out = Vec::new();
+    let r = Recipient {
+        to: &to,
+        name: Some("Omar"),
+        token: &tok,
+        message_id: &mid,
+    };
+    mt.personalise(&r, &mut out);
+    let s = String::from_utf8(out.clone()).unwrap();
+    assert_eq!(
+        s.matches("Content-Transfer-Encoding: quoted-printable")
+            .count(),
+        2,
+        "{s}"
+    );
+    check_message(&out, &text, &html, Some("Omar"), &tok, &mid);
+}
+
 #[test]
 fn tokens_at_every_column_stay_on_one_line() {
     let (msg, ..) = personalised(Some("x"));
@@ -420,7 +522,7 @@ fn tokens_at_every_column_stay_on_one_line() {
 #[test]
 fn personalise_appends_and_is_stable_across_reuse() {
     let (text, html) = bodies();
-    let mt = MessageTemplate::new(&headers("Daily Digest - 28 November 2026"), &text, &html);
+    let mt = MessageTemplate::new_qp(&headers("Daily Digest - 28 November 2026"), &text, &html);
     let to = EmailAddress::parse("reader@example.org").unwrap();
     let mut out = Vec::new();
     let mut first = Vec::new();
@@ -461,7 +563,7 @@ fn personalise_appends_and_is_stable_across_reuse() {
 fn long_ascii_subject_folds_at_spaces() {
     let subject = "Breaking: the finance minister resigns after a week of protests in Islamabad and Lahore over the new budget";
     let (text, html) = bodies();
-    let mt = MessageTemplate::new(&headers(subject), &text, &html);
+    let mt = MessageTemplate::new_qp(&headers(subject), &text, &html);
     let mut out = Vec::new();
     let to = EmailAddress::parse("r@example.org").unwrap();
     let tok = token(1);
