@@ -17,6 +17,7 @@ pub(crate) enum Tool {
     SmtpSource,
     Wrk,
     Openssl,
+    Valgrind,
 }
 
 impl Tool {
@@ -26,6 +27,7 @@ impl Tool {
             Self::SmtpSource => "smtp-source",
             Self::Wrk => "wrk",
             Self::Openssl => "openssl",
+            Self::Valgrind => "valgrind",
         }
     }
 
@@ -37,6 +39,7 @@ impl Tool {
             Self::SmtpSource => "/usr/sbin/smtp-source",
             Self::Wrk => "/usr/bin/wrk",
             Self::Openssl => "/usr/bin/openssl",
+            Self::Valgrind => "/usr/bin/valgrind",
         }
     }
 
