@@ -210,6 +210,22 @@ pub async fn create_digest(
     )
 }
 
+/// What readers of `list` get as breaking news of `article` (the console's preview): the
+/// same rendering [`create_breaking`] records, with the readers' holes still open. `None`
+/// when the list's categories leave the article out (nobody there would get it).
+pub fn preview_breaking(config: &Config, list: &ListRow, article: &ArticleRow) -> Option<Rendered> {
+    let view = article_view(article, false);
+    if let Some(cats) = list.category_set()
+        && !cats.contains(&view.category)
+    {
+        return None;
+    }
+    Some(render::render_breaking(
+        &context(config, list, EditionKind::Breaking, Utc::now()),
+        &view,
+    ))
+}
+
 /// Records a breaking-news edition of `article_id` for each list that carries breaking news
 /// (or only `only`). Once per article per list: a second call finds the existing editions.
 pub async fn create_breaking(

@@ -418,6 +418,14 @@ async fn breaking_news_is_sent_once_and_the_second_send_names_who_sent_it() {
     let path = format!("/articles/{article}/breaking");
     let page = c.get(&path, Some(&ed.cookie)).await.text().await.unwrap();
     assert!(page.contains("Minister resigns") && page.contains("value=\"daily\" checked"));
+    assert!(
+        page.contains("Subject: </strong>Breaking: Minister resigns"),
+        "{page}"
+    );
+    assert!(
+        page.contains("sandbox=\"\" srcdoc=\""),
+        "the HTML part is sandboxed"
+    );
     let res = c
         .post(
             &path,

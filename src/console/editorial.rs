@@ -153,8 +153,61 @@ pub(super) async fn breaking_page(
     State(st): State<ConsoleState>,
     signed: Signed,
     Path(id): Path<i64>,
+    Query(q): Query<PreviewFor>,
 ) -> Response {
-    breaking_form(&st, &signed, id, None).await
+    breaking_form(&st, &signed, id, None, non_empty(&q.preview)).await
+}
+
+/// Which list's message the breaking-news page previews.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct PreviewFor {
+    preview: Option<String>,
+}
+
+/// The token shown in a preview's unsubscribe and preference links.
+const PREVIEW_TOKEN: &str = "preview-token-not-real";
+
+/// Subject, sandboxed HTML and text part of what readers of one list get.
+fn preview(
+    st: &ConsoleState,
+    article: &crate::store::ArticleRow,
+    lists: &[crate::store::ListRow],
+    wanted: Option<&str>,
+) -> Markup {
+    let chosen = wanted
+        .and_then(|w| lists.iter().find(|l| l.slug == w))
+        .or_else(|| lists.iter().find(|l| l.sends_breaking))
+        .or_else(|| lists.first());
+    let Some(list) = chosen else {
+        return html! { p.note { "There are no lists yet." } };
+    };
+    let fill = |_| PREVIEW_TOKEN.to_owned();
+    let rendered = crate::edition::preview_breaking(&st.config, list, article);
+    html! {
+        section.card aria-labelledby="preview-title" {
+            h2 #preview-title { "What readers of " (list.name) " get" }
+            @if lists.len() > 1 {
+                form.row method="get" {
+                    div {
+                        label for="preview" { "Preview for" }
+                        select #preview name="preview" {
+                            @for l in lists { option value=(l.slug) selected[l.id == list.id] { (l.name) } }
+                        }
+                    }
+                    button.quiet type="submit" { "Show" }
+                }
+            }
+            @match rendered {
+                Some(r) => {
+                    p { strong { "Subject: " } (r.subject) }
+                    iframe title="The HTML part" sandbox="" srcdoc=(r.html.fill(fill)) {}
+                    h3 { "Text part" }
+                    pre { (r.text.fill(fill)) }
+                }
+                None => p.note { "This list's categories leave this story out: its readers get nothing." }
+            }
+        }
+    }
 }
 
 async fn breaking_form(
@@ -162,6 +215,7 @@ async fn breaking_form(
     signed: &Signed,
     id: i64,
     message: Option<Markup>,
+    preview_for: Option<&str>,
 ) -> Response {
     let article = match st.store.article(id).await {
         Ok(a) => a,
@@ -223,6 +277,7 @@ async fn breaking_form(
                 }
                 button type="submit" name="action" value="send" { "Send now" }
             }
+            (preview(st, &article, &lists, preview_for))
         },
     )
 }
@@ -246,7 +301,7 @@ pub(super) async fn send_breaking(
     let chosen: Vec<&str> = fields.all("list").collect();
     if chosen.is_empty() {
         let msg = html! { p.err role="alert" { "Choose at least one list." } };
-        return breaking_form(&st, &signed, id, Some(msg)).await;
+        return breaking_form(&st, &signed, id, Some(msg), None).await;
     }
     let mut made = Vec::new();
     let mut refused = Vec::new();
@@ -255,7 +310,7 @@ pub(super) async fn send_breaking(
             Ok(l) => l,
             Err(StoreError::NotFound(_)) => {
                 let msg = html! { p.err role="alert" { "There is no list " (slug) "." } };
-                return breaking_form(&st, &signed, id, Some(msg)).await;
+                return breaking_form(&st, &signed, id, Some(msg), None).await;
             }
             Err(e) => return pages::server_error("reading a list failed", e),
         };
@@ -319,7 +374,7 @@ pub(super) async fn send_breaking(
     } else {
         StatusCode::OK
     };
-    let mut res = breaking_form(&st, &signed, id, Some(msg)).await;
+    let mut res = breaking_form(&st, &signed, id, Some(msg), None).await;
     if res.status() == StatusCode::OK {
         *res.status_mut() = status;
     }
