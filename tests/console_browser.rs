@@ -113,6 +113,43 @@ async fn shot(b: &Client, name: &str) {
     b.set_window_size(1280, 900).await.unwrap();
 }
 
+/// axe-core 4.14.1 (Deque, MPL-2.0), vendored unmodified so the test needs no network; see
+/// docs/third-party.md.
+const AXE: &str = include_str!("fixtures/axe/axe.min.js");
+
+/// Runs axe-core over the current page: no serious or critical violations.
+async fn axe(b: &Client, page: &str) {
+    b.execute(&format!("{AXE}\n;return true;"), vec![])
+        .await
+        .unwrap();
+    let found = b
+        .execute_async(
+            "var done = arguments[arguments.length - 1];
+             axe.run(document, {resultTypes: ['violations']}).then(function (r) {
+               done(r.violations
+                 .filter(function (v) { return v.impact === 'serious' || v.impact === 'critical'; })
+                 .map(function (v) {
+                   return v.impact + ' ' + v.id + ': ' + v.help + ' at ' +
+                     v.nodes.map(function (n) { return n.target.join(' '); }).join(', ');
+                 }));
+             }, function (e) { done(['axe failed: ' + e]); });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let found: Vec<String> = serde_json::from_value(found).unwrap();
+    assert!(found.is_empty(), "axe-core on {page}: {found:#?}");
+}
+
+/// axe-core at the desktop and phone sizes, then the screenshots.
+async fn check(b: &Client, name: &str) {
+    axe(b, name).await;
+    b.set_window_size(390, 844).await.unwrap();
+    axe(b, name).await;
+    b.set_window_size(1280, 900).await.unwrap();
+    shot(b, name).await;
+}
+
 async fn text_of(b: &Client, css: &str) -> String {
     b.find(Locator::Css(css))
         .await
@@ -235,7 +272,7 @@ fn an_editor_sends_breaking_news_from_the_browser_and_watches_it_reach_sent() {
 
         // Set the password from the link, then sign in.
         b.goto(&link).await.unwrap();
-        shot(&b, "set-password").await;
+        check(&b, "set-password").await;
         b.find(Locator::Id("password"))
             .await
             .unwrap()
@@ -257,7 +294,7 @@ fn an_editor_sends_breaking_news_from_the_browser_and_watches_it_reach_sent() {
         wait_text(&b, "h1", "Password set").await;
         b.goto(&format!("{base}/")).await.unwrap();
         wait_path(&b, |p| p == "/login").await;
-        shot(&b, "login").await;
+        check(&b, "login").await;
         b.find(Locator::Id("email"))
             .await
             .unwrap()
@@ -277,10 +314,11 @@ fn an_editor_sends_breaking_news_from_the_browser_and_watches_it_reach_sent() {
             .await
             .unwrap();
         wait_text(&b, "h1", "Newsroom console").await;
+        check(&b, "home").await;
 
         // Articles, then the breaking-news page with its preview.
         b.goto(&format!("{base}/articles")).await.unwrap();
-        shot(&b, "articles").await;
+        check(&b, "articles").await;
         b.find(Locator::LinkText("Send as breaking news"))
             .await
             .unwrap()
@@ -293,7 +331,7 @@ fn an_editor_sends_breaking_news_from_the_browser_and_watches_it_reach_sent() {
             subject.contains("Breaking: Finance minister resigns"),
             "{subject}"
         );
-        shot(&b, "breaking").await;
+        check(&b, "breaking").await;
         let send_url = b.current_url().await.unwrap();
         b.find(Locator::Css("button[value=send]"))
             .await
@@ -314,7 +352,7 @@ fn an_editor_sends_breaking_news_from_the_browser_and_watches_it_reach_sent() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         assert_eq!(text_of(&b, "#p-sent").await, READERS.to_string());
-        shot(&b, "edition").await;
+        check(&b, "edition").await;
         let expected: Vec<String> = {
             let mut v: Vec<String> = (0..READERS).map(|i| format!("r{i}@example.org")).collect();
             v.sort();
@@ -352,9 +390,14 @@ fn an_editor_sends_breaking_news_from_the_browser_and_watches_it_reach_sent() {
             .unwrap();
         wait_text(&b, "h1", "Not allowed").await;
 
+        b.goto(&format!("{base}/editions")).await.unwrap();
+        wait_text(&b, "h1", "Editions").await;
+        check(&b, "editions").await;
+
         // An editor cannot open the subscribers page.
         b.goto(&format!("{base}/subscribers")).await.unwrap();
         wait_text(&b, "h1", "Not allowed").await;
+        check(&b, "forbidden").await;
 
         // Logout ends the session.
         b.goto(&format!("{base}/")).await.unwrap();
@@ -367,6 +410,64 @@ fn an_editor_sends_breaking_news_from_the_browser_and_watches_it_reach_sent() {
         wait_path(&b, |p| p == "/login").await;
         b.goto(&format!("{base}/editions")).await.unwrap();
         wait_path(&b, |p| p == "/login").await;
+
+        // An admin's pages, for axe-core and the screenshots.
+        let link = cli.ok(["users", "add", "admin@example.com", "--role", "admin"]);
+        b.goto(link.trim()).await.unwrap();
+        b.find(Locator::Id("password"))
+            .await
+            .unwrap()
+            .send_keys(PASSWORD)
+            .await
+            .unwrap();
+        b.find(Locator::Id("repeat"))
+            .await
+            .unwrap()
+            .send_keys(PASSWORD)
+            .await
+            .unwrap();
+        b.find(Locator::Css("button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&b, "h1", "Password set").await;
+        b.goto(&format!("{base}/login")).await.unwrap();
+        b.find(Locator::Id("email"))
+            .await
+            .unwrap()
+            .send_keys("admin@example.com")
+            .await
+            .unwrap();
+        b.find(Locator::Id("password"))
+            .await
+            .unwrap()
+            .send_keys(PASSWORD)
+            .await
+            .unwrap();
+        b.find(Locator::Css("button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&b, "h1", "Newsroom console").await;
+        for (path, title) in [
+            ("lists", "Lists"),
+            ("subscribers", "Subscribers"),
+            ("users", "Users"),
+            ("api-keys", "API keys"),
+            ("audit", "Audit log"),
+        ] {
+            b.goto(&format!("{base}/{path}")).await.unwrap();
+            wait_text(&b, "h1", title).await;
+            check(&b, path).await;
+        }
+        assert!(
+            b.source().await.unwrap().contains("breaking.send"),
+            "the audit log shows the send"
+        );
         b.close().await.unwrap();
     });
     assert_eq!(

@@ -202,7 +202,7 @@ fn preview(
                     p { strong { "Subject: " } (r.subject) }
                     iframe title="The HTML part" sandbox="" srcdoc=(r.html.fill(fill)) {}
                     h3 { "Text part" }
-                    pre { (r.text.fill(fill)) }
+                    pre tabindex="0" aria-label="The text part" { (r.text.fill(fill)) }
                 }
                 None => p.note { "This list's categories leave this story out: its readers get nothing." }
             }
