@@ -557,3 +557,77 @@ async fn an_edition_is_paused_resumed_and_cancelled_only_with_confirmation() {
     let body = events.text().await.unwrap();
     assert!(body.contains("\"final\":true"), "{body}");
 }
+
+#[tokio::test]
+async fn an_admin_finds_a_subscriber_by_address_unsubscribes_and_erases_them() {
+    use dispatch::store::subscribers::NewSubscription;
+    let c = start().await;
+    let list = c.store.list_by_slug("daily").await.unwrap();
+    let email = EmailAddress::parse("Reader@Example.org").unwrap();
+    c.store
+        .subscribe_batch(
+            list.id,
+            &[NewSubscription {
+                email: email.clone(),
+                name: None,
+                categories: None,
+            }],
+            "test",
+            false,
+        )
+        .await
+        .unwrap();
+    let admin = c.user("admin@example.com", Role::Admin).await;
+    let page = c
+        .get(
+            "/subscribers?email=reader%40example.org",
+            Some(&admin.cookie),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<h2>reader@example.org</h2>") && page.contains("<td>active</td>"),
+        "{page}"
+    );
+    let fields = [
+        ("csrf", admin.csrf.as_str()),
+        ("email", "reader@example.org"),
+    ];
+    let res = c
+        .post("/subscribers/unsubscribe", Some(&admin.cookie), &fields)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("<td>unsubscribed</td>"));
+    let res = c
+        .post("/subscribers/erase", Some(&admin.cookie), &fields)
+        .await;
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Tick the confirmation box")
+    );
+    assert!(
+        c.store.subscriber_by_email(&email).await.is_ok(),
+        "not erased without confirming"
+    );
+    let mut confirmed = fields.to_vec();
+    confirmed.push(("confirm", "yes"));
+    let res = c
+        .post("/subscribers/erase", Some(&admin.cookie), &confirmed)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(c.store.subscriber_by_email(&email).await.is_err(), "erased");
+    let log = c.store.audit_log(None, 10).await.unwrap();
+    assert!(
+        log.iter()
+            .any(|r| r.action == "subscriber.erase" && r.subject == "subscriber:@example.org")
+    );
+    assert!(
+        log.iter()
+            .all(|r| !r.subject.contains("reader@") && !r.detail.contains("reader@")),
+        "the audit log keeps no erased address"
+    );
+}

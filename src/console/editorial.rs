@@ -730,17 +730,145 @@ pub(super) async fn lists(State(st): State<ConsoleState>, signed: Signed) -> Res
     )
 }
 
-/// `GET /subscribers` (admin).
-pub(super) async fn subscribers(signed: Signed) -> Response {
+/// The subscribers page's search.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct SubscriberFind {
+    email: Option<String>,
+}
+
+/// `GET /subscribers?email=…` (admin): find one subscriber by address (the unique index on
+/// the canonical address), with their subscriptions and the actions on them.
+pub(super) async fn subscribers(
+    State(st): State<ConsoleState>,
+    signed: Signed,
+    Query(find): Query<SubscriberFind>,
+) -> Response {
+    let typed = non_empty(&find.email).map(str::to_owned);
+    subscribers_page(&st, &signed, typed.as_deref(), None).await
+}
+
+async fn subscribers_page(
+    st: &ConsoleState,
+    signed: &Signed,
+    typed: Option<&str>,
+    message: Option<Markup>,
+) -> Response {
+    let found = match typed.map(crate::domain::EmailAddress::parse) {
+        None => None,
+        Some(Err(e)) => Some(Err(e.to_string())),
+        Some(Ok(email)) => match st.store.subscriber_by_email(&email).await {
+            Ok(sub) => match st.store.subscriptions_of(sub.id).await {
+                Ok(subs) => Some(Ok((email, sub, subs))),
+                Err(e) => return pages::server_error("reading subscriptions failed", e),
+            },
+            Err(StoreError::NotFound(_)) => Some(Err("No subscriber has that address.".into())),
+            Err(e) => return pages::server_error("finding a subscriber failed", e),
+        },
+    };
     page(
-        &signed,
+        signed,
         "Subscribers",
         false,
         html! {
             h1 { "Subscribers" }
-            p.muted { "Find, unsubscribe, erase, import and export with " code { "dispatch subscribers" } "." }
+            @if let Some(m) = message { (m) }
+            form.card.row method="get" action="/subscribers" role="search" {
+                div { label for="email" { "Address" } input #email type="email" name="email" value=[typed] required; }
+                button type="submit" { "Find" }
+            }
+            @match &found {
+                None => p.muted { "Import and export with " code { "dispatch subscribers import|export" } "." },
+                Some(Err(e)) => p.note role="status" { (e) },
+                Some(Ok((email, sub, subs))) => {
+                    div.card {
+                        h2 { (email) }
+                        p.muted { (sub.status) " · since " (sub.created_at) " · " (sub.hard_bounces) " hard bounces" }
+                        table {
+                            thead { tr { th { "List" } th { "Status" } th.hide-phone { "Since" } th.hide-phone { "Ended" } } }
+                            tbody {
+                                @for s in subs {
+                                    tr { td { (s.list) } td { (s.status) } td.hide-phone { (s.created_at) }
+                                         td.hide-phone { (s.unsubscribed_at.as_deref().unwrap_or("–")) } }
+                                }
+                            }
+                        }
+                        div.row {
+                            form method="post" action="/subscribers/unsubscribe" {
+                                (csrf_field(signed))
+                                input type="hidden" name="email" value=(email);
+                                button.quiet type="submit" { "Unsubscribe from every list" }
+                            }
+                            form method="post" action="/subscribers/erase" {
+                                (csrf_field(signed))
+                                input type="hidden" name="email" value=(email);
+                                label.check { input type="checkbox" name="confirm" value="yes" required; "Yes, erase this person's data" }
+                                button.danger type="submit" { "Erase" }
+                            }
+                        }
+                    }
+                }
+            }
         },
     )
+}
+
+/// `POST /subscribers/{unsubscribe|erase}` (admin); erase needs the confirmation box.
+pub(super) async fn subscriber_action(
+    State(st): State<ConsoleState>,
+    signed: Signed,
+    ClientIp(ip): ClientIp,
+    Path(action): Path<String>,
+    Posted(fields): Posted,
+) -> Response {
+    let raw = fields.get("email").unwrap_or("").to_owned();
+    let Ok(email) = crate::domain::EmailAddress::parse(&raw) else {
+        let msg = html! { p.err role="alert" { "That is not an email address." } };
+        return subscribers_page(&st, &signed, None, Some(msg)).await;
+    };
+    let done = match action.as_str() {
+        "unsubscribe" => st
+            .store
+            .unsubscribe_email(&email, None)
+            .await
+            .map(|n| format!("{n} subscription(s) ended")),
+        "erase" if fields.get("confirm") == Some("yes") => {
+            st.store.erase_subscriber(&email).await.map(|kept| {
+                if kept {
+                    "erased; a hashed record keeps them from being imported again".to_owned()
+                } else {
+                    "erased".to_owned()
+                }
+            })
+        }
+        "erase" => {
+            let msg = html! { p.err role="alert" { "Tick the confirmation box to erase." } };
+            return subscribers_page(&st, &signed, Some(email.as_str()), Some(msg)).await;
+        }
+        _ => return pages::status_page(StatusCode::NOT_FOUND, "Not found", "No such action."),
+    };
+    match done {
+        Ok(what) => {
+            // The audit log names the domain only, as the logs do: an erased person's address
+            // must not survive in it.
+            let subject = format!("subscriber:@{}", email.domain());
+            st.audit(
+                &signed.user.email,
+                ip,
+                &format!("subscriber.{action}"),
+                &subject,
+                &what,
+            )
+            .await;
+            let msg = html! { p.note role="status" { (email) ": " (what) "." } };
+            let show = (action == "unsubscribe").then_some(email.as_str());
+            subscribers_page(&st, &signed, show, Some(msg)).await
+        }
+        Err(StoreError::NotFound(_)) => {
+            let msg = html! { p.err role="alert" { "No subscriber has that address." } };
+            subscribers_page(&st, &signed, None, Some(msg)).await
+        }
+        Err(e) => pages::server_error("changing a subscriber failed", e),
+    }
 }
 
 /// `GET /api-keys` (admin).

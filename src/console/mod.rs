@@ -148,6 +148,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/audit", get(editorial::audit))
         .route("/users", get(editorial::users))
         .route("/subscribers", get(editorial::subscribers))
+        .route("/subscribers/{action}", post(editorial::subscriber_action))
         .route("/lists", get(editorial::lists))
         .route("/api-keys", get(editorial::api_keys))
         .fallback(not_found)
