@@ -257,7 +257,8 @@ pub async fn run(
         match tokio::net::TcpListener::bind(bind).await {
             Ok(listener) => {
                 tracing::info!(%bind, public_url = %config.console.public_url, "newsroom console up");
-                let state = crate::console::ConsoleState::new(store.clone(), Arc::clone(&config));
+                let state = crate::console::ConsoleState::new(store.clone(), Arc::clone(&config))
+                    .with_shutdown(shutdown.clone());
                 let mut console_shutdown = shutdown.clone();
                 Some(tokio::spawn(crate::console::serve(
                     listener,

@@ -31,6 +31,11 @@ struct Session {
 }
 
 async fn start() -> Console {
+    start_with(None).await
+}
+
+/// The console, stopping (live streams and the server) when `stop` turns `true`.
+async fn start_with(stop: Option<tokio::sync::watch::Receiver<bool>>) -> Console {
     let db = TempDb::new();
     let store = db.store().await;
     store
@@ -46,12 +51,18 @@ async fn start() -> Console {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = ConsoleState::new(store.clone(), Arc::new(Config::default()));
-    tokio::spawn(dispatch::console::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
+    let mut state = ConsoleState::new(store.clone(), Arc::new(Config::default()));
+    if let Some(stop) = &stop {
+        state = state.with_shutdown(stop.clone());
+    }
+    tokio::spawn(dispatch::console::serve(listener, state, async move {
+        match stop {
+            Some(mut stop) => {
+                let _ = stop.wait_for(|s| *s).await;
+            }
+            None => std::future::pending().await,
+        }
+    }));
     // reqwest is built with "rustls-no-provider"; this plain-HTTP client needs a provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     Console {
@@ -630,4 +641,57 @@ async fn an_admin_finds_a_subscriber_by_address_unsubscribes_and_erases_them() {
             .all(|r| !r.subject.contains("reader@") && !r.detail.contains("reader@")),
         "the audit log keeps no erased address"
     );
+}
+
+#[tokio::test]
+async fn a_live_progress_stream_ends_when_the_daemon_stops() {
+    use dispatch::store::subscribers::NewSubscription;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let c = start_with(Some(stop_rx)).await;
+    let list = c.store.list_by_slug("daily").await.unwrap();
+    let reader = NewSubscription {
+        email: EmailAddress::parse("reader@example.org").unwrap(),
+        name: None,
+        categories: None,
+    };
+    c.store
+        .subscribe_batch(list.id, &[reader], "test", false)
+        .await
+        .unwrap();
+    let (article, _) = c
+        .store
+        .insert_article(&NewArticle {
+            external_id: "story-3".into(),
+            url: "https://news.example/story-3".into(),
+            title: "Flood".into(),
+            summary: String::new(),
+            author: None,
+            category: "General News".into(),
+            language: None,
+            image_url: None,
+            published_at: Utc::now(),
+            breaking: false,
+        })
+        .await
+        .unwrap();
+    let ed = c.user("ed@example.com", Role::Editor).await;
+    let res = c
+        .post(
+            &format!("/articles/{article}/breaking"),
+            Some(&ed.cookie),
+            &[("csrf", &ed.csrf), ("list", "daily")],
+        )
+        .await;
+    let edition = res.headers()[LOCATION].to_str().unwrap().to_owned();
+    // No sender runs here, so the edition stays "sending" and the stream would go on.
+    let mut events = c.get(&format!("{edition}/events"), Some(&ed.cookie)).await;
+    let first = events.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("\"status\":\"sending\""));
+    stop_tx.send(true).unwrap();
+    // A guard against a hang, not a timing assertion: the stream must end at all.
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while events.chunk().await.unwrap().is_some() {}
+    })
+    .await;
+    assert!(rest.is_ok(), "the stream ended when the daemon stopped");
 }

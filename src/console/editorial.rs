@@ -544,7 +544,14 @@ pub(super) async fn edition_events(
             return None;
         }
         if t.last.is_some() {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            let pause = tokio::time::sleep(Duration::from_secs(1));
+            match t.st.stopping.clone() {
+                Some(mut stopping) => tokio::select! {
+                    () = pause => {}
+                    _ = stopping.wait_for(|s| *s) => return None,
+                },
+                None => pause.await,
+            }
         }
         let rate = t.last;
         let (_, mut p) = match progress(&t.st, id, None).await {

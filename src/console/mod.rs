@@ -61,6 +61,9 @@ pub struct ConsoleState {
     pub config: Arc<Config>,
     /// Sign-in limits, this node's.
     pub limits: Arc<SignInLimits>,
+    /// Turns `true` when the daemon stops: live-progress streams end then, or the server's
+    /// graceful shutdown would wait for them forever.
+    pub stopping: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl ConsoleState {
@@ -70,7 +73,14 @@ impl ConsoleState {
             store,
             config,
             limits: Arc::new(SignInLimits::default()),
+            stopping: None,
         }
+    }
+
+    /// Ends the live-progress streams when `stopping` turns `true`.
+    pub fn with_shutdown(mut self, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.stopping = Some(stopping);
+        self
     }
 
     /// `[console] public_url` without a trailing `/`.
