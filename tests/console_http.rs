@@ -21,6 +21,8 @@ struct Console {
     base: String,
     store: Store,
     http: reqwest::Client,
+    /// The file transport's outbox ("Send test to me" writes there).
+    outbox: tempfile::TempDir,
     _db: TempDb,
 }
 
@@ -51,7 +53,10 @@ async fn start_with(stop: Option<tokio::sync::watch::Receiver<bool>>) -> Console
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut state = ConsoleState::new(store.clone(), Arc::new(Config::default()));
+    let outbox = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.delivery.outbox = outbox.path().to_path_buf();
+    let mut state = ConsoleState::new(store.clone(), Arc::new(config));
     if let Some(stop) = &stop {
         state = state.with_shutdown(stop.clone());
     }
@@ -72,6 +77,7 @@ async fn start_with(stop: Option<tokio::sync::watch::Receiver<bool>>) -> Console
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
+        outbox,
         _db: db,
     }
 }
@@ -694,4 +700,52 @@ async fn a_live_progress_stream_ends_when_the_daemon_stops() {
     })
     .await;
     assert!(rest.is_ok(), "the stream ended when the daemon stopped");
+}
+
+#[tokio::test]
+async fn send_test_to_me_sends_one_copy_to_the_signed_in_user_only() {
+    let c = start().await;
+    let (article, _) = c
+        .store
+        .insert_article(&NewArticle {
+            external_id: "story-4".into(),
+            url: "https://news.example/story-4".into(),
+            title: "Budget passed".into(),
+            summary: String::new(),
+            author: None,
+            category: "General News".into(),
+            language: None,
+            image_url: None,
+            published_at: Utc::now(),
+            breaking: false,
+        })
+        .await
+        .unwrap();
+    let ed = c.user("ed@example.com", Role::Editor).await;
+    let res = c
+        .post(
+            &format!("/articles/{article}/breaking"),
+            Some(&ed.cookie),
+            &[("csrf", &ed.csrf), ("list", "daily"), ("action", "test")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Test sent to ed@example.com")
+    );
+    let files: Vec<_> = std::fs::read_dir(c.outbox.path())
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(files.len(), 1, "one message");
+    let eml = std::fs::read_to_string(files[0].path()).unwrap();
+    assert!(eml.contains("To: ed@example.com"), "{eml}");
+    assert!(eml.contains("Subject: Breaking: Budget passed"), "{eml}");
+    assert!(
+        c.store.editions(None, 10).await.unwrap().is_empty(),
+        "nothing recorded for readers"
+    );
 }

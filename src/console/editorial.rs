@@ -275,7 +275,10 @@ async fn breaking_form(
                         }
                     }
                 }
-                button type="submit" name="action" value="send" { "Send now" }
+                div.row {
+                    button.quiet type="submit" name="action" value="test" { "Send test to me" }
+                    button type="submit" name="action" value="send" { "Send now" }
+                }
             }
             (preview(st, &article, &lists, preview_for))
         },
@@ -302,6 +305,9 @@ pub(super) async fn send_breaking(
     if chosen.is_empty() {
         let msg = html! { p.err role="alert" { "Choose at least one list." } };
         return breaking_form(&st, &signed, id, Some(msg), None).await;
+    }
+    if fields.get("action") == Some("test") {
+        return send_test(&st, &signed, ip, &article, chosen[0]).await;
     }
     let mut made = Vec::new();
     let mut refused = Vec::new();
@@ -379,6 +385,47 @@ pub(super) async fn send_breaking(
         *res.status_mut() = status;
     }
     res
+}
+
+/// "Send test to me": one copy, as readers of the first chosen list get it, to the signed-in
+/// user's own address only.
+async fn send_test(
+    st: &ConsoleState,
+    signed: &Signed,
+    ip: std::net::IpAddr,
+    article: &crate::store::ArticleRow,
+    slug: &str,
+) -> Response {
+    let id = article.id;
+    let list = match st.store.list_by_slug(slug).await {
+        Ok(l) => l,
+        Err(StoreError::NotFound(_)) => {
+            let msg = html! { p.err role="alert" { "There is no list " (slug) "." } };
+            return breaking_form(st, signed, id, Some(msg), None).await;
+        }
+        Err(e) => return pages::server_error("reading a list failed", e),
+    };
+    let Ok(me) = crate::domain::EmailAddress::parse(&signed.user.email) else {
+        return pages::server_error("a console user's address is invalid", &signed.user.email);
+    };
+    let msg = match crate::edition::send_test_breaking(&st.config, &list, article, &me).await {
+        Ok(()) => {
+            st.audit(
+                &signed.user.email,
+                ip,
+                "breaking.test",
+                &format!("article:{id}"),
+                &list.slug,
+            )
+            .await;
+            html! { p.note role="status" { "Test sent to " (me) " as readers of " (list.name) " get it." } }
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "console test message failed");
+            html! { p.err role="alert" { "The test could not be sent: " (format!("{e:#}")) } }
+        }
+    };
+    breaking_form(st, signed, id, Some(msg), Some(&list.slug)).await
 }
 
 fn editions_table(rows: &[EditionRow]) -> Markup {
