@@ -250,6 +250,33 @@ pub async fn run(
         None
     };
 
+    // The console goes with the web pages, on its own listener. One that cannot listen
+    // (the port is taken) is logged and left out: it must never stop the sending.
+    let console = if roles.web {
+        let bind = config.console.bind;
+        match tokio::net::TcpListener::bind(bind).await {
+            Ok(listener) => {
+                tracing::info!(%bind, public_url = %config.console.public_url, "newsroom console up");
+                let state = crate::console::ConsoleState::new(store.clone(), Arc::clone(&config))
+                    .with_shutdown(shutdown.clone());
+                let mut console_shutdown = shutdown.clone();
+                Some(tokio::spawn(crate::console::serve(
+                    listener,
+                    state,
+                    async move {
+                        let _ = console_shutdown.wait_for(|s| *s).await;
+                    },
+                )))
+            }
+            Err(e) => {
+                tracing::error!(%bind, error = %e, "[console] bind: cannot listen; running without the console");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
     // Background jobs that one node at a time runs go with the scheduler, each under its
     // named lease.
     let holder = LeaseHolder::of(&owner::current(Some(&node)));
@@ -335,6 +362,11 @@ pub async fn run(
     }
     if let Some(t) = sched {
         let _ = t.await;
+    }
+    if let Some(console) = console
+        && let Err(e) = console.await
+    {
+        tracing::error!(error = %e, "console server task failed");
     }
     if let Some(web) = web {
         match web.await {

@@ -213,6 +213,62 @@ pub async fn create_digest(
     )
 }
 
+/// What readers of `list` get as breaking news of `article` (the console's preview): the
+/// same rendering [`create_breaking`] records, with the readers' holes still open. `None`
+/// when the list's categories leave the article out (nobody there would get it).
+pub fn preview_breaking(config: &Config, list: &ListRow, article: &ArticleRow) -> Option<Rendered> {
+    let view = article_view(article, false);
+    if let Some(cats) = list.category_set()
+        && !cats.contains(&view.category)
+    {
+        return None;
+    }
+    Some(render::render_breaking(
+        &context(config, list, EditionKind::Breaking, Utc::now()),
+        &view,
+    ))
+}
+
+/// Sends one copy of the breaking news `article` as readers of `list` would get it, to `to`
+/// only (the console's "Send test to me"), through the configured transport, at once. Its
+/// links carry a random token that is no reader's. Not DKIM-signed: it is a preview.
+pub async fn send_test_breaking(
+    config: &Config,
+    list: &ListRow,
+    article: &ArticleRow,
+    to: &crate::domain::EmailAddress,
+) -> Result<()> {
+    let Some(rendered) = preview_breaking(config, list, article) else {
+        anyhow::bail!("the list's categories leave this story out");
+    };
+    let headers = common_headers(config, list, EditionKind::Breaking, &rendered.subject);
+    let template = crate::mail::MessageTemplate::new(&headers, &rendered.text, &rendered.html);
+    let mut eml = Vec::with_capacity(template.size_hint());
+    let message_id = crate::mail::mime::message_id(0, 0, template.message_id_domain());
+    // A fresh random token: the right shape for the links, and no reader's.
+    let token = crate::domain::Token::generate();
+    template.personalise(
+        &crate::mail::mime::Recipient {
+            to,
+            name: None,
+            token: token.as_str(),
+            message_id: &message_id,
+        },
+        &mut eml,
+    );
+    let transport = crate::mail::Transport::from_config(config)
+        .map_err(|e| anyhow::anyhow!("the mail transport: {e}"))?;
+    let mut session = transport
+        .session()
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to the relay: {e}"))?;
+    session
+        .send(config.publication.from.address(), to, &eml)
+        .await
+        .map_err(|e| anyhow::anyhow!("sending the test message: {e}"))?;
+    Ok(())
+}
+
 /// Records a breaking-news edition of `article_id` for each list that carries breaking news
 /// (or only `only`). Once per article per list: a second call finds the existing editions.
 pub async fn create_breaking(

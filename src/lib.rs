@@ -21,6 +21,7 @@
 //! - [`delivery`]: claims, one worker per connection, retry and pause policy, outcome commits.
 //! - [`web`]: the reader pages (unsubscribe, preferences, sign-up, confirmation) and the
 //!   operator endpoints (health, metrics).
+//! - [`console`]: the newsroom console (editors and list admins), on its own listener.
 //! - [`daemon`]: `dispatch run`, which ties the scheduler, breaking news, delivery, retention
 //!   and the web pages together through the database.
 //! - [`bounces`]: bounces, complaints and `mailto:` unsubscribes that come back.
@@ -44,6 +45,7 @@ pub mod mail;
 pub mod delivery;
 pub mod bounces;
 pub mod web;
+pub mod console;
 pub mod daemon;
 pub mod cli;
 

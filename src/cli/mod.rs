@@ -22,6 +22,7 @@ mod send;
 mod sources;
 mod subscribers;
 pub mod subscribers_import;
+mod users;
 
 pub use output::Table;
 
@@ -60,6 +61,11 @@ pub enum Command {
     /// Bearer keys for the HTTP API (/api/v1/): create, list, revoke.
     #[command(subcommand, name = "api-keys")]
     ApiKeys(api_keys::ApiKeysCmd),
+    /// The newsroom console's accounts: add (prints a set-password link), list, disable, reset.
+    #[command(subcommand)]
+    Users(users::UsersCmd),
+    /// What was sent, stopped or changed, by whom, when, from where (newest first).
+    Audit(users::AuditArgs),
     /// The [[feeds]] the daemon polls: their state, or a poll now.
     #[command(subcommand)]
     Feeds(feeds::FeedsCmd),
@@ -183,6 +189,8 @@ pub async fn run(cli: Cli, ctx: Ctx) -> Result<Outcome> {
         Command::Feeds(cmd) => feeds::run(cmd, &ctx).await,
         Command::Sources(cmd) => sources::run(cmd, &ctx).await,
         Command::ApiKeys(cmd) => api_keys::run(cmd, &ctx).await,
+        Command::Users(cmd) => users::run(cmd, &ctx).await,
+        Command::Audit(args) => users::run_audit(args, &ctx).await,
         Command::Status(flag) => status(&ctx, flag).await,
         Command::Preview(args) => preview::run(args, &ctx).await,
         Command::Demo(args) => demo::run(args, &ctx).await,

@@ -16,6 +16,7 @@ pub(super) const OPTIONAL_STRING_KEYS: &[&str] = &[
     "node.name",
     "publication.reply_to",
     "web.client_ip_header",
+    "console.client_ip_header",
     "smtp.username",
     "smtp.password",
     "smtp.ca_file",

@@ -54,6 +54,7 @@ pub struct Config {
     pub database: Database,
     pub node: Node,
     pub web: Web,
+    pub console: Console,
     pub delivery: Delivery,
     pub smtp: Smtp,
     pub sending: Sending,
@@ -178,6 +179,28 @@ pub struct Web {
     /// (e.g. `X-Forwarded-For`, whose rightmost entry is used). Unset: the peer address of
     /// the connection is the client, which behind a proxy is the proxy itself.
     pub client_ip_header: Option<String>,
+}
+
+/// `[console]`: the newsroom console (editors and list admins), on its own listener so it is
+/// never exposed where the reader pages are unless an operator puts it there.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Console {
+    /// Where `dispatch run` serves the console.
+    #[serde(with = "values::socket_addr")]
+    pub bind: SocketAddr,
+    /// The base URL editors reach the console at; set-password links start with it, and
+    /// session cookies are `Secure` when it is https.
+    pub public_url: WebUrl,
+    /// As `[web] client_ip_header`, for the console's sign-in limits per IP.
+    pub client_ip_header: Option<String>,
+}
+
+impl Console {
+    /// Whether cookies must carry `Secure` (the console is reached over HTTPS).
+    pub fn https(&self) -> bool {
+        self.public_url.as_str().starts_with("https://")
+    }
 }
 
 /// Which transport delivers messages.
@@ -513,6 +536,16 @@ impl Default for Web {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: constant_url("http://127.0.0.1:8080"),
+            client_ip_header: None,
+        }
+    }
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            public_url: constant_url("http://127.0.0.1:8081"),
             client_ip_header: None,
         }
     }

@@ -57,6 +57,7 @@ pub mod article_upsert;
 pub mod articles;
 pub(crate) mod backend;
 pub mod bounces;
+pub mod console;
 pub mod copy;
 pub mod deliveries;
 pub mod editions;
@@ -88,6 +89,7 @@ pub use bounces::{
     BounceRow, EditionBounces, Lookup, MatchedBy, NewBounceMessage, NewEvent, Recorded, Target,
     Thresholds,
 };
+pub use console::{AuditRow, NewAudit, SessionRow, UserLogin, UserRow};
 pub use deliveries::{ClaimSkips, Claimed, Item, Outcome, Verdict};
 pub use editions::{Created, EditionRow, NewEdition};
 pub use feeds::{FeedPoll, FeedState};

@@ -182,6 +182,17 @@ pub async fn serve_with(
     Ok(())
 }
 
+/// Serves any router (the console's) on `listener` with the same connection cap, header and
+/// request timeouts as the reader pages, until `shutdown` completes.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    server::run(listener, app, limits, shutdown).await;
+}
+
 async fn fallback(State(st): State<AppState>) -> Response {
     st.not_found()
 }
@@ -221,24 +232,31 @@ impl FromRequestParts<AppState> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Infallible> {
-        let from_header = st.config.web.client_ip_header.as_deref().and_then(|name| {
-            // The proxy appends the address it saw, so the rightmost entry is the one it
-            // vouches for; anything to its left came from the client and may be forged.
-            let last = parts.headers.get_all(name).iter().next_back()?;
-            let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
-            entry
-                .parse::<IpAddr>()
-                .ok()
-                .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
-        });
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(a)| a.ip());
-        Ok(Self(
-            from_header
-                .or(peer)
-                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-        ))
+        Ok(Self(client_ip(
+            parts,
+            st.config.web.client_ip_header.as_deref(),
+        )))
     }
+}
+
+/// The client's IP address of a request: the rightmost address in the header `via_header`
+/// (set by our reverse proxy) when named and present, else the TCP peer.
+pub fn client_ip(parts: &Parts, via_header: Option<&str>) -> IpAddr {
+    let from_header = via_header.and_then(|name| {
+        // The proxy appends the address it saw, so the rightmost entry is the one it
+        // vouches for; anything to its left came from the client and may be forged.
+        let last = parts.headers.get_all(name).iter().next_back()?;
+        let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
+        entry
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
+    });
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip());
+    from_header
+        .or(peer)
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }

@@ -1,0 +1,637 @@
+//! The newsroom console's users, sessions and the audit log.
+//!
+//! Passwords arrive here already hashed (Argon2id PHC strings, made by the console);
+//! set-password links and session ids arrive as their SHA-256. Nothing secret is stored in
+//! the clear.
+
+use serde::Serialize;
+use sqlx::FromRow;
+
+use super::{Result, Store, StoreError, db};
+use crate::domain::{DbTime, EmailAddress, Role};
+
+/// A console user as listed (no password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: i64,
+    pub email: String,
+    pub role: Role,
+    /// Whether a password is set (else the user has a set-password link, or nothing).
+    pub has_password: bool,
+    pub created_at: DbTime,
+    pub disabled_at: Option<DbTime>,
+}
+
+/// What signing in needs: the user and the stored hash.
+#[derive(Debug, Clone)]
+pub struct UserLogin {
+    pub user: UserRow,
+    pub password_hash: Option<String>,
+}
+
+/// A live session: whose it is and its CSRF token.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub user: UserRow,
+    pub csrf: String,
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: DbTime,
+    /// A console user's address, an API key's name (`key:NAME`) or `cli`.
+    pub actor: String,
+    /// What was done: `breaking.send`, `edition.pause`, `user.add`, …
+    pub action: String,
+    /// What it was done to: `article:42`, `edition:7`, `user:ed@example.com`.
+    pub subject: String,
+    /// Free text: the lists, the counts.
+    pub detail: String,
+    pub ip: Option<String>,
+}
+
+/// An action to record.
+#[derive(Debug, Clone)]
+pub struct NewAudit<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub subject: &'a str,
+    pub detail: &'a str,
+    pub ip: Option<String>,
+}
+
+#[derive(FromRow)]
+struct Raw {
+    id: i64,
+    email: String,
+    role: String,
+    password_hash: Option<String>,
+    created_at: DbTime,
+    disabled_at: Option<DbTime>,
+}
+
+const USER_COLUMNS: &str = "id, email, role, password_hash, created_at, disabled_at";
+
+impl Raw {
+    fn into_login(self) -> Result<UserLogin> {
+        // The schema's CHECK admits only the two roles; anything else was edited by hand.
+        let role = Role::parse(&self.role).map_err(|e| {
+            StoreError::Conflict(format!("console user {:?} has a bad role: {e}", self.email))
+        })?;
+        Ok(UserLogin {
+            user: UserRow {
+                id: self.id,
+                email: self.email,
+                role,
+                has_password: self.password_hash.is_some(),
+                created_at: self.created_at,
+                disabled_at: self.disabled_at,
+            },
+            password_hash: self.password_hash,
+        })
+    }
+}
+
+impl Store {
+    /// Adds a user without a password, with a set-password link (its token's hash) valid
+    /// until `expires`. An address already used is a conflict.
+    pub async fn create_user(
+        &self,
+        email: &EmailAddress,
+        role: Role,
+        setup_hash: &[u8],
+        expires: DbTime,
+    ) -> Result<UserRow> {
+        let sql = format!(
+            "INSERT INTO console_users (email, role, setup_hash, setup_expires_at, created_at)
+             VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}"
+        );
+        let raw: std::result::Result<Raw, sqlx::Error> = db!(self.writer(), |c| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(email.canonical())
+                .bind(role.as_str())
+                .bind(setup_hash)
+                .bind(expires)
+                .bind(DbTime::now())
+                .fetch_one(c)
+                .await
+        });
+        match raw {
+            Ok(r) => Ok(r.into_login()?.user),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::Conflict(format!(
+                    "a console user {} exists; `dispatch users reset` sends a new link",
+                    email
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every user, oldest first.
+    pub async fn users(&self) -> Result<Vec<UserRow>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM console_users ORDER BY id");
+        let rows: Vec<Raw> = db!(self.pool(), |c| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(c).await
+        })?;
+        rows.into_iter()
+            .map(|r| r.into_login().map(|l| l.user))
+            .collect()
+    }
+
+    /// The user with this address (any case), with the stored password hash.
+    pub async fn user_login(&self, email: &EmailAddress) -> Result<Option<UserLogin>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM console_users WHERE email = $1");
+        let raw: Option<Raw> = db!(self.pool(), |c| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(email.canonical())
+                .fetch_optional(c)
+                .await
+        })?;
+        raw.map(Raw::into_login).transpose()
+    }
+
+    /// The enabled user whose set-password link hashes to `setup_hash`, if it has not expired.
+    pub async fn user_by_setup(&self, setup_hash: &[u8]) -> Result<Option<UserRow>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM console_users
+             WHERE setup_hash = $1 AND setup_expires_at > $2 AND disabled_at IS NULL"
+        );
+        let raw: Option<Raw> = db!(self.pool(), |c| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(setup_hash)
+                .bind(DbTime::now())
+                .fetch_optional(c)
+                .await
+        })?;
+        Ok(raw.map(Raw::into_login).transpose()?.map(|l| l.user))
+    }
+
+    /// Sets the password of the user whose live set-password link hashes to `setup_hash`,
+    /// using the link up and ending every session of that user. Returns the user, or `None`
+    /// when the link is unknown, used or expired.
+    pub async fn set_password(
+        &self,
+        setup_hash: &[u8],
+        password_hash: &str,
+    ) -> Result<Option<UserRow>> {
+        let sql = format!(
+            "UPDATE console_users SET password_hash = $1, setup_hash = NULL, setup_expires_at = NULL
+             WHERE setup_hash = $2 AND setup_expires_at > $3 AND disabled_at IS NULL
+             RETURNING {USER_COLUMNS}"
+        );
+        let mut tx = self.write_tx().await?;
+        let raw: Option<Raw> = db!(&mut tx, |c| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(password_hash)
+                .bind(setup_hash)
+                .bind(DbTime::now())
+                .fetch_optional(c)
+                .await
+        })?;
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        db!(&mut tx, |c| {
+            sqlx::query("DELETE FROM console_sessions WHERE user_id = $1")
+                .bind(raw.id)
+                .execute(c)
+                .await
+                .affected()
+        })?;
+        tx.commit().await?;
+        Ok(Some(raw.into_login()?.user))
+    }
+
+    /// Clears the user's password, gives them a new set-password link (re-enabling a
+    /// disabled user) and ends their sessions. Returns whether the user exists.
+    pub async fn reset_user(
+        &self,
+        email: &EmailAddress,
+        setup_hash: &[u8],
+        expires: DbTime,
+    ) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let id: Option<i64> = db!(&mut tx, |c| {
+            sqlx::query_scalar(
+                "UPDATE console_users SET password_hash = NULL, setup_hash = $1,
+                 setup_expires_at = $2, disabled_at = NULL WHERE email = $3 RETURNING id",
+            )
+            .bind(setup_hash)
+            .bind(expires)
+            .bind(email.canonical())
+            .fetch_optional(c)
+            .await
+        })?;
+        let Some(id) = id else {
+            return Ok(false);
+        };
+        end_sessions(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Disables the user (they cannot sign in; their link stops working) and ends their
+    /// sessions. Returns whether an enabled user was disabled.
+    pub async fn disable_user(&self, email: &EmailAddress) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let id: Option<i64> = db!(&mut tx, |c| {
+            sqlx::query_scalar(
+                "UPDATE console_users SET disabled_at = $1, setup_hash = NULL,
+                 setup_expires_at = NULL WHERE email = $2 AND disabled_at IS NULL RETURNING id",
+            )
+            .bind(DbTime::now())
+            .bind(email.canonical())
+            .fetch_optional(c)
+            .await
+        })?;
+        let Some(id) = id else {
+            return Ok(false);
+        };
+        end_sessions(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Stores a new session under the hash of its id.
+    pub async fn create_session(&self, id_hash: &[u8], user_id: i64, csrf: &str) -> Result<()> {
+        let now = DbTime::now();
+        db!(self.writer(), |c| {
+            sqlx::query(
+                "INSERT INTO console_sessions (id_hash, user_id, csrf, created_at, last_seen_at)
+                 VALUES ($1, $2, $3, $4, $4)",
+            )
+            .bind(id_hash)
+            .bind(user_id)
+            .bind(csrf)
+            .bind(now)
+            .execute(c)
+            .await
+            .affected()
+        })?;
+        Ok(())
+    }
+
+    /// The session whose id hashes to `id_hash`, if it was seen after `idle_since` and its
+    /// user is enabled. Marks it seen now when it was last seen more than a minute ago (so
+    /// a page's requests do not each write).
+    pub async fn session(&self, id_hash: &[u8], idle_since: DbTime) -> Result<Option<SessionRow>> {
+        #[derive(FromRow)]
+        struct Row {
+            id: i64,
+            email: String,
+            role: String,
+            password_hash: Option<String>,
+            created_at: DbTime,
+            disabled_at: Option<DbTime>,
+            csrf: String,
+            last_seen_at: DbTime,
+        }
+        let row: Option<Row> = db!(self.pool(), |c| {
+            sqlx::query_as(
+                "SELECT u.id, u.email, u.role, u.password_hash, u.created_at, u.disabled_at,
+                        s.csrf, s.last_seen_at
+                 FROM console_sessions s JOIN console_users u ON u.id = s.user_id
+                 WHERE s.id_hash = $1 AND s.last_seen_at > $2 AND u.disabled_at IS NULL",
+            )
+            .bind(id_hash)
+            .bind(idle_since)
+            .fetch_optional(c)
+            .await
+        })?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let now = DbTime::now();
+        if now.utc() - row.last_seen_at.utc() > chrono::Duration::minutes(1) {
+            db!(self.writer(), |c| {
+                sqlx::query("UPDATE console_sessions SET last_seen_at = $1 WHERE id_hash = $2")
+                    .bind(now)
+                    .bind(id_hash)
+                    .execute(c)
+                    .await
+                    .affected()
+            })?;
+        }
+        let login = Raw {
+            id: row.id,
+            email: row.email,
+            role: row.role,
+            password_hash: row.password_hash,
+            created_at: row.created_at,
+            disabled_at: row.disabled_at,
+        }
+        .into_login()?;
+        Ok(Some(SessionRow {
+            user: login.user,
+            csrf: row.csrf,
+        }))
+    }
+
+    /// Ends one session (logout). Also forgets sessions idle since before `idle_since`.
+    pub async fn end_session(&self, id_hash: &[u8], idle_since: DbTime) -> Result<()> {
+        db!(self.writer(), |c| {
+            sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1 OR last_seen_at <= $2")
+                .bind(id_hash)
+                .bind(idle_since)
+                .execute(c)
+                .await
+                .affected()
+        })?;
+        Ok(())
+    }
+
+    /// Appends to the audit log.
+    pub async fn audit(&self, entry: &NewAudit<'_>) -> Result<()> {
+        db!(self.writer(), |c| {
+            sqlx::query(
+                "INSERT INTO audit_log (at, actor, action, subject, detail, ip)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(DbTime::now())
+            .bind(entry.actor)
+            .bind(entry.action)
+            .bind(entry.subject)
+            .bind(entry.detail)
+            .bind(entry.ip.as_deref())
+            .execute(c)
+            .await
+            .affected()
+        })?;
+        Ok(())
+    }
+
+    /// The audit log since `since` (all when `None`), newest first, at most `limit` entries.
+    pub async fn audit_log(&self, since: Option<DbTime>, limit: i64) -> Result<Vec<AuditRow>> {
+        let since = since.map_or_else(String::new, DbTime::to_text);
+        Ok(db!(self.pool(), |c| {
+            sqlx::query_as(
+                "SELECT id, at, actor, action, subject, detail, ip FROM audit_log
+                 WHERE at >= $1 ORDER BY at DESC, id DESC LIMIT $2",
+            )
+            .bind(&since)
+            .bind(limit)
+            .fetch_all(c)
+            .await
+        })?)
+    }
+
+    /// The newest entry about `subject` with `action`, e.g. who sent an article as breaking.
+    pub async fn last_audit_of(&self, subject: &str, action: &str) -> Result<Option<AuditRow>> {
+        Ok(db!(self.pool(), |c| {
+            sqlx::query_as(
+                "SELECT id, at, actor, action, subject, detail, ip FROM audit_log
+                 WHERE subject = $1 AND action = $2 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(subject)
+            .bind(action)
+            .fetch_optional(c)
+            .await
+        })?)
+    }
+}
+
+impl Store {
+    /// The console's article list: newest first, optionally only titles containing `title`
+    /// (any case), of one category and of one language, at most `limit`.
+    pub async fn find_articles(
+        &self,
+        title: Option<&str>,
+        category: Option<&str>,
+        language: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<super::ArticleRow>> {
+        let sql = format!(
+            "SELECT {} FROM articles
+             WHERE ($1 IS NULL OR lower(title) LIKE $1 ESCAPE '\\')
+               AND ($2 IS NULL OR lower(category) = lower($2))
+               AND ($3 IS NULL OR language = $3)
+             ORDER BY published_at DESC, id DESC LIMIT $4",
+            super::articles::ARTICLE_COLUMNS
+        );
+        let pattern = title.map(|t| {
+            let escaped = t
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        Ok(db!(self.pool(), |c| {
+            sqlx::query_as::<_, super::ArticleRow>(sqlx::AssertSqlSafe(sql))
+                .bind(pattern.as_deref())
+                .bind(category)
+                .bind(language)
+                .bind(limit)
+                .fetch_all(c)
+                .await
+        })?)
+    }
+
+    /// The categories and languages articles have, for the console's filters.
+    pub async fn article_facets(&self) -> Result<(Vec<String>, Vec<String>)> {
+        Ok(db!(self.pool(), |c| {
+            let cats: Vec<String> =
+                sqlx::query_scalar("SELECT DISTINCT category FROM articles ORDER BY category")
+                    .fetch_all(c)
+                    .await?;
+            let langs: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT language FROM articles WHERE language IS NOT NULL ORDER BY language",
+            )
+            .fetch_all(c)
+            .await?;
+            Ok::<_, sqlx::Error>((cats, langs))
+        })?)
+    }
+}
+
+async fn end_sessions(tx: &mut super::Tx, user_id: i64) -> Result<()> {
+    db!(tx, |c| {
+        sqlx::query("DELETE FROM console_sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(c)
+            .await
+            .affected()
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Backend;
+    use crate::store::testutil::{store_test, temp_store_on};
+
+    fn later(hours: i64) -> DbTime {
+        DbTime::from(chrono::Utc::now() + chrono::Duration::hours(hours))
+    }
+
+    store_test!(a_set_password_link_works_once_and_ends_sessions);
+    async fn a_set_password_link_works_once_and_ends_sessions(backend: Backend) {
+        let (store, _db) = temp_store_on(backend).await;
+        let email = EmailAddress::parse("Ed@Example.com").unwrap();
+        let user = store
+            .create_user(&email, Role::Editor, b"setup-1", later(24))
+            .await
+            .unwrap();
+        assert!(!user.has_password);
+        let dup = store
+            .create_user(&email, Role::Admin, b"setup-2", later(24))
+            .await;
+        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+        assert_eq!(
+            store.user_by_setup(b"setup-1").await.unwrap().unwrap().id,
+            user.id
+        );
+        store.create_session(b"s1", user.id, "csrf").await.unwrap();
+        let set = store.set_password(b"setup-1", "$argon2id$x").await.unwrap();
+        assert!(set.unwrap().has_password);
+        assert!(
+            store
+                .set_password(b"setup-1", "$argon2id$y")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let since = later(-12);
+        assert!(store.session(b"s1", since).await.unwrap().is_none());
+        let login = store.user_login(&email).await.unwrap().unwrap();
+        assert_eq!(login.password_hash.as_deref(), Some("$argon2id$x"));
+    }
+
+    store_test!(an_expired_link_is_refused);
+    async fn an_expired_link_is_refused(backend: Backend) {
+        let (store, _db) = temp_store_on(backend).await;
+        let email = EmailAddress::parse("ed@example.com").unwrap();
+        store
+            .create_user(&email, Role::Editor, b"old", later(-1))
+            .await
+            .unwrap();
+        assert!(store.user_by_setup(b"old").await.unwrap().is_none());
+        assert!(store.set_password(b"old", "h").await.unwrap().is_none());
+    }
+
+    store_test!(disabling_ends_sessions_and_reset_gives_a_new_link);
+    async fn disabling_ends_sessions_and_reset_gives_a_new_link(backend: Backend) {
+        let (store, _db) = temp_store_on(backend).await;
+        let email = EmailAddress::parse("admin@example.com").unwrap();
+        let user = store
+            .create_user(&email, Role::Admin, b"a", later(24))
+            .await
+            .unwrap();
+        store.set_password(b"a", "h").await.unwrap().unwrap();
+        store.create_session(b"s", user.id, "c").await.unwrap();
+        let since = later(-12);
+        let s = store.session(b"s", since).await.unwrap().unwrap();
+        assert_eq!((s.user.role, s.csrf.as_str()), (Role::Admin, "c"));
+        assert!(store.disable_user(&email).await.unwrap());
+        assert!(!store.disable_user(&email).await.unwrap());
+        assert!(store.session(b"s", since).await.unwrap().is_none());
+        assert!(store.reset_user(&email, b"b", later(24)).await.unwrap());
+        let users = store.users().await.unwrap();
+        assert!(users[0].disabled_at.is_none() && !users[0].has_password);
+        assert!(store.user_by_setup(b"b").await.unwrap().is_some());
+        let nobody = EmailAddress::parse("nobody@example.com").unwrap();
+        assert!(!store.reset_user(&nobody, b"c", later(24)).await.unwrap());
+    }
+
+    store_test!(idle_sessions_expire_and_logout_ends_one);
+    async fn idle_sessions_expire_and_logout_ends_one(backend: Backend) {
+        let (store, _db) = temp_store_on(backend).await;
+        let email = EmailAddress::parse("ed@example.com").unwrap();
+        let user = store
+            .create_user(&email, Role::Editor, b"a", later(24))
+            .await
+            .unwrap();
+        store.create_session(b"s", user.id, "c").await.unwrap();
+        assert!(
+            store.session(b"s", later(1)).await.unwrap().is_none(),
+            "idle"
+        );
+        assert!(store.session(b"s", later(-12)).await.unwrap().is_some());
+        store.end_session(b"s", later(-12)).await.unwrap();
+        assert!(store.session(b"s", later(-12)).await.unwrap().is_none());
+    }
+
+    store_test!(the_audit_log_is_read_newest_first_and_by_subject);
+    async fn the_audit_log_is_read_newest_first_and_by_subject(backend: Backend) {
+        let (store, _db) = temp_store_on(backend).await;
+        for (actor, action) in [("ed@example.com", "breaking.send"), ("cli", "user.add")] {
+            store
+                .audit(&NewAudit {
+                    actor,
+                    action,
+                    subject: "article:1",
+                    detail: "daily",
+                    ip: Some("127.0.0.1".into()),
+                })
+                .await
+                .unwrap();
+        }
+        let all = store.audit_log(None, 10).await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].actor, "cli");
+        let sent = store
+            .last_audit_of("article:1", "breaking.send")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(sent.actor, "ed@example.com");
+        assert!(
+            store
+                .audit_log(Some(later(1)), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    store_test!(articles_are_found_by_title_category_and_language);
+    async fn articles_are_found_by_title_category_and_language(backend: Backend) {
+        let (store, _db) = temp_store_on(backend).await;
+        for (id, title, cat, lang) in [
+            ("a", "Minister resigns", "Politics", Some("en")),
+            ("b", "100% turnout_claim", "Politics", Some("ur")),
+            ("c", "Cricket final", "Sport", None),
+        ] {
+            store
+                .insert_article(&super::super::NewArticle {
+                    external_id: id.into(),
+                    url: format!("https://news.example/{id}"),
+                    title: title.into(),
+                    summary: String::new(),
+                    author: None,
+                    category: cat.into(),
+                    language: lang.map(Into::into),
+                    image_url: None,
+                    published_at: chrono::Utc::now(),
+                    breaking: false,
+                })
+                .await
+                .unwrap();
+        }
+        let titles = |rows: Vec<super::super::ArticleRow>| {
+            rows.into_iter().map(|r| r.title).collect::<Vec<_>>()
+        };
+        let f = |t, c, l| store.find_articles(t, c, l, 50);
+        assert_eq!(
+            titles(f(Some("MINISTER"), None, None).await.unwrap()),
+            ["Minister resigns"]
+        );
+        assert_eq!(
+            titles(f(Some("%"), None, None).await.unwrap()),
+            ["100% turnout_claim"]
+        );
+        assert_eq!(f(Some("_"), Some("sport"), None).await.unwrap().len(), 0);
+        assert_eq!(
+            f(None, Some("politics"), Some("ur")).await.unwrap().len(),
+            1
+        );
+        assert_eq!(f(None, None, None).await.unwrap().len(), 3);
+        let (cats, langs) = store.article_facets().await.unwrap();
+        assert_eq!(cats, ["Politics", "Sport"]);
+        assert_eq!(langs, ["en", "ur"]);
+    }
+}
