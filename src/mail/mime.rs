@@ -350,25 +350,32 @@ impl MessageTemplate {
         let Some(chunk) = self.chunks.get(i) else {
             return;
         };
-        let mut raw: Vec<u8> = Vec::with_capacity(96);
-        let mut pad_at = None;
-        for item in &chunk.items {
-            match *item {
-                ChunkItem::Lit { start, end } => raw.extend_from_slice(&self.lits[start..end]),
-                ChunkItem::Token => push_token(&mut raw, r.token),
-                ChunkItem::Name(part) => push_name(&mut raw, r.name.unwrap_or(""), part),
-                ChunkItem::Pad => pad_at = Some(raw.len()),
+        thread_local! {
+            // One scratch buffer per sending thread: a chunk is assembled here before it is
+            // encoded, so personalising allocates nothing per chunk or per reader.
+            static RAW: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        RAW.with_borrow_mut(|raw| {
+            raw.clear();
+            let mut pad_at = None;
+            for item in &chunk.items {
+                match *item {
+                    ChunkItem::Lit { start, end } => raw.extend_from_slice(&self.lits[start..end]),
+                    ChunkItem::Token => push_token(raw, r.token),
+                    ChunkItem::Name(part) => push_name(raw, r.name.unwrap_or(""), part),
+                    ChunkItem::Pad => pad_at = Some(raw.len()),
+                }
             }
-        }
-        if let Some(at) = pad_at {
-            let pad = (3 - raw.len() % 3) % 3;
-            raw.splice(at..at, std::iter::repeat_n(b' ', pad));
-        }
-        let mut col = chunk.col;
-        b64_lines(out, &mut col, &raw);
-        if col > 0 {
-            out.extend_from_slice(b"\r\n");
-        }
+            if let Some(at) = pad_at {
+                let pad = (3 - raw.len() % 3) % 3;
+                raw.splice(at..at, std::iter::repeat_n(b' ', pad));
+            }
+            let mut col = chunk.col;
+            b64_lines(out, &mut col, raw);
+            if col > 0 {
+                out.extend_from_slice(b"\r\n");
+            }
+        });
     }
 
     /// The Message-ID domain from the headers, for [`message_id`].
