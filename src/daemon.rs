@@ -239,9 +239,10 @@ pub async fn run(
         tracing::info!(bind = %config.web.bind, public_url = %config.web.public_url, "web pages up");
         let web_state = crate::web::AppState::new(store.clone(), Arc::clone(&config));
         let mut web_shutdown = shutdown.clone();
-        Some(tokio::spawn(crate::web::serve(
+        Some(tokio::spawn(crate::web::serve_with(
             listener,
             web_state,
+            config.web.serve_limits(),
             async move {
                 let _ = web_shutdown.wait_for(|s| *s).await;
             },

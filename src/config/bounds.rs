@@ -66,6 +66,14 @@ pub(super) const BOUNDS: &[Bound] = &[
     number("database", "max_connections", 2, 500, |c| {
         u64::from(c.database.max_connections)
     }),
+    number("web", "max_connections", 1, 65_536, |c| {
+        u64::from(c.web.max_connections)
+    }),
+    // Under a second drops readers on slow phones; over ten minutes lets idle clients pile up.
+    number("web", "header_timeout_secs", 1, 600, |c| c.web.header_timeout_secs),
+    number("web", "request_timeout_secs", 1, 3600, |c| {
+        c.web.request_timeout_secs
+    }),
     number("smtp", "port", 1, 65_535, |c| u64::from(c.smtp.port)),
     // Relays limit connections per client (Postfix: 50 by default); more rarely helps.
     number("smtp", "connections", 1, 64, |c| {

@@ -179,6 +179,25 @@ pub struct Web {
     /// (e.g. `X-Forwarded-For`, whose rightmost entry is used). Unset: the peer address of
     /// the connection is the client, which behind a proxy is the proxy itself.
     pub client_ip_header: Option<String>,
+    /// Connections served at once; more wait in the kernel's listen backlog. Each costs a
+    /// file descriptor: keep it well under the unit's `LimitNOFILE`.
+    pub max_connections: u32,
+    /// Seconds a client may take to send a request's headers (and a keep-alive connection
+    /// may sit idle): what keeps half-sent requests from holding connections.
+    pub header_timeout_secs: u64,
+    /// Seconds a request may take from its headers to its answer, body included (else 408).
+    pub request_timeout_secs: u64,
+}
+
+impl Web {
+    /// The listener's limits, as the web server takes them.
+    pub fn serve_limits(&self) -> crate::web::ServeLimits {
+        crate::web::ServeLimits {
+            max_connections: self.max_connections as usize,
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_secs),
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
+        }
+    }
 }
 
 /// `[console]`: the newsroom console (editors and list admins), on its own listener so it is
@@ -537,6 +556,11 @@ impl Default for Web {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: constant_url("http://127.0.0.1:8080"),
             client_ip_header: None,
+            // Half the usual 1,024 descriptors, so a unit without `LimitNOFILE` keeps room for
+            // the database, SMTP and logs.
+            max_connections: 512,
+            header_timeout_secs: 5,
+            request_timeout_secs: 30,
         }
     }
 }

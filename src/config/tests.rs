@@ -28,6 +28,7 @@ fn values_arrive_typed() {
         "[publication]\nurl = \"https://ledger.example.pk/\"\n\
          from = \"Ledger <Digest@Ledger.Example.PK>\"\nreply_to = \"Letters <letters@ledger.example.pk>\"\n\
          [web]\nbind = \"0.0.0.0:9000\"\npublic_url = \"https://lists.ledger.example.pk\"\n\
+         max_connections = 3\nheader_timeout_secs = 2\n\
          [schedule]\nmax_lateness = \"90m\"\n[log]\nlevel = \"warn,dispatch=debug\"\n",
         &vars(&[]),
     )
@@ -45,6 +46,10 @@ fn values_arrive_typed() {
     assert_eq!(reply_to.email.to_string(), "letters@ledger.example.pk");
     assert_eq!(cfg.web.bind, SocketAddr::from(([0, 0, 0, 0], 9000)));
     assert_eq!(cfg.web.public_url.host(), "lists.ledger.example.pk");
+    let limits = cfg.web.serve_limits();
+    assert_eq!(limits.max_connections, 3);
+    assert_eq!(limits.header_timeout, std::time::Duration::from_secs(2));
+    assert_eq!(limits.request_timeout, std::time::Duration::from_secs(30));
     assert_eq!(
         cfg.schedule.max_lateness.to_chrono(),
         chrono::Duration::minutes(90)

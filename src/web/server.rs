@@ -54,15 +54,9 @@ pub struct ServeLimits {
 }
 
 impl Default for ServeLimits {
-    /// 512 connections (half the usual default of 1,024 descriptors, so a unit without
-    /// `LimitNOFILE` still has room for the database, SMTP and logs), 5 s for headers,
-    /// 30 s for a request.
+    /// `[web]`'s defaults: 512 connections, 5 s for headers, 30 s for a request.
     fn default() -> Self {
-        Self {
-            max_connections: 512,
-            header_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
-        }
+        crate::config::Web::default().serve_limits()
     }
 }
 
