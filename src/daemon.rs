@@ -386,6 +386,7 @@ pub async fn run(
 
 /// The scheduler and the breaking-news poll, until `shutdown`.
 async fn scheduler(store: Store, config: Arc<Config>, mut shutdown: watch::Receiver<bool>) {
+    warn_stored_problems(&store).await;
     let mut late = HashSet::new();
     let breaking_every = StdDuration::from_secs(config.schedule.breaking_poll_secs);
     let mut next_schedule = tokio::time::Instant::now();
@@ -481,6 +482,25 @@ pub async fn singleton<F, Fut>(
     }
     if held && let Err(e) = store.release_lease(name, &holder).await {
         tracing::warn!(job = name, error = %e, "could not give the job's lease up; it runs out");
+    }
+}
+
+/// Says at start which lists hold a schedule or time zone the scheduler cannot use, so a
+/// list that would never send does not stay silent.
+async fn warn_stored_problems(store: &Store) {
+    match store.all_lists().await {
+        Ok(lists) => {
+            for list in &lists {
+                for (problem, mend) in list.stored_problems() {
+                    tracing::warn!(
+                        "list {} {problem}; mend it with `dispatch lists update {} {mend}`",
+                        list.slug,
+                        list.slug
+                    );
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read the lists to check their schedules"),
     }
 }
 

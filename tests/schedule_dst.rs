@@ -634,15 +634,17 @@ fn a_bad_schedule_field_is_named_on_the_command_line() {
 
 #[tokio::test]
 async fn a_stored_schedule_that_never_fires_is_reported_not_silently_ignored() {
-    // A list saved before schedules were checked for ever firing.
+    // A list saved before schedules were checked for ever firing, and a zone edited by hand.
     let cli = Cli::new();
     cli.ok(["lists", "create", "daily", "--schedule", "0 7 * * *"]);
     let url = format!("sqlite://{}", cli.db().display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("UPDATE lists SET schedule = '0 7 31 2 *' WHERE slug = 'daily'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE lists SET schedule = '0 7 31 2 *', timezone = 'Mars/Olympus' WHERE slug = 'daily'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     pool.close().await;
 
     let out = cli.run(["lists", "show", "daily"]);
@@ -651,5 +653,47 @@ async fn a_stored_schedule_that_never_fires_is_reported_not_silently_ignored() {
     assert!(
         e.contains("warning: list daily gets no scheduled digests") && e.contains("never fires"),
         "{e}"
+    );
+    assert!(
+        e.contains("warning: list daily has its schedule read in UTC") && e.contains("--timezone"),
+        "{e}"
+    );
+
+    // The daemon says so when it starts, rather than never sending in silence.
+    let mut daemon = cli
+        .command()
+        .arg("run")
+        .env("DISPATCH_WEB_BIND", "127.0.0.1:0")
+        .env("DISPATCH_CONSOLE_BIND", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = daemon.stderr.take().unwrap();
+    let seen = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            seen.push_str(&line);
+            seen.push('\n');
+            if seen.contains("gets no scheduled digests") && seen.contains("read in UTC") {
+                break;
+            }
+        }
+        seen
+    });
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(60), seen).await;
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let seen = seen
+        .expect("the daemon's start warnings within 60 s")
+        .unwrap();
+    assert!(
+        seen.contains("list daily gets no scheduled digests")
+            && seen.contains("list daily has its schedule read in UTC"),
+        "{seen}"
     );
 }

@@ -240,11 +240,9 @@ fn next_slots(l: &ListRow) -> Vec<chrono::DateTime<chrono_tz::Tz>> {
 fn print_next_slots(l: &ListRow) {
     // New lines are checked when given, but one stored before a check existed (say
     // `0 7 31 2 *`, which never fires) would otherwise just quietly never send.
-    if let Some(line) = &l.schedule
-        && let Err(e) = Schedule::parse(line)
-    {
+    for (problem, mend) in l.stored_problems() {
         eprintln!(
-            "warning: list {} gets no scheduled digests: {e}; set a new one with `dispatch lists update {} --schedule \"0 7 * * *\"`",
+            "warning: list {} {problem}; set a new one with `dispatch lists update {} {mend}`",
             l.slug, l.slug
         );
     }

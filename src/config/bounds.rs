@@ -70,7 +70,9 @@ pub(super) const BOUNDS: &[Bound] = &[
         u64::from(c.web.max_connections)
     }),
     // Under a second drops readers on slow phones; over ten minutes lets idle clients pile up.
-    number("web", "header_timeout_secs", 1, 600, |c| c.web.header_timeout_secs),
+    number("web", "header_timeout_secs", 1, 600, |c| {
+        c.web.header_timeout_secs
+    }),
     number("web", "request_timeout_secs", 1, 3600, |c| {
         c.web.request_timeout_secs
     }),

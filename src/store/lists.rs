@@ -47,6 +47,29 @@ impl ListRow {
             .unwrap_or(default)
     }
 
+    /// What is wrong with the stored schedule and time zone: each problem as a phrase that
+    /// follows "list SLUG", with the `lists update` option that mends it. The CLI and the
+    /// console refuse both, but a row written by an older version or edited by hand can still
+    /// hold one, and the scheduler would then silently never send (or send in UTC).
+    pub fn stored_problems(&self) -> Vec<(String, &'static str)> {
+        let mut problems = Vec::new();
+        if let Some(raw) = self.schedule.as_deref()
+            && let Err(e) = Schedule::parse(raw)
+        {
+            problems.push((
+                format!("gets no scheduled digests: {e}"),
+                "--schedule \"0 7 * * *\"",
+            ));
+        }
+        if let Err(e) = Timezone::parse(&self.timezone) {
+            problems.push((
+                format!("has its schedule read in UTC: {e}"),
+                "--timezone Asia/Karachi",
+            ));
+        }
+        problems
+    }
+
     /// The parsed schedule, if any (validated when stored).
     pub fn parsed_schedule(&self) -> Option<Schedule> {
         self.schedule
