@@ -178,39 +178,48 @@ pub async fn breaking_tick(store: &Store, config: &Config, now: DateTime<Utc>) -
 }
 
 /// Waits for SIGTERM or Ctrl-C, then flips `tx`; a second signal exits at once.
+///
+/// SIGTERM's handler is installed before this returns, so a signal that comes at once (while
+/// the database is still opening, say) is caught instead of taking its default action.
 pub fn shutdown_on_signals() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
+    let mut term = Term::install();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        term.next().await;
         tracing::info!(
             "shutting down: no new claims, letting messages in flight finish (signal again to quit at once)"
         );
         let _ = tx.send(true);
-        wait_for_signal().await;
+        term.next().await;
         tracing::warn!("second signal: exiting now");
         std::process::exit(130);
     });
     rx
 }
 
-async fn wait_for_signal() {
+/// SIGTERM (where there is one) and Ctrl-C.
+struct Term {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Term {
+    fn install() -> Self {
+        Self {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(term) = &mut self.term {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -195,12 +195,24 @@ pub async fn run(cli: Cli, ctx: Ctx) -> Result<Outcome> {
         Command::Preview(args) => preview::run(args, &ctx).await,
         Command::Demo(args) => demo::run(args, &ctx).await,
         Command::Run(args) => {
-            let store = ctx.store().await?;
+            // Signals are caught from the start: one that comes while the database is still
+            // opening (a PostgreSQL server that does not answer holds it for up to two
+            // minutes) stops the daemon cleanly instead of killing it. Dropping the open
+            // rolls back any migration it was running.
+            let shutdown = crate::daemon::shutdown_on_signals();
+            let mut stopped = shutdown.clone();
+            let store = tokio::select! {
+                store = ctx.store() => store?,
+                _ = stopped.wait_for(|s| *s) => {
+                    tracing::info!("stopped before the database was open");
+                    return Ok(Outcome::Ok);
+                }
+            };
             crate::daemon::run(
                 store,
                 std::sync::Arc::new(ctx.config.clone()),
                 args.roles(),
-                crate::daemon::shutdown_on_signals(),
+                shutdown,
             )
             .await?;
             Ok(Outcome::Ok)
