@@ -129,7 +129,16 @@ impl LogLevel {
     /// The filter, built fresh (an `EnvFilter` cannot be cloned, so the config keeps the text).
     pub fn filter(&self) -> tracing_subscriber::EnvFilter {
         // `new` ignores directives it cannot parse; `parse` already refused any.
-        tracing_subscriber::EnvFilter::new(&self.0)
+        let filter = tracing_subscriber::EnvFilter::new(&self.0);
+        if self.0.contains("sqlx") {
+            return filter;
+        }
+        // PostgreSQL's notices ("relation … already exists, skipping" on every start's
+        // migration check) are not news to an operator; sqlx logs them at INFO.
+        match "sqlx::postgres::notice=warn".parse() {
+            Ok(quiet) => filter.add_directive(quiet),
+            Err(_) => filter,
+        }
     }
 }
 
