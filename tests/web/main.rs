@@ -9,6 +9,7 @@ mod ops;
 mod preferences;
 mod signup;
 mod unsubscribe;
+mod urdu;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,13 +48,21 @@ async fn spawn_app() -> App {
 }
 
 async fn spawn_app_with(limits: RateLimits) -> App {
+    spawn_app_configured(limits, |config| {
+        config.digest.category_order = vec!["Politics".into(), "Business".into(), "Sport".into()];
+    })
+    .await
+}
+
+/// The app with `configure` applied to the default config (its public URL already set).
+async fn spawn_app_configured(limits: RateLimits, configure: impl FnOnce(&mut Config)) -> App {
     let db = TempDb::new();
     let store = db.store().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let mut config = Config::default();
     config.web.public_url = WebUrl::parse(&format!("http://{addr}")).unwrap();
-    config.digest.category_order = vec!["Politics".into(), "Business".into(), "Sport".into()];
+    configure(&mut config);
     let config = Arc::new(config);
     let mut state = AppState::new(store.clone(), Arc::clone(&config));
     state.limits = Arc::new(limits);
