@@ -876,6 +876,17 @@ impl Config {
             ));
         }
         bounds::check(self)?;
+        // Port 0 asks the system for a free port, which is never the same one twice.
+        if self.console.bind == self.web.bind && self.web.bind.port() != 0 {
+            return Err(Problem::at(
+                "console",
+                "bind",
+                format!(
+                    "{} is [web] bind's address too: the console needs its own listener, so that it is never served where the reader pages are",
+                    self.console.bind
+                ),
+            ));
+        }
         if self.smtp.username.is_some() != self.smtp.password.is_some() {
             return Err(Problem {
                 key: Key {

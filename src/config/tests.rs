@@ -131,6 +131,14 @@ fn errors_name_file_key_and_expectation() {
         e.contains("[web] bind") && e.contains("ADDRESS:PORT"),
         "{e}"
     );
+    let e = err(
+        "[web]\nbind = \"0.0.0.0:8080\"\n[console]\nbind = \"0.0.0.0:8080\"\n",
+        &[],
+    );
+    assert!(
+        e.contains("[console] bind") && e.contains("[web] bind's address too"),
+        "{e}"
+    );
     let e = err("[publication]\nfrom = \"Ledger\"\n", &[]);
     assert!(
         e.contains("[publication] from") && e.contains("mailbox"),
