@@ -327,6 +327,29 @@ Remote Server returned '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not
     assert_eq!(s.status(0)["status"], "bounced");
 }
 
+/// A Message-ID names its edition and reader in the clear, but its nonce is a MAC under the
+/// installation's key: a forged bounce that swaps in another reader's id matches nobody.
+#[tokio::test]
+async fn a_bounce_quoting_a_forged_message_id_unsubscribes_nobody() {
+    let s = sent();
+    let (real, other) = (&s.readers[0].2.message_id, &s.readers[1].2.message_id);
+    let subscriber = |id: &str| id.split('.').nth(1).unwrap().to_owned();
+    let forged = real.replacen(&subscriber(real), &subscriber(other), 1);
+    assert_ne!(&forged, other, "the two readers' nonces differ");
+    let msg = format!(
+        "From: Microsoft Outlook <postmaster@outlook.example>\nTo: digest@news.example.com\n\
+Subject: Undeliverable: Daily Digest\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"X\"\n\n\
+--X\nContent-Type: text/plain; charset=utf-8\n\nDelivery has failed.\n\n\
+Remote Server returned '550 5.1.10 RESOLVER.ADR.RecipientNotFound'\n\n\
+--X\nContent-Type: message/rfc822\n\nFrom: digest@news.example.com\nSubject: Daily Digest\nMessage-ID: {forged}\n\nhello\n--X--\n"
+    );
+    let out = s.ingest(&msg);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(s.events("hard").is_empty(), "{}", show(&out));
+    assert_eq!(s.status(1)["status"], "active");
+    assert_eq!(s.status(0)["status"], "active");
+}
+
 #[tokio::test]
 async fn a_gmail_style_text_bounce_is_matched_by_failed_recipient_and_list_id() {
     let s = sent();

@@ -353,7 +353,8 @@ async fn from_returned(store: &Store, settings: &Settings, r: &Returned) -> Resu
                 Err(StoreError::NotFound(_)) => continue,
                 Err(e) => return Err(e),
             };
-            let ours = crate::delivery::message_id_for(&edition, subscriber_id, &domain);
+            let ours =
+                crate::delivery::message_id_for(store.verp_key(), &edition, subscriber_id, &domain);
             if ours.eq_ignore_ascii_case(id) {
                 return Ok(Some(Found {
                     lookup: store.lookup_delivery(edition_id, subscriber_id).await?,

@@ -510,7 +510,8 @@ impl Dispatch<'_> {
                     continue;
                 };
                 let Some(permit) = room.split(1) else { break };
-                let message_id = messages::personalise(&e, &c, &template, &mut self.scratch);
+                let message_id =
+                    messages::personalise(store.verp_key(), &e, &c, &template, &mut self.scratch);
                 let envelope_from = messages::envelope_from(
                     &self.engine.config,
                     store,

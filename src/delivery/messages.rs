@@ -9,10 +9,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use sha2::Digest as _;
 
 use crate::config::Config;
-use crate::domain::EmailAddress;
+use crate::domain::{EmailAddress, VerpKey};
 use crate::edition::{self, EditionRenderer};
 use crate::mail::mime::{MessageTemplate, Recipient};
 use crate::mail::verp::{self, VerpItem};
@@ -74,12 +73,13 @@ impl Renderings {
 
 /// One reader's message of an edition, personalised into `out`; returns its Message-ID.
 pub(super) fn personalise(
+    key: &VerpKey,
     e: &EditionRow,
     c: &Claimed,
     template: &MessageTemplate,
     out: &mut Vec<u8>,
 ) -> String {
-    let message_id = message_id_for(e, c.subscriber_id, template.message_id_domain());
+    let message_id = message_id_for(key, e, c.subscriber_id, template.message_id_domain());
     out.clear();
     template.personalise(
         &Recipient {
@@ -95,14 +95,17 @@ pub(super) fn personalise(
 
 /// A Message-ID unique per (edition, subscriber) and stable across retries, so a copy sent
 /// twice after a crash carries the same id and mail clients can fold the copies together. It
-/// is derived, not stored: a bounce that quotes it names the edition and the reader.
-pub fn message_id_for(e: &EditionRow, subscriber_id: i64, domain: &str) -> String {
-    let mut h = sha2::Sha256::new();
-    h.update(e.id.to_be_bytes());
-    h.update(e.created_at.to_text().as_bytes());
-    h.update(subscriber_id.to_be_bytes());
-    let d = h.finalize();
-    let nonce: String = d[..6].iter().map(|b| format!("{b:02x}")).collect();
+/// is derived, not stored: a bounce that quotes it names the edition and the reader. The
+/// nonce is a MAC under the installation's key, so a forged bounce cannot name a reader it
+/// makes up: without the key, one guess in 2^64 matches.
+pub fn message_id_for(key: &VerpKey, e: &EditionRow, subscriber_id: i64, domain: &str) -> String {
+    let tag = key.mac(&[
+        b"dispatch message-id v1\0",
+        &e.id.to_be_bytes(),
+        e.created_at.to_text().as_bytes(),
+        &subscriber_id.to_be_bytes(),
+    ]);
+    let nonce: String = tag[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!("<e{}.s{}.{}@{}>", e.id, subscriber_id, nonce, domain)
 }
 
