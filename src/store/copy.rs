@@ -3,11 +3,11 @@
 //!
 //! The copy takes every table the PostgreSQL schema has, in foreign-key order, from one read
 //! snapshot of the SQLite file, streamed with `COPY … FROM STDIN`, inside one PostgreSQL
-//! transaction: either all of it arrives or none does. Columns are read and written by the PostgreSQL column's type, so
-//! a table or column added by a later migration is copied without touching this file. The
-//! token key travels with `settings`, so every reader link already sent keeps working.
-//! Afterwards the row counts of every table are compared, and identity sequences start past
-//! the copied ids, and the tables are analysed.
+//! transaction: either all of it arrives or none does. Columns are read and written by the
+//! PostgreSQL column's type, so a table or column added by a later migration is copied
+//! without touching this file. The token key travels with `settings`, so every reader link
+//! already sent keeps working. Afterwards the row counts of every table are compared, and
+//! identity sequences start past the copied ids, and the tables are analysed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -81,7 +81,8 @@ fn quoted(name: &str) -> String {
 }
 
 /// Copies every table of the SQLite database at `from` into the empty PostgreSQL database
-/// at `to` (one `COPY` per table, sent `batch` rows at a time), calling `progress(table, rows so far)` as it goes.
+/// at `to` (one `COPY` per table, sent `batch` rows at a time), calling
+/// `progress(table, rows so far)` as it goes.
 /// Both are migrated to this binary's schema first. Refuses a target that holds any row.
 /// Returns each table's row count, the same on both sides.
 pub async fn copy_sqlite_to_postgres(

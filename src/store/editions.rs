@@ -137,11 +137,12 @@ impl Store {
     /// Records an edition, its articles and its recipient snapshot in one transaction.
     ///
     /// The snapshot is one `INSERT … SELECT` of the list's active subscriptions of active
-    /// subscribers (see [`snapshot`] for what it costs and why it is eager). For a digest, the window must still start where the list's last digest
-    /// ended (checked under the write lock, or the list's [`Lock`] on PostgreSQL), so two
-    /// concurrent builders, on one node or several, cannot both cover the same stories; the
-    /// unique (list, slot) and (list, breaking article) constraints make the loser of a race
-    /// get the winner's edition.
+    /// subscribers (the private `snapshot` function says what it costs and why it is eager).
+    /// For a digest, the window must still start where the list's last digest ended (checked
+    /// under the write lock, or the list's [`Lock`] on PostgreSQL), so two concurrent
+    /// builders, on one node or several, cannot both cover the same stories; the unique
+    /// (list, slot) and (list, breaking article) constraints make the loser of a race get the
+    /// winner's edition.
     pub async fn create_edition(&self, e: &NewEdition) -> Result<Created> {
         let mut tx = self.write_tx().await?;
         tx.lock(Lock::ListEditions(e.list_id)).await?;
