@@ -212,7 +212,7 @@ async fn copy_table(
         .map(|(c, _)| quoted(c))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut copy = (&mut **tx)
+    let mut copy = tx
         .copy_in_raw(&format!("COPY {} ({columns}) FROM STDIN", quoted(&t.name)))
         .await?;
     let mut rows = sqlx::query(AssertSqlSafe(format!(
