@@ -176,6 +176,21 @@ impl Tx {
         }
         Ok(())
     }
+
+    /// Holds `lock` shared until the transaction ends: any number of holders at once, none
+    /// while another transaction holds it with [`Tx::lock`] (or the SQL that takes the same
+    /// advisory lock exclusively). SQLite needs nothing, as for [`Tx::lock`].
+    pub(crate) async fn lock_shared(&mut self, lock: Lock) -> Result<()> {
+        if let Self::Postgres(t) = self {
+            let (class, id) = lock.key();
+            sqlx::query("SELECT pg_advisory_xact_lock_shared($1, $2)")
+                .bind(class)
+                .bind(id)
+                .execute(&mut **t)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// What a [`Tx::lock`] serialises.
@@ -191,6 +206,12 @@ pub(crate) enum Lock {
     /// Creating or updating an article by its `external_id` (the CMS API's `PUT`: looked up,
     /// then inserted).
     ArticleUpsert,
+    /// Writing recipient snapshots (held shared by each) against deleting subscribers (held
+    /// exclusively by the `subscribers_delete_deliveries` trigger of PostgreSQL's
+    /// `20261215000000_snapshot.sql`, which names the key `(5, 0)` itself): deliveries carry no
+    /// foreign key there, so a deleted subscriber must not leave rows a concurrent snapshot
+    /// wrote.
+    SnapshotAudience,
 }
 
 impl Lock {
@@ -202,6 +223,8 @@ impl Lock {
             Self::ListEditions(list) => (2, list as i32),
             Self::Retention => (3, 0),
             Self::ArticleUpsert => (4, 0),
+            // Also written in the migration's trigger: change both or neither.
+            Self::SnapshotAudience => (5, 0),
         }
     }
 }

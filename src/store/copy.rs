@@ -2,12 +2,12 @@
 //! database without changing it (`dispatch db check`).
 //!
 //! The copy takes every table the PostgreSQL schema has, in foreign-key order, from one read
-//! snapshot of the SQLite file, in batches, inside one PostgreSQL transaction: either all of
-//! it arrives or none does. Columns are read and written by the PostgreSQL column's type, so
-//! a table or column added by a later migration is copied without touching this file. The
-//! token key travels with `settings`, so every reader link already sent keeps working.
-//! Afterwards the row counts of every table are compared, and identity sequences start past
-//! the copied ids, and the tables are analysed.
+//! snapshot of the SQLite file, streamed with `COPY … FROM STDIN`, inside one PostgreSQL
+//! transaction: either all of it arrives or none does. Columns are read and written by the
+//! PostgreSQL column's type, so a table or column added by a later migration is copied
+//! without touching this file. The token key travels with `settings`, so every reader link
+//! already sent keeps working. Afterwards the row counts of every table are compared, and
+//! identity sequences start past the copied ids, and the tables are analysed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -15,7 +15,7 @@ use std::str::FromStr;
 
 use futures_util::TryStreamExt;
 use serde::Serialize;
-use sqlx::{AssertSqlSafe, QueryBuilder, Row as _};
+use sqlx::{AssertSqlSafe, Row as _};
 
 use super::{Backend, Result, StoreError, migrator, open_pg, open_sqlite};
 use crate::config::DatabaseTarget;
@@ -67,15 +67,6 @@ enum Kind {
     Bytes,
 }
 
-/// One value on its way from SQLite to PostgreSQL.
-#[derive(Debug, Clone)]
-enum Value {
-    Int(Option<i64>),
-    Bool(Option<bool>),
-    Text(Option<String>),
-    Bytes(Option<Vec<u8>>),
-}
-
 #[derive(Debug)]
 struct Table {
     name: String,
@@ -89,11 +80,9 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Most values one PostgreSQL statement binds (its protocol allows 65,535).
-const MAX_BINDS: usize = 30_000;
-
 /// Copies every table of the SQLite database at `from` into the empty PostgreSQL database
-/// at `to`, `batch` rows per statement, calling `progress(table, rows so far)` as it goes.
+/// at `to` (one `COPY` per table, sent `batch` rows at a time), calling
+/// `progress(table, rows so far)` as it goes.
 /// Both are migrated to this binary's schema first. Refuses a target that holds any row.
 /// Returns each table's row count, the same on both sides.
 pub async fn copy_sqlite_to_postgres(
@@ -155,43 +144,7 @@ pub async fn copy_sqlite_to_postgres(
         )))
         .fetch_one(&mut *snapshot)
         .await?;
-        let per_statement = (MAX_BINDS / t.columns.len().max(1)).clamp(1, batch.max(1));
-        let mut rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {select} FROM {} ORDER BY rowid",
-            quoted(&t.name)
-        )))
-        .fetch(&mut *snapshot);
-        let mut pending: Vec<Vec<Value>> = Vec::with_capacity(per_statement);
-        let mut copied = 0u64;
-        while let Some(row) = rows.try_next().await? {
-            let mut values = Vec::with_capacity(t.columns.len());
-            for (i, (column, kind)) in t.columns.iter().enumerate() {
-                let bad = |e: sqlx::Error| {
-                    StoreError::Conflict(format!("{}.{column}: cannot read a value: {e}", t.name))
-                };
-                values.push(match kind {
-                    Kind::Int => Value::Int(row.try_get(i).map_err(bad)?),
-                    Kind::Bool => Value::Bool(
-                        row.try_get::<Option<i64>, _>(i)
-                            .map_err(bad)?
-                            .map(|v| v != 0),
-                    ),
-                    Kind::Text => Value::Text(row.try_get(i).map_err(bad)?),
-                    Kind::Bytes => Value::Bytes(row.try_get(i).map_err(bad)?),
-                });
-            }
-            pending.push(values);
-            if pending.len() == per_statement {
-                copied += insert(&mut tx, t, &pending).await?;
-                pending.clear();
-                progress(&t.name, copied);
-            }
-        }
-        drop(rows);
-        if !pending.is_empty() {
-            copied += insert(&mut tx, t, &pending).await?;
-            progress(&t.name, copied);
-        }
+        let copied = copy_table(&mut snapshot, &mut tx, t, &select, batch, &mut progress).await?;
         if copied != expected as u64 {
             return Err(StoreError::Conflict(format!(
                 "{}: read {copied} row(s) of {expected}; nothing was copied",
@@ -241,11 +194,17 @@ pub async fn copy_sqlite_to_postgres(
     Ok(counts)
 }
 
-/// Inserts `rows` of `t` in one statement; returns how many.
-async fn insert(
+/// Streams every row of `t` from the SQLite snapshot into PostgreSQL with one `COPY … FROM
+/// STDIN` (text format), sending `batch` rows at a time; returns how many rows PostgreSQL
+/// took. `COPY` writes many rows per WAL record and parses no SQL per row: the batched
+/// `INSERT`s it replaced took 4–5 minutes per million readers.
+async fn copy_table(
+    snapshot: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     t: &Table,
-    rows: &[Vec<Value>],
+    select: &str,
+    batch: usize,
+    progress: &mut impl FnMut(&str, u64),
 ) -> Result<u64> {
     let columns = t
         .columns
@@ -253,22 +212,108 @@ async fn insert(
         .map(|(c, _)| quoted(c))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut qb: QueryBuilder<sqlx::Postgres> =
-        QueryBuilder::new(format!("INSERT INTO {} ({columns}) ", quoted(&t.name)));
-    qb.push_values(rows, |mut b, row| {
-        for v in row {
-            match v {
-                Value::Int(x) => b.push_bind(x.to_owned()),
-                Value::Bool(x) => b.push_bind(x.to_owned()),
-                Value::Text(x) => b.push_bind(x.clone()),
-                Value::Bytes(x) => b.push_bind(x.clone()),
-            };
+    let mut copy = tx
+        .copy_in_raw(&format!("COPY {} ({columns}) FROM STDIN", quoted(&t.name)))
+        .await?;
+    let mut rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {select} FROM {} ORDER BY rowid",
+        quoted(&t.name)
+    )))
+    .fetch(&mut **snapshot);
+    let mut buf = Vec::new();
+    let mut sent = 0u64;
+    let streamed: Result<()> = async {
+        let mut in_buf = 0usize;
+        while let Some(row) = rows.try_next().await? {
+            for (i, (column, kind)) in t.columns.iter().enumerate() {
+                let bad = |e: sqlx::Error| {
+                    StoreError::Conflict(format!("{}.{column}: cannot read a value: {e}", t.name))
+                };
+                if i > 0 {
+                    buf.push(b'\t');
+                }
+                match kind {
+                    Kind::Int => {
+                        let v: Option<i64> = row.try_get(i).map_err(bad)?;
+                        encode(
+                            &mut buf,
+                            v.map(|v| v.to_string()).as_deref().map(str::as_bytes),
+                        );
+                    }
+                    Kind::Bool => {
+                        let v: Option<i64> = row.try_get(i).map_err(bad)?;
+                        encode(
+                            &mut buf,
+                            v.map(|v| if v != 0 { &b"t"[..] } else { &b"f"[..] }),
+                        );
+                    }
+                    Kind::Text => {
+                        let v: Option<String> = row.try_get(i).map_err(bad)?;
+                        encode(&mut buf, v.as_deref().map(str::as_bytes));
+                    }
+                    Kind::Bytes => {
+                        let v: Option<Vec<u8>> = row.try_get(i).map_err(bad)?;
+                        // bytea's hex input form, `\x0a1b…`.
+                        let hex = v.map(|b| {
+                            let mut h = String::with_capacity(2 + 2 * b.len());
+                            h.push_str("\\x");
+                            for byte in b {
+                                h.push_str(&format!("{byte:02x}"));
+                            }
+                            h
+                        });
+                        encode(&mut buf, hex.as_deref().map(str::as_bytes));
+                    }
+                }
+            }
+            buf.push(b'\n');
+            in_buf += 1;
+            if in_buf >= batch.max(1) {
+                copy.send(buf.as_slice()).await?;
+                buf.clear();
+                sent += in_buf as u64;
+                in_buf = 0;
+                progress(&t.name, sent);
+            }
         }
-    });
-    let done = qb.build().execute(&mut **tx).await.map_err(|e| {
-        StoreError::Conflict(format!("copying {}: {e}; nothing was copied", t.name))
-    })?;
-    Ok(done.rows_affected())
+        if in_buf > 0 {
+            copy.send(buf.as_slice()).await?;
+            sent += in_buf as u64;
+            progress(&t.name, sent);
+        }
+        Ok(())
+    }
+    .await;
+    drop(rows);
+    match streamed {
+        Ok(()) => copy.finish().await.map_err(|e| {
+            StoreError::Conflict(format!("copying {}: {e}; nothing was copied", t.name))
+        }),
+        Err(e) => {
+            // Ends the COPY so the transaction can roll back; the read error is the news.
+            let _ = copy.abort("the source could not be read").await;
+            Err(e)
+        }
+    }
+}
+
+/// Appends one value in `COPY`'s text format (PostgreSQL manual, COPY, "Text Format"):
+/// `\N` for NULL; backslash, newline, carriage return and tab escaped, everything else as is.
+/// bytea goes in its hex form (`\x0a1b…`), whose backslash this escapes like any other.
+fn encode(out: &mut Vec<u8>, value: Option<&[u8]>) {
+    let Some(value) = value else {
+        out.extend_from_slice(b"\\N");
+        return;
+    };
+    for &b in value {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.push(b),
+        }
+    }
 }
 
 /// The tables of the PostgreSQL schema, parents before the tables that refer to them.
@@ -487,7 +532,21 @@ mod tests {
     use crate::domain::{EmailAddress, ListSlug};
     use crate::store::subscribers::NewSubscription;
     use crate::store::testutil::{postgres_or_skip, sender, temp_store_on};
-    use crate::store::{Backend, ListSpec, Store, tokens};
+    use crate::store::{Backend, ListSpec, Store, db, tokens};
+
+    const AWKWARD_NAME: &str = "Tab\there, back\\slash \\N, new\nline\r";
+
+    #[test]
+    fn copy_text_format_escapes_its_separators_and_marks_null() {
+        let mut out = Vec::new();
+        encode(&mut out, Some(AWKWARD_NAME.as_bytes()));
+        out.push(b'|');
+        encode(&mut out, None);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Tab\\there, back\\\\slash \\\\N, new\\nline\\r|\\N"
+        );
+    }
 
     #[tokio::test]
     async fn a_copied_database_has_every_row_and_its_tokens_still_work() {
@@ -502,7 +561,8 @@ mod tests {
         let rows: Vec<NewSubscription> = (0..25)
             .map(|i| NewSubscription {
                 email: EmailAddress::parse(&format!("r{i}@example.com")).unwrap(),
-                name: None,
+                // Every byte COPY's text format escapes, and a backslash-N that is not NULL.
+                name: (i == 0).then(|| AWKWARD_NAME.to_owned()),
                 categories: None,
             })
             .collect();
@@ -554,6 +614,14 @@ mod tests {
         assert_eq!(n("settings"), Some(1));
 
         let pg = Store::open_postgres(&url, 4).await.unwrap();
+        let names: Vec<Option<String>> = db!(pg.pool(), |c| {
+            sqlx::query_scalar("SELECT name FROM subscribers ORDER BY id")
+                .fetch_all(c)
+                .await
+        })
+        .unwrap();
+        assert_eq!(names[0].as_deref(), Some(AWKWARD_NAME));
+        assert!(names[1..].iter().all(Option::is_none));
         // The same key: a link sent from SQLite opens the reader's page on PostgreSQL.
         let target = pg
             .token_target(&claimed[3].token, tokens::READER_PURPOSES)

@@ -6,7 +6,12 @@
 //! Target: at most 5 s, as for SQLite. Needs an empty PostgreSQL database named by
 //! `DISPATCH_BENCH_POSTGRES` (`postgres://user@host/dbname`; skipped without it). The
 //! subscribers are bulk-loaded into SQLite as for `snapshot`, then moved with `dispatch db
-//! copy`'s code, whose time is reported too (no target: it runs once per installation).
+//! copy`'s code (`COPY … FROM STDIN`), whose time is reported too (no target: it runs once
+//! per installation).
+//!
+//! The time is spent inside PostgreSQL (one `INSERT … SELECT`), so a debug build of this
+//! binary measures what a release build does. Other load on the machine slows the server as
+//! it slows everything: compare with `snapshot`'s figure from the same run.
 
 use std::path::PathBuf;
 use std::time::Instant;
