@@ -362,23 +362,13 @@ async fn not_found() -> Response {
     )
 }
 
-/// Headers for every answer: nothing cached, nothing framed, nothing loaded from elsewhere;
+/// The common headers ([`crate::web::set_common_headers`]) with the console's policy:
 /// scripts only our own, connections (live progress) only back to us.
 async fn common_headers(mut res: Response) -> Response {
-    let h = res.headers_mut();
-    for (name, value) in [
-        (header::CACHE_CONTROL, "no-store"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; img-src 'self' data: https:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    ] {
-        h.insert(name, HeaderValue::from_static(value));
-    }
-    h.insert("x-robots-tag", HeaderValue::from_static("noindex"));
+    crate::web::set_common_headers(
+        &mut res,
+        "default-src 'none'; style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; img-src 'self' data: https:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
     res
 }
 

@@ -225,12 +225,7 @@ impl Store {
             .fetch_optional(c)
             .await
         })?;
-        let Some(id) = id else {
-            return Ok(false);
-        };
-        end_sessions(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(true)
+        end_sessions_and_commit(tx, id).await
     }
 
     /// Disables the user (they cannot sign in; their link stops working) and ends their
@@ -247,12 +242,7 @@ impl Store {
             .fetch_optional(c)
             .await
         })?;
-        let Some(id) = id else {
-            return Ok(false);
-        };
-        end_sessions(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(true)
+        end_sessions_and_commit(tx, id).await
     }
 
     /// Stores a new session under the hash of its id.
@@ -445,6 +435,17 @@ impl Store {
             Ok::<_, sqlx::Error>((cats, langs))
         })?)
     }
+}
+
+/// The end of a change to a user's sign-in (`id` is the changed user, if one matched):
+/// their sessions end in the same transaction. Returns whether a user was changed.
+async fn end_sessions_and_commit(mut tx: super::Tx, id: Option<i64>) -> Result<bool> {
+    let Some(id) = id else {
+        return Ok(false);
+    };
+    end_sessions(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 async fn end_sessions(tx: &mut super::Tx, user_id: i64) -> Result<()> {
