@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +16,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use support::cli::{Cli, repo_path};
+use support::sink::Sink;
 use support::{free_port, tools};
 
 const CHROMIUM: tools::Tool = tools::Tool::program("chromium", "chromium");
@@ -33,39 +33,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// aiosmtpd writing each accepted message as NNNN.eml + NNNN.rcpt into a folder.
-fn sink() -> (Proc, tempfile::TempDir, u16) {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut child = Command::new(tools::PYTHON)
-        .arg(repo_path("tests/interop/sink.py"))
-        .arg(port.to_string())
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start sink.py");
-    let mut ready = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    assert_eq!(ready.trim(), "READY", "sink.py did not start");
-    (Proc(child), dir, port)
-}
-
-fn received(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.file_name().to_string_lossy().ends_with(".rcpt") {
-            let text = std::fs::read_to_string(e.path()).unwrap();
-            out.extend(text.lines().skip(1).map(str::to_owned));
-        }
-    }
-    out.sort();
-    out
 }
 
 fn wait_for_port(port: u16, what: &str) {
@@ -222,7 +189,8 @@ fn an_editor_sends_breaking_news_from_the_browser_and_watches_it_reach_sent() {
     let Some(axe_js) = axe_source() else {
         return;
     };
-    let (_sink, sink_dir, smtp_port) = sink();
+    let Some(sink) = Sink::start() else { return };
+    let smtp_port = sink.port;
     let cli = Cli::new();
     let (web_port, console_port) = (free_port(), free_port());
     cli.write(
@@ -383,7 +351,7 @@ fn an_editor_sends_breaking_news_from_the_browser_and_watches_it_reach_sent() {
             v
         };
         assert_eq!(
-            received(sink_dir.path()),
+            sink.recipients(),
             expected,
             "aiosmtpd got one message per reader"
         );
@@ -494,9 +462,5 @@ fn an_editor_sends_breaking_news_from_the_browser_and_watches_it_reach_sent() {
         );
         b.close().await.unwrap();
     });
-    assert_eq!(
-        received(sink_dir.path()).len(),
-        READERS,
-        "nothing sent twice"
-    );
+    assert_eq!(sink.recipients().len(), READERS, "nothing sent twice");
 }
