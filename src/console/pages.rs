@@ -40,6 +40,9 @@ button.quiet{background:#fff;color:#0b57d0;border:1px solid #0b57d0}
 .row>button{flex:0 0 auto}
 iframe{width:100%;height:28rem;border:1px solid #d1d5db;border-radius:6px;background:#fff}
 pre{white-space:pre-wrap;background:#f9fafb;padding:.75rem;border-radius:6px;overflow:auto}
+form.inline{display:inline}form.inline button{margin-top:0;padding:.35rem .75rem}
+ol.times{margin:0;padding-left:1.25rem}
+caption{text-align:left;padding:.5rem 0}
 .progress dt{font-weight:bold}.progress dd{margin:0 0 .5rem}
 @media (max-width:40rem){th,td{padding:.4rem .3rem;font-size:.95rem}.hide-phone{display:none}}
 "#;
@@ -74,6 +77,7 @@ pub(super) fn layout(
                         nav aria-label="Main" {
                             a href="/articles" { "Articles" } " "
                             a href="/editions" { "Editions" } " "
+                            a href="/schedule" { "Schedule" } " "
                             @if user.role.allows(Role::Admin) {
                                 a href="/lists" { "Lists" } " "
                                 a href="/subscribers" { "Subscribers" } " "
