@@ -755,6 +755,7 @@ const ADMIN_PAGES: &[&str] = &[
     "/lists/new",
     "/lists/daily/edit",
     "/lists/next-sends?schedule=0+7+*+*+*&timezone=UTC",
+    "/subscribers/export?list=daily",
 ];
 
 /// Every admin POST with fields that would change something if it got through.
@@ -786,6 +787,10 @@ const ADMIN_POSTS: &[(&str, &[(&str, &str)])] = &[
     ("/users/reset", &[("email", "admin@example.com")]),
     ("/api-keys/create", &[("name", "forged"), ("role", "admin")]),
     ("/api-keys/revoke", &[("name", "cms")]),
+    (
+        "/subscribers/import",
+        &[("list", "daily"), ("pasted", "email\nforged@example.org\n")],
+    ),
 ];
 
 /// Nothing any [`ADMIN_POSTS`] entry would have changed has changed.
@@ -1268,4 +1273,162 @@ async fn every_page_works_without_javascript_its_forms_are_plain_and_posts_carry
             "{path}"
         );
     }
+}
+
+/// A multipart/form-data body (RFC 7578) with text fields and one file.
+fn multipart(fields: &[(&str, &str)], file: (&str, &str)) -> (String, String) {
+    let boundary = "----dispatch-test-boundary";
+    let mut body = String::new();
+    for (n, v) in fields {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{n}\"\r\n\r\n{v}\r\n"
+        ));
+    }
+    body.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"readers.csv\"\r\nContent-Type: text/csv\r\n\r\n{}\r\n--{boundary}--\r\n",
+        file.0, file.1
+    ));
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn an_admin_imports_a_csv_with_its_line_report_exports_it_streamed_and_sees_delivery_history()
+{
+    let c = start().await;
+    let admin = c.user("admin@example.com", Role::Admin).await;
+    // Upload: the CLI's reader and report, line numbers included.
+    let csv = "email,name\nann@example.org,Ann\nnot-an-address,Bob\nbea@example.org,\n";
+    let (ct, body) = multipart(&[("csrf", &admin.csrf), ("list", "daily")], ("file", csv));
+    let res = c
+        .http
+        .post(format!("{}/subscribers/import", c.base))
+        .header(COOKIE, &admin.cookie)
+        .header(CONTENT_TYPE, ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("upload.csv: imported into daily: 2 added, 0 updated, 0 unchanged, 1 skipped, 1 rejected"), "{page}");
+    assert!(
+        page.contains("upload.csv:3:"),
+        "the bad line is named: {page}"
+    );
+    // Pasted text, checked only: nothing changes.
+    let res = c
+        .post(
+            "/subscribers/import",
+            Some(&admin.cookie),
+            &[
+                ("csrf", &admin.csrf),
+                ("list", "daily"),
+                ("pasted", "email\ncy@example.org\n"),
+                ("dry_run", "1"),
+            ],
+        )
+        .await;
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("would import into daily: 1 added")
+    );
+    assert!(
+        c.store
+            .subscriber_by_email(&EmailAddress::parse("cy@example.org").unwrap())
+            .await
+            .is_err()
+    );
+    let res = c
+        .post(
+            "/subscribers/import",
+            Some(&admin.cookie),
+            &[
+                ("csrf", &admin.csrf),
+                ("list", "nope"),
+                ("pasted", "email\ncy@example.org\n"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = c
+        .post(
+            "/subscribers/import",
+            Some(&admin.cookie),
+            &[
+                ("csrf", &admin.csrf),
+                ("list", "daily"),
+                ("pasted", "name,city\nAnn,Lahore\n"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Export: the CLI's CSV, as a download.
+    let res = c
+        .get("/subscribers/export?list=daily", Some(&admin.cookie))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[CONTENT_TYPE], "text/csv; charset=utf-8");
+    let out = res.text().await.unwrap();
+    assert_eq!(
+        out.lines().next(),
+        Some("email,name,categories,status,list")
+    );
+    assert!(
+        out.contains("ann@example.org,Ann,,active,daily") && out.contains("bea@example.org"),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert_eq!(
+        c.get("/subscribers/export?list=nope", Some(&admin.cookie))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let log = c.store.audit_log(None, 10).await.unwrap();
+    for action in ["subscribers.import", "subscribers.export"] {
+        assert!(
+            log.iter()
+                .any(|r| r.action == action && r.subject == "list:daily"),
+            "{action}: {log:?}"
+        );
+    }
+    // Delivery history: a breaking story to the list, then Ann's page shows it.
+    let article = c
+        .store
+        .insert_article(&NewArticle {
+            external_id: "story-h".into(),
+            url: "https://news.example/story-h".into(),
+            title: "Flood warning".into(),
+            summary: String::new(),
+            author: None,
+            category: "General News".into(),
+            language: None,
+            image_url: None,
+            published_at: Utc::now(),
+            breaking: false,
+        })
+        .await
+        .unwrap()
+        .0;
+    let res = c
+        .post(
+            &format!("/articles/{article}/breaking"),
+            Some(&admin.cookie),
+            &[("csrf", &admin.csrf), ("list", "daily"), ("action", "send")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = c
+        .get("/subscribers?email=ann%40example.org", Some(&admin.cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let history = &page[page.find("Recent deliveries").expect("a history")..];
+    assert!(
+        history.contains("Breaking: Flood warning") && history.contains("<td>queued</td>"),
+        "{history}"
+    );
 }

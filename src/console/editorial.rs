@@ -804,13 +804,22 @@ async fn subscribers_page(
         None => None,
         Some(Err(e)) => Some(Err(e.to_string())),
         Some(Ok(email)) => match st.store.subscriber_by_email(&email).await {
-            Ok(sub) => match st.store.subscriptions_of(sub.id).await {
-                Ok(subs) => Some(Ok((email, sub, subs))),
-                Err(e) => return pages::server_error("reading subscriptions failed", e),
+            Ok(sub) => match (
+                st.store.subscriptions_of(sub.id).await,
+                st.store.delivery_history(sub.id, HISTORY).await,
+            ) {
+                (Ok(subs), Ok(history)) => Some(Ok((email, sub, subs, history))),
+                (Err(e), _) | (_, Err(e)) => {
+                    return pages::server_error("reading subscriptions failed", e);
+                }
             },
             Err(StoreError::NotFound(_)) => Some(Err("No subscriber has that address.".into())),
             Err(e) => return pages::server_error("finding a subscriber failed", e),
         },
+    };
+    let lists = match st.store.all_lists().await {
+        Ok(l) => l,
+        Err(e) => return pages::server_error("reading lists failed", e),
     };
     page(
         signed,
@@ -824,9 +833,9 @@ async fn subscribers_page(
                 button type="submit" { "Find" }
             }
             @match &found {
-                None => p.muted { "Import and export with " code { "dispatch subscribers import|export" } "." },
+                None => {},
                 Some(Err(e)) => p.note role="status" { (e) },
-                Some(Ok((email, sub, subs))) => {
+                Some(Ok((email, sub, subs, history))) => {
                     div.card {
                         h2 { (email) }
                         p.muted { (sub.status) " · since " (sub.created_at) " · " (sub.hard_bounces) " hard bounces" }
@@ -836,6 +845,20 @@ async fn subscribers_page(
                                 @for s in subs {
                                     tr { td { (s.list) } td { (s.status) } td.hide-phone { (s.created_at) }
                                          td.hide-phone { (s.unsubscribed_at.as_deref().unwrap_or("–")) } }
+                                }
+                            }
+                        }
+                        h3 { "Recent deliveries" }
+                        @if history.is_empty() {
+                            p.muted { "No deliveries yet." }
+                        } @else {
+                            table {
+                                thead { tr { th { "Edition" } th.hide-phone { "List" } th { "Status" } th { "When" } } }
+                                tbody {
+                                    @for d in history {
+                                        tr { td { a href={"/editions/" (d.edition_id)} { (d.subject) } " (" (d.kind) ")" }
+                                             td.hide-phone { (d.list) } td { (d.status) } td { (d.at) } }
+                                    }
                                 }
                             }
                         }
@@ -855,9 +878,13 @@ async fn subscribers_page(
                     }
                 }
             }
+            (super::subscribers_io::forms(signed, &lists))
         },
     )
 }
+
+/// How many of a subscriber's latest deliveries their page shows.
+const HISTORY: i64 = 20;
 
 /// `POST /subscribers/{unsubscribe|erase}` (admin); erase needs the confirmation box.
 pub(super) async fn subscriber_action(

@@ -42,6 +42,7 @@ pub mod limits;
 mod lists;
 mod pages;
 mod schedule;
+mod subscribers_io;
 pub mod password;
 
 use limits::SignInLimits;
@@ -173,6 +174,8 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/users", get(admin::users))
         .route("/users/{action}", post(admin::user_action))
         .route("/subscribers", get(editorial::subscribers))
+        .route("/subscribers/import", post(subscribers_io::import))
+        .route("/subscribers/export", get(subscribers_io::export))
         .route("/subscribers/{action}", post(editorial::subscriber_action))
         .route("/lists", get(editorial::lists))
         .route("/lists/new", get(lists::new_page).post(lists::create))

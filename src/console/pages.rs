@@ -31,7 +31,7 @@ th{background:#f9fafb}
 .err{background:#fce8e6;border-radius:6px;padding:.75rem 1rem}
 label{display:block;font-weight:bold;margin:.75rem 0 .25rem}
 label.check{display:flex;gap:.5rem;align-items:center;font-weight:normal}
-input[type=text],input[type=email],input[type=password],input[type=search],select{width:100%;padding:.6rem;border:1px solid #6b7280;border-radius:6px;font:inherit;background:#fff;color:inherit}
+input[type=text],input[type=email],input[type=password],input[type=search],input[type=file],textarea,select{width:100%;padding:.6rem;border:1px solid #6b7280;border-radius:6px;font:inherit;background:#fff;color:inherit}
 button{padding:.6rem 1rem;border:0;border-radius:6px;background:#0b57d0;color:#fff;font:inherit;font-weight:bold;cursor:pointer;margin-top:1rem}
 button.danger{background:#b3261e}
 button.quiet{background:#fff;color:#0b57d0;border:1px solid #0b57d0}
