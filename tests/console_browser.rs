@@ -105,6 +105,25 @@ fn axe_source() -> Option<String> {
     None
 }
 
+/// Types each `(id, text)` into its field and submits the form (the page's one submit
+/// button): the set-password and sign-in forms.
+async fn fill_form(b: &Client, fields: &[(&str, &str)]) {
+    for (id, text) in fields {
+        b.find(Locator::Id(id))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+    b.find(Locator::Css("main button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 /// Runs axe-core over the current page: no serious or critical violations.
 async fn axe(b: &Client, page: &str, axe_js: &str) {
     b.execute(&format!("{axe_js}\n;return true;"), vec![])
@@ -265,46 +284,12 @@ fn an_editor_sends_breaking_news_from_the_browser_and_watches_it_reach_sent() {
         // Set the password from the link, then sign in.
         b.goto(&link).await.unwrap();
         check(&b, "set-password", &axe_js).await;
-        b.find(Locator::Id("password"))
-            .await
-            .unwrap()
-            .send_keys(PASSWORD)
-            .await
-            .unwrap();
-        b.find(Locator::Id("repeat"))
-            .await
-            .unwrap()
-            .send_keys(PASSWORD)
-            .await
-            .unwrap();
-        b.find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        fill_form(&b, &[("password", PASSWORD), ("repeat", PASSWORD)]).await;
         wait_text(&b, "h1", "Password set").await;
         b.goto(&format!("{base}/")).await.unwrap();
         wait_path(&b, |p| p == "/login").await;
         check(&b, "login", &axe_js).await;
-        b.find(Locator::Id("email"))
-            .await
-            .unwrap()
-            .send_keys("ed@example.com")
-            .await
-            .unwrap();
-        b.find(Locator::Id("password"))
-            .await
-            .unwrap()
-            .send_keys(PASSWORD)
-            .await
-            .unwrap();
-        b.find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        fill_form(&b, &[("email", "ed@example.com"), ("password", PASSWORD)]).await;
         wait_text(&b, "h1", "Newsroom console").await;
         check(&b, "home", &axe_js).await;
 
@@ -406,55 +391,33 @@ fn an_editor_sends_breaking_news_from_the_browser_and_watches_it_reach_sent() {
         // An admin's pages, for axe-core and the screenshots.
         let link = cli.ok(["users", "add", "admin@example.com", "--role", "admin"]);
         b.goto(link.trim()).await.unwrap();
-        b.find(Locator::Id("password"))
-            .await
-            .unwrap()
-            .send_keys(PASSWORD)
-            .await
-            .unwrap();
-        b.find(Locator::Id("repeat"))
-            .await
-            .unwrap()
-            .send_keys(PASSWORD)
-            .await
-            .unwrap();
-        b.find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        fill_form(&b, &[("password", PASSWORD), ("repeat", PASSWORD)]).await;
         wait_text(&b, "h1", "Password set").await;
         b.goto(&format!("{base}/login")).await.unwrap();
-        b.find(Locator::Id("email"))
-            .await
-            .unwrap()
-            .send_keys("admin@example.com")
-            .await
-            .unwrap();
-        b.find(Locator::Id("password"))
-            .await
-            .unwrap()
-            .send_keys(PASSWORD)
-            .await
-            .unwrap();
-        b.find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        fill_form(
+            &b,
+            &[("email", "admin@example.com"), ("password", PASSWORD)],
+        )
+        .await;
         wait_text(&b, "h1", "Newsroom console").await;
-        for (path, title) in [
-            ("lists", "Lists"),
-            ("subscribers", "Subscribers"),
-            ("users", "Users"),
-            ("api-keys", "API keys"),
-            ("audit", "Audit log"),
+        for (path, title, name) in [
+            ("schedule", "Schedule", "schedule"),
+            ("lists", "Lists", "lists"),
+            ("lists/new", "New list", "list-new"),
+            ("lists/daily/edit", "List daily", "list-edit"),
+            ("subscribers", "Subscribers", "subscribers"),
+            (
+                "subscribers?email=r0%40example.org",
+                "Subscribers",
+                "subscriber",
+            ),
+            ("users", "Users", "users"),
+            ("api-keys", "API keys", "api-keys"),
+            ("audit", "Audit log", "audit"),
         ] {
             b.goto(&format!("{base}/{path}")).await.unwrap();
             wait_text(&b, "h1", title).await;
-            check(&b, path, &axe_js).await;
+            check(&b, name, &axe_js).await;
         }
         assert!(
             b.source().await.unwrap().contains("breaking.send"),
