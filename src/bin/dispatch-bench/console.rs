@@ -30,7 +30,8 @@ const REQUESTS: u64 = 500;
 /// The target p99, in milliseconds.
 const TARGET_P99_MS: f64 = 50.0;
 
-/// Stores `n` articles, a hundred a day back from now, in one statement.
+/// Stores `n` articles, a hundred a day back from now (a busy newsroom: the next digest's
+/// window holds about a day of them), in one statement.
 async fn bulk_articles(db: &std::path::Path, n: u64) -> Result<()> {
     let pool = raw_pool(db).await?;
     let now = dispatch::domain::db_time(Utc::now());
@@ -41,7 +42,7 @@ async fn bulk_articles(db: &std::path::Path, n: u64) -> Result<()> {
                 CASE i % 4 WHEN 0 THEN 'Minister resigns after budget talks ' WHEN 1 THEN 'Storm closes the coast road ' WHEN 2 THEN 'Cup final goes to penalties ' ELSE 'Markets rally on rate cut ' END || i,
                 'What we know so far.',
                 CASE i % 4 WHEN 0 THEN 'Politics' WHEN 1 THEN 'Weather' WHEN 2 THEN 'Sport' ELSE 'Business' END,
-                'en', strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-' || (i * 864 / 1000) || ' seconds'), 0, $2
+                'en', strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-' || (i * 864) || ' seconds'), 0, $2
          FROM seq",
     )
     .bind(n as i64)
@@ -129,7 +130,10 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
         ("article search", "/articles?q=budget+talks+4242".into()),
         (
             "subscriber search",
-            format!("/subscribers?email=reader{middle}%40example{}.org", middle % 97),
+            format!(
+                "/subscribers?email=reader{middle}%40example{}.org",
+                middle % 97
+            ),
         ),
         ("lists", "/lists".into()),
         ("editions", "/editions".into()),
