@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +16,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use support::cli::{Cli, repo_path};
+use support::sink::Sink;
 use support::{free_port, tools};
 
 const CHROMIUM: tools::Tool = tools::Tool::program("chromium", "chromium");
@@ -33,39 +33,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// aiosmtpd writing each accepted message as NNNN.eml + NNNN.rcpt into a folder.
-fn sink() -> (Proc, tempfile::TempDir, u16) {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut child = Command::new(tools::PYTHON)
-        .arg(repo_path("tests/interop/sink.py"))
-        .arg(port.to_string())
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start sink.py");
-    let mut ready = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    assert_eq!(ready.trim(), "READY", "sink.py did not start");
-    (Proc(child), dir, port)
-}
-
-fn received(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.file_name().to_string_lossy().ends_with(".rcpt") {
-            let text = std::fs::read_to_string(e.path()).unwrap();
-            out.extend(text.lines().skip(1).map(str::to_owned));
-        }
-    }
-    out.sort();
-    out
 }
 
 fn wait_for_port(port: u16, what: &str) {
@@ -136,6 +103,25 @@ fn axe_source() -> Option<String> {
         &mut std::io::stderr(),
     )?;
     None
+}
+
+/// Types each `(id, text)` into its field and submits the form (the page's one submit
+/// button): the set-password and sign-in forms.
+async fn fill_form(b: &Client, fields: &[(&str, &str)]) {
+    for (id, text) in fields {
+        b.find(Locator::Id(id))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+    b.find(Locator::Css("main button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 /// Runs axe-core over the current page: no serious or critical violations.
@@ -222,7 +208,8 @@ fn an_editor_sends_breaking_news_from_the_browser_and_watches_it_reach_sent() {
     let Some(axe_js) = axe_source() else {
         return;
     };
-    let (_sink, sink_dir, smtp_port) = sink();
+    let Some(sink) = Sink::start() else { return };
+    let smtp_port = sink.port;
     let cli = Cli::new();
     let (web_port, console_port) = (free_port(), free_port());
     cli.write(
@@ -297,46 +284,12 @@ fn an_editor_sends_breaking_news_from_the_browser_and_watches_it_reach_sent() {
         // Set the password from the link, then sign in.
         b.goto(&link).await.unwrap();
         check(&b, "set-password", &axe_js).await;
-        b.find(Locator::Id("password"))
-            .await
-            .unwrap()
-            .send_keys(PASSWORD)
-            .await
-            .unwrap();
-        b.find(Locator::Id("repeat"))
-            .await
-            .unwrap()
-            .send_keys(PASSWORD)
-            .await
-            .unwrap();
-        b.find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        fill_form(&b, &[("password", PASSWORD), ("repeat", PASSWORD)]).await;
         wait_text(&b, "h1", "Password set").await;
         b.goto(&format!("{base}/")).await.unwrap();
         wait_path(&b, |p| p == "/login").await;
         check(&b, "login", &axe_js).await;
-        b.find(Locator::Id("email"))
-            .await
-            .unwrap()
-            .send_keys("ed@example.com")
-            .await
-            .unwrap();
-        b.find(Locator::Id("password"))
-            .await
-            .unwrap()
-            .send_keys(PASSWORD)
-            .await
-            .unwrap();
-        b.find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        fill_form(&b, &[("email", "ed@example.com"), ("password", PASSWORD)]).await;
         wait_text(&b, "h1", "Newsroom console").await;
         check(&b, "home", &axe_js).await;
 
@@ -383,7 +336,7 @@ fn an_editor_sends_breaking_news_from_the_browser_and_watches_it_reach_sent() {
             v
         };
         assert_eq!(
-            received(sink_dir.path()),
+            sink.recipients(),
             expected,
             "aiosmtpd got one message per reader"
         );
@@ -438,55 +391,33 @@ fn an_editor_sends_breaking_news_from_the_browser_and_watches_it_reach_sent() {
         // An admin's pages, for axe-core and the screenshots.
         let link = cli.ok(["users", "add", "admin@example.com", "--role", "admin"]);
         b.goto(link.trim()).await.unwrap();
-        b.find(Locator::Id("password"))
-            .await
-            .unwrap()
-            .send_keys(PASSWORD)
-            .await
-            .unwrap();
-        b.find(Locator::Id("repeat"))
-            .await
-            .unwrap()
-            .send_keys(PASSWORD)
-            .await
-            .unwrap();
-        b.find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        fill_form(&b, &[("password", PASSWORD), ("repeat", PASSWORD)]).await;
         wait_text(&b, "h1", "Password set").await;
         b.goto(&format!("{base}/login")).await.unwrap();
-        b.find(Locator::Id("email"))
-            .await
-            .unwrap()
-            .send_keys("admin@example.com")
-            .await
-            .unwrap();
-        b.find(Locator::Id("password"))
-            .await
-            .unwrap()
-            .send_keys(PASSWORD)
-            .await
-            .unwrap();
-        b.find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        fill_form(
+            &b,
+            &[("email", "admin@example.com"), ("password", PASSWORD)],
+        )
+        .await;
         wait_text(&b, "h1", "Newsroom console").await;
-        for (path, title) in [
-            ("lists", "Lists"),
-            ("subscribers", "Subscribers"),
-            ("users", "Users"),
-            ("api-keys", "API keys"),
-            ("audit", "Audit log"),
+        for (path, title, name) in [
+            ("schedule", "Schedule", "schedule"),
+            ("lists", "Lists", "lists"),
+            ("lists/new", "New list", "list-new"),
+            ("lists/daily/edit", "List daily", "list-edit"),
+            ("subscribers", "Subscribers", "subscribers"),
+            (
+                "subscribers?email=r0%40example.org",
+                "Subscribers",
+                "subscriber",
+            ),
+            ("users", "Users", "users"),
+            ("api-keys", "API keys", "api-keys"),
+            ("audit", "Audit log", "audit"),
         ] {
             b.goto(&format!("{base}/{path}")).await.unwrap();
             wait_text(&b, "h1", title).await;
-            check(&b, path, &axe_js).await;
+            check(&b, name, &axe_js).await;
         }
         assert!(
             b.source().await.unwrap().contains("breaking.send"),
@@ -494,9 +425,5 @@ fn an_editor_sends_breaking_news_from_the_browser_and_watches_it_reach_sent() {
         );
         b.close().await.unwrap();
     });
-    assert_eq!(
-        received(sink_dir.path()).len(),
-        READERS,
-        "nothing sent twice"
-    );
+    assert_eq!(sink.recipients().len(), READERS, "nothing sent twice");
 }

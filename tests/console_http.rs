@@ -749,3 +749,686 @@ async fn send_test_to_me_sends_one_copy_to_the_signed_in_user_only() {
         "nothing recorded for readers"
     );
 }
+
+/// The admin pages added with the lists, users and keys forms, for the role table.
+const ADMIN_PAGES: &[&str] = &[
+    "/lists/new",
+    "/lists/daily/edit",
+    "/lists/next-sends?schedule=0+7+*+*+*&timezone=UTC",
+    "/subscribers/export?list=daily",
+];
+
+/// Every admin POST with fields that would change something if it got through.
+const ADMIN_POSTS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "/lists/new",
+        &[
+            ("slug", "forged"),
+            ("name", "Forged"),
+            ("timezone", "UTC"),
+            ("language", "en"),
+            ("do", "save"),
+        ],
+    ),
+    (
+        "/lists/daily/edit",
+        &[
+            ("name", "Forged"),
+            ("timezone", "UTC"),
+            ("language", "en"),
+            ("do", "save"),
+        ],
+    ),
+    (
+        "/users/add",
+        &[("email", "forged@example.com"), ("role", "admin")],
+    ),
+    ("/users/disable", &[("email", "admin@example.com")]),
+    ("/users/reset", &[("email", "admin@example.com")]),
+    ("/api-keys/create", &[("name", "forged"), ("role", "admin")]),
+    ("/api-keys/revoke", &[("name", "cms")]),
+    (
+        "/subscribers/import",
+        &[("list", "daily"), ("pasted", "email\nforged@example.org\n")],
+    ),
+];
+
+/// Nothing any [`ADMIN_POSTS`] entry would have changed has changed.
+async fn nothing_forged(c: &Console) {
+    assert!(
+        c.store.list_by_slug("forged").await.is_err(),
+        "no list made"
+    );
+    assert_eq!(
+        c.store.list_by_slug("daily").await.unwrap().name,
+        "The daily"
+    );
+    let users = c.store.users().await.unwrap();
+    assert!(
+        users
+            .iter()
+            .all(|u| u.email != "forged@example.com" && u.disabled_at.is_none())
+    );
+    let keys = c.store.api_keys().await.unwrap();
+    assert!(
+        keys.iter()
+            .all(|k| k.name != "forged" && k.revoked_at.is_none()),
+        "{keys:?}"
+    );
+}
+
+async fn with_key(c: &Console) {
+    c.store
+        .create_api_key("cms", Role::Editor, &dispatch::domain::ApiKey::generate())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn editors_get_403_on_every_new_admin_page_and_post_and_reach_the_schedule() {
+    let c = start().await;
+    with_key(&c).await;
+    let editor = c.user("ed@example.com", Role::Editor).await;
+    let admin = c.user("admin@example.com", Role::Admin).await;
+    for path in ADMIN_PAGES {
+        assert_eq!(
+            c.get(path, Some(&editor.cookie)).await.status(),
+            StatusCode::FORBIDDEN,
+            "editor on {path}"
+        );
+        assert_eq!(
+            c.get(path, Some(&admin.cookie)).await.status(),
+            StatusCode::OK,
+            "admin on {path}"
+        );
+    }
+    for (path, fields) in ADMIN_POSTS {
+        let mut with_csrf = fields.to_vec();
+        with_csrf.push(("csrf", &editor.csrf));
+        let res = c.post(path, Some(&editor.cookie), &with_csrf).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "editor posting {path}");
+    }
+    nothing_forged(&c).await;
+    for s in [&editor, &admin] {
+        assert_eq!(
+            c.get("/schedule", Some(&s.cookie)).await.status(),
+            StatusCode::OK
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_new_admin_post_without_its_csrf_token_is_403_and_changes_nothing() {
+    let c = start().await;
+    with_key(&c).await;
+    let admin = c.user("admin@example.com", Role::Admin).await;
+    for (path, fields) in ADMIN_POSTS {
+        for csrf in [None, Some("wrong")] {
+            let mut sent = fields.to_vec();
+            if let Some(t) = csrf {
+                sent.push(("csrf", t));
+            }
+            let res = c.post(path, Some(&admin.cookie), &sent).await;
+            assert_eq!(
+                res.status(),
+                StatusCode::FORBIDDEN,
+                "{path} with csrf {csrf:?}"
+            );
+        }
+    }
+    nothing_forged(&c).await;
+}
+
+#[tokio::test]
+async fn the_schedule_page_shows_five_digests_in_the_lists_zone_and_previews_the_next() {
+    let c = start().await;
+    c.store
+        .create_list(
+            &ListSlug::parse("karachi").unwrap(),
+            &ListSpec {
+                name: Some("Karachi morning".into()),
+                schedule: Some(Some(
+                    dispatch::schedule::Schedule::parse("0 7 * * *").unwrap(),
+                )),
+                timezone: Some(dispatch::domain::Timezone::parse("Asia/Karachi").unwrap()),
+                ..ListSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    c.store
+        .insert_article(&NewArticle {
+            external_id: "story-s".into(),
+            url: "https://news.example/story-s".into(),
+            title: "Budget passes".into(),
+            summary: "The budget passed tonight.".into(),
+            author: None,
+            category: "General News".into(),
+            language: None,
+            image_url: None,
+            published_at: Utc::now(),
+            breaking: false,
+        })
+        .await
+        .unwrap();
+    let ed = c.user("ed@example.com", Role::Editor).await;
+    let page = c
+        .get("/schedule?preview=karachi", Some(&ed.cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let karachi = &page[page
+        .find("Karachi morning (karachi)")
+        .expect("the list's row")..];
+    let row = &karachi[..karachi.find("</tr>").unwrap()];
+    assert_eq!(row.matches("<time").count(), 5, "{row}");
+    assert_eq!(
+        row.matches(" 07:00 PKT</time>").count(),
+        5,
+        "07:00 Karachi time: {row}"
+    );
+    assert!(
+        page.contains("The next digest of Karachi morning"),
+        "{page}"
+    );
+    assert!(
+        page.contains("sandbox=\"\" srcdoc=") && page.contains("Budget passes"),
+        "{page}"
+    );
+    // The daily list has no schedule.
+    assert!(page.contains("no schedule"), "{page}");
+    assert!(
+        c.store
+            .last_digest_end(c.store.list_by_slug("karachi").await.unwrap().id)
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing recorded"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_creates_and_edits_a_list_with_plain_form_posts_and_errors_name_the_field() {
+    let c = start().await;
+    let admin = c.user("admin@example.com", Role::Admin).await;
+    let form = |extra: &[(&'static str, &'static str)]| {
+        let mut f = vec![
+            ("slug", "evening"),
+            ("name", "Evening briefing"),
+            ("schedule", "30 18 * * 1-5"),
+            ("timezone", "Europe/Berlin"),
+            ("categories", "Politics, Sport"),
+            ("language", "en"),
+            ("breaking", "1"),
+        ];
+        f.extend_from_slice(extra);
+        f
+    };
+    let post = |fields: Vec<(&'static str, &'static str)>, path: &'static str| {
+        let mut fields: Vec<(&str, &str)> = fields;
+        fields.push(("csrf", &admin.csrf));
+        let c = &c;
+        let cookie = admin.cookie.clone();
+        async move { c.post(path, Some(&cookie), &fields).await }
+    };
+    // "Show next sends" saves nothing and lists the typed schedule's next five sends.
+    let res = post(form(&[("do", "preview")]), "/lists/new").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = res.text().await.unwrap();
+    assert_eq!(page.matches(" 18:30 CE").count(), 5, "{page}");
+    assert!(c.store.list_by_slug("evening").await.is_err());
+    // Each bad field is named.
+    for (field, bad, named) in [
+        ("schedule", "0 25 * * *", "schedule"),
+        ("timezone", "Mars/Olympus", "timezone"),
+        ("slug", "Evening News", "slug"),
+        (
+            "categories",
+            "A category name far longer than the sixty-four characters allowed",
+            "categories",
+        ),
+        ("language", "xx", "language"),
+    ] {
+        let mut f: Vec<(&'static str, &'static str)> = form(&[("do", "save")])
+            .into_iter()
+            .filter(|(n, _)| *n != field)
+            .collect();
+        f.push((field, bad));
+        let res = post(f, "/lists/new").await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+        let page = res.text().await.unwrap();
+        assert!(
+            page.contains(&format!("href=\"#{named}\"")),
+            "{field}: {page}"
+        );
+        assert!(
+            c.store.list_by_slug("evening").await.is_err(),
+            "{field}: nothing saved"
+        );
+    }
+    let res = post(form(&[("do", "save")]), "/lists/new").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/lists/evening/edit");
+    let l = c.store.list_by_slug("evening").await.unwrap();
+    assert_eq!(
+        (
+            l.schedule.as_deref(),
+            l.timezone.as_str(),
+            l.sends_breaking,
+            l.double_opt_in
+        ),
+        (Some("30 18 * * 1-5"), "Europe/Berlin", true, false)
+    );
+    assert_eq!(
+        post(form(&[("do", "save")]), "/lists/new").await.status(),
+        StatusCode::CONFLICT,
+        "the slug is taken"
+    );
+    // Edit: every field as the form sends it; an unticked box is false.
+    let page = c
+        .get("/lists/evening/edit", Some(&admin.cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("0 active, 0 pending, 0 unsubscribed")
+            && page.contains("value=\"30 18 * * 1-5\""),
+        "{page}"
+    );
+    let res = post(
+        vec![
+            ("name", "Evening"),
+            ("schedule", ""),
+            ("timezone", "UTC"),
+            ("categories", ""),
+            ("language", "ur"),
+            ("double_opt_in", "1"),
+            ("do", "save"),
+        ],
+        "/lists/evening/edit",
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let l = c.store.list_by_slug("evening").await.unwrap();
+    assert_eq!(
+        (
+            l.name.as_str(),
+            l.schedule,
+            l.categories,
+            l.language.as_deref(),
+            l.sends_breaking,
+            l.double_opt_in
+        ),
+        ("Evening", None, None, Some("ur"), false, true)
+    );
+    let log = c.store.audit_log(None, 10).await.unwrap();
+    for action in ["list.create", "list.update"] {
+        assert!(
+            log.iter().any(|r| r.action == action
+                && r.subject == "list:evening"
+                && r.actor == "admin@example.com"),
+            "{action}: {log:?}"
+        );
+    }
+    // The script's endpoint answers the same next sends.
+    let frag = c
+        .get(
+            "/lists/next-sends?schedule=0+7+*+*+*&timezone=Asia%2FKarachi",
+            Some(&admin.cookie),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(frag.matches(" 07:00 PKT").count(), 5, "{frag}");
+    let frag = c
+        .get(
+            "/lists/next-sends?schedule=nonsense&timezone=UTC",
+            Some(&admin.cookie),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(frag.contains("Schedule:"), "{frag}");
+}
+
+#[tokio::test]
+async fn an_admin_adds_resets_and_disables_users_and_creates_and_revokes_api_keys() {
+    let c = start().await;
+    let admin = c.user("admin@example.com", Role::Admin).await;
+    let post = |path: &'static str, fields: Vec<(&'static str, &'static str)>| {
+        let mut fields: Vec<(&str, &str)> = fields;
+        fields.push(("csrf", &admin.csrf));
+        let c = &c;
+        let cookie = admin.cookie.clone();
+        async move { c.post(path, Some(&cookie), &fields).await }
+    };
+    let link_in = |page: &str| {
+        let at = page.find("/set-password/").expect("a set-password link");
+        page[at..].split('<').next().unwrap().to_owned()
+    };
+    let res = post(
+        "/users/add",
+        vec![("email", "new@example.com"), ("role", "editor")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let first = link_in(&res.text().await.unwrap());
+    assert_eq!(
+        c.get(&first, None).await.status(),
+        StatusCode::OK,
+        "the link works"
+    );
+    assert_eq!(
+        post(
+            "/users/add",
+            vec![("email", "new@example.com"), ("role", "editor")]
+        )
+        .await
+        .status(),
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        post(
+            "/users/add",
+            vec![("email", "not an address"), ("role", "editor")]
+        )
+        .await
+        .status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let res = post("/users/reset", vec![("email", "new@example.com")]).await;
+    let second = link_in(&res.text().await.unwrap());
+    assert_ne!(first, second);
+    assert_eq!(
+        c.get(&first, None).await.status(),
+        StatusCode::NOT_FOUND,
+        "the old link is over"
+    );
+    assert_eq!(
+        post("/users/disable", vec![("email", "new@example.com")])
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        post("/users/disable", vec![("email", "admin@example.com")])
+            .await
+            .status(),
+        StatusCode::CONFLICT,
+        "not oneself"
+    );
+    let users = c.store.users().await.unwrap();
+    assert!(
+        users
+            .iter()
+            .any(|u| u.email == "new@example.com" && u.disabled_at.is_some())
+    );
+
+    let res = post(
+        "/api-keys/create",
+        vec![("name", "cms"), ("role", "editor")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = res.text().await.unwrap();
+    let at = page.find("<code>dk_").expect("the key, once") + 6;
+    let key = dispatch::domain::ApiKey::parse(page[at..].split('<').next().unwrap()).unwrap();
+    assert!(c.store.api_key_by_key(&key).await.unwrap().is_some());
+    let again = c
+        .get("/api-keys", Some(&admin.cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!again.contains(key.expose()), "shown only once");
+    assert_eq!(
+        post(
+            "/api-keys/create",
+            vec![("name", "two\nlines"), ("role", "editor")]
+        )
+        .await
+        .status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        post("/api-keys/revoke", vec![("name", "cms")])
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert!(
+        c.store
+            .api_key_by_key(&key)
+            .await
+            .unwrap()
+            .is_none_or(|k| k.revoked_at.is_some())
+    );
+    let log = c.store.audit_log(None, 20).await.unwrap();
+    for action in [
+        "user.add",
+        "user.reset",
+        "user.disable",
+        "api_key.create",
+        "api_key.revoke",
+    ] {
+        assert!(
+            log.iter()
+                .any(|r| r.action == action && r.actor == "admin@example.com"),
+            "{action}: {log:?}"
+        );
+    }
+}
+
+/// Every `<form …>` opening tag in a page.
+fn forms_of(page: &str) -> Vec<&str> {
+    page.match_indices("<form")
+        .map(|(at, _)| &page[at..at + page[at..].find('>').unwrap()])
+        .collect()
+}
+
+#[tokio::test]
+async fn every_page_works_without_javascript_its_forms_are_plain_and_posts_carry_csrf() {
+    let c = start().await;
+    let admin = c.user("admin@example.com", Role::Admin).await;
+    for path in [
+        "/",
+        "/articles",
+        "/editions",
+        "/schedule",
+        "/lists",
+        "/lists/new",
+        "/lists/daily/edit",
+        "/subscribers",
+        "/users",
+        "/api-keys",
+        "/audit",
+    ] {
+        let res = c.get(path, Some(&admin.cookie)).await;
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        let page = res.text().await.unwrap();
+        // No inline script and no handlers: the only script is /assets/console.js, which
+        // the CSP allows and which only adds live updates.
+        assert!(
+            !page.contains("<script>")
+                && !page.contains(" onclick=")
+                && !page.contains(" onsubmit="),
+            "{path}"
+        );
+        for f in forms_of(&page) {
+            assert!(
+                f.contains("method=\"post\"") || f.contains("method=\"get\""),
+                "{path}: {f}"
+            );
+        }
+        // Every POST form carries the session's token, so a plain submit gets through.
+        let posts = page.matches("method=\"post\"").count();
+        assert!(
+            page.matches(&format!("name=\"csrf\" value=\"{}\"", admin.csrf))
+                .count()
+                >= posts,
+            "{path}"
+        );
+    }
+}
+
+/// A multipart/form-data body (RFC 7578) with text fields and one file.
+fn multipart(fields: &[(&str, &str)], file: (&str, &str)) -> (String, String) {
+    let boundary = "----dispatch-test-boundary";
+    let mut body = String::new();
+    for (n, v) in fields {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{n}\"\r\n\r\n{v}\r\n"
+        ));
+    }
+    body.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"readers.csv\"\r\nContent-Type: text/csv\r\n\r\n{}\r\n--{boundary}--\r\n",
+        file.0, file.1
+    ));
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn an_admin_imports_a_csv_with_its_line_report_exports_it_streamed_and_sees_delivery_history()
+{
+    let c = start().await;
+    let admin = c.user("admin@example.com", Role::Admin).await;
+    // Upload: the CLI's reader and report, line numbers included.
+    let csv = "email,name\nann@example.org,Ann\nnot-an-address,Bob\nbea@example.org,\n";
+    let (ct, body) = multipart(&[("csrf", &admin.csrf), ("list", "daily")], ("file", csv));
+    let res = c
+        .http
+        .post(format!("{}/subscribers/import", c.base))
+        .header(COOKIE, &admin.cookie)
+        .header(CONTENT_TYPE, ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("upload.csv: imported into daily: 2 added, 0 updated, 0 unchanged, 1 skipped, 1 rejected"), "{page}");
+    assert!(
+        page.contains("upload.csv:3:"),
+        "the bad line is named: {page}"
+    );
+    // Pasted text, checked only: nothing changes.
+    let res = c
+        .post(
+            "/subscribers/import",
+            Some(&admin.cookie),
+            &[
+                ("csrf", &admin.csrf),
+                ("list", "daily"),
+                ("pasted", "email\ncy@example.org\n"),
+                ("dry_run", "1"),
+            ],
+        )
+        .await;
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("would import into daily: 1 added")
+    );
+    assert!(
+        c.store
+            .subscriber_by_email(&EmailAddress::parse("cy@example.org").unwrap())
+            .await
+            .is_err()
+    );
+    let res = c
+        .post(
+            "/subscribers/import",
+            Some(&admin.cookie),
+            &[
+                ("csrf", &admin.csrf),
+                ("list", "nope"),
+                ("pasted", "email\ncy@example.org\n"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = c
+        .post(
+            "/subscribers/import",
+            Some(&admin.cookie),
+            &[
+                ("csrf", &admin.csrf),
+                ("list", "daily"),
+                ("pasted", "name,city\nAnn,Lahore\n"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Export: the CLI's CSV, as a download.
+    let res = c
+        .get("/subscribers/export?list=daily", Some(&admin.cookie))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[CONTENT_TYPE], "text/csv; charset=utf-8");
+    let out = res.text().await.unwrap();
+    assert_eq!(
+        out.lines().next(),
+        Some("email,name,categories,status,list")
+    );
+    assert!(
+        out.contains("ann@example.org,Ann,,active,daily") && out.contains("bea@example.org"),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert_eq!(
+        c.get("/subscribers/export?list=nope", Some(&admin.cookie))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let log = c.store.audit_log(None, 10).await.unwrap();
+    for action in ["subscribers.import", "subscribers.export"] {
+        assert!(
+            log.iter()
+                .any(|r| r.action == action && r.subject == "list:daily"),
+            "{action}: {log:?}"
+        );
+    }
+    // Delivery history: a breaking story to the list, then Ann's page shows it.
+    let article = c
+        .store
+        .insert_article(&NewArticle {
+            external_id: "story-h".into(),
+            url: "https://news.example/story-h".into(),
+            title: "Flood warning".into(),
+            summary: String::new(),
+            author: None,
+            category: "General News".into(),
+            language: None,
+            image_url: None,
+            published_at: Utc::now(),
+            breaking: false,
+        })
+        .await
+        .unwrap()
+        .0;
+    let res = c
+        .post(
+            &format!("/articles/{article}/breaking"),
+            Some(&admin.cookie),
+            &[("csrf", &admin.csrf), ("list", "daily"), ("action", "send")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = c
+        .get("/subscribers?email=ann%40example.org", Some(&admin.cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let history = &page[page.find("Recent deliveries").expect("a history")..];
+    assert!(
+        history.contains("Breaking: Flood warning") && history.contains("<td>queued</td>"),
+        "{history}"
+    );
+}

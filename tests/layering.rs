@@ -68,11 +68,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     // The newsroom console: the store's users and sessions, breaking editions through
-    // `edition`, served with the reader pages' server code (`web`); never the sender.
+    // `edition`, served with the reader pages' server code (`web`); subscriber CSV through
+    // `intake` and `import`'s writer, as the CLI does; a list's language from `i18n`; never
+    // the sender.
     (
         "console",
         &[
-            "domain", "config", "store", "render", "schedule", "edition", "web",
+            "domain", "config", "store", "render", "schedule", "edition", "web", "intake",
+            "import", "i18n",
         ],
     ),
 ];

@@ -9,12 +9,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::cli::{Cli, repo_path, show};
+use support::cli::{Cli, show};
+use support::sink::Sink;
 use support::{free_port, postgres, tools};
 
 /// Readers of the edition two nodes share. Enough that both senders claim batches while the
@@ -23,66 +23,6 @@ const READERS: usize = 2000;
 
 /// SMTP connections per node.
 const CONNECTIONS: usize = 2;
-
-/// aiosmtpd writing each message it accepts as `NNNN.eml` + `NNNN.rcpt` into a folder.
-struct Sink {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Sink {
-    fn start() -> Option<Self> {
-        tools::require(tools::AIOSMTPD)?;
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut child = Command::new(tools::PYTHON)
-            .arg(repo_path("tests/interop/sink.py"))
-            .arg(port.to_string())
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start sink.py");
-        let mut ready = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
-        assert_eq!(ready.trim(), "READY", "sink.py did not start");
-        Some(Self { child, dir, port })
-    }
-
-    /// Every recipient of every message accepted so far, once per message.
-    fn recipients(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.ends_with(".rcpt") {
-                continue;
-            }
-            let text = std::fs::read_to_string(e.path()).unwrap();
-            // The first line is MAIL FROM.
-            out.extend(text.lines().skip(1).map(str::to_owned));
-        }
-        out
-    }
-
-    fn copies(&self) -> BTreeMap<String, usize> {
-        let mut copies = BTreeMap::new();
-        for r in self.recipients() {
-            *copies.entry(r).or_default() += 1;
-        }
-        copies
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One `dispatch run` node, its log in `<name>.log` in the sandbox.
 struct Node {

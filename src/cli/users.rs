@@ -4,7 +4,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
 
 use super::{Ctx, JsonFlag, Outcome, Table};
-use crate::domain::{DbTime, EmailAddress, Role, Token};
+use crate::domain::{DbTime, EmailAddress, Role};
 use crate::store::{NewAudit, Store};
 
 /// Console user commands.
@@ -31,14 +31,7 @@ fn address(raw: &str) -> Result<EmailAddress> {
 
 /// A fresh set-password link: the URL to print and the token's hash to store.
 fn link(ctx: &Ctx) -> (String, Vec<u8>, DbTime) {
-    let token = Token::generate();
-    let url = format!(
-        "{}/set-password/{}",
-        ctx.config.console.public_url.base(),
-        token.as_str()
-    );
-    let expires = DbTime::from(chrono::Utc::now() + crate::console::SETUP_VALID);
-    (url, token.hash(), expires)
+    crate::console::setup_link(ctx.config.console.public_url.base())
 }
 
 async fn audit(store: &Store, action: &str, email: &EmailAddress, detail: &str) -> Result<()> {

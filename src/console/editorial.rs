@@ -17,13 +17,21 @@ use super::{ClientIp, ConsoleState, Posted, Signed, pages};
 use crate::domain::{DeliveryStatus, EditionStatus};
 use crate::store::{Created, EditionRow, StoreError};
 
-/// The small script behind live progress: it only updates numbers the page already shows.
+/// The small script behind live progress (it only updates numbers the page already shows)
+/// and the list form's next sends as one types (the form's "Show next sends" does the same
+/// without it).
 const JS: &str = r#"(function(){
 var el=document.querySelector('[data-events]');if(!el||!window.EventSource)return;
 var es=new EventSource(el.getAttribute('data-events'));
 es.onmessage=function(m){var d=JSON.parse(m.data);
 Object.keys(d).forEach(function(k){var t=document.getElementById('p-'+k);if(t)t.textContent=d[k];});
 if(d.final)es.close();};})();
+(function(){var box=document.querySelector('[data-next-sends]');if(!box||!window.fetch)return;
+var s=document.getElementById('schedule'),z=document.getElementById('timezone'),timer;
+function update(){clearTimeout(timer);timer=setTimeout(function(){
+fetch(box.getAttribute('data-next-sends')+'?schedule='+encodeURIComponent(s.value)+'&timezone='+encodeURIComponent(z.value),{credentials:'same-origin'})
+.then(function(r){return r.ok?r.text():null;}).then(function(t){if(t!==null)box.innerHTML=t;});},300);}
+s.addEventListener('input',update);z.addEventListener('input',update);})();
 "#;
 
 /// `GET /assets/console.js`.
@@ -31,11 +39,11 @@ pub(super) async fn script() -> Response {
     ([(CONTENT_TYPE, "text/javascript; charset=utf-8")], JS).into_response()
 }
 
-fn page(signed: &Signed, title: &str, script: bool, content: Markup) -> Response {
+pub(super) fn page(signed: &Signed, title: &str, script: bool, content: Markup) -> Response {
     pages::layout(title, Some((&signed.user, &signed.csrf)), script, content).into_response()
 }
 
-fn csrf_field(signed: &Signed) -> Markup {
+pub(super) fn csrf_field(signed: &Signed) -> Markup {
     html! { input type="hidden" name="csrf" value=(signed.csrf); }
 }
 
@@ -54,6 +62,7 @@ pub(super) async fn home(State(st): State<ConsoleState>, signed: Signed) -> Resp
             div.card {
                 p { a href="/articles" { "Articles" } ": find a story and send it as breaking news." }
                 p { a href="/editions" { "Editions" } ": what is sending and what went out." }
+                p { a href="/schedule" { "Schedule" } ": each list's next digests, and a preview of the next one." }
             }
             h2 { "Sending now" }
             (editions_table(&sending))
@@ -69,7 +78,7 @@ pub(super) struct ArticleFilter {
     language: Option<String>,
 }
 
-fn non_empty(s: &Option<String>) -> Option<&str> {
+pub(super) fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
@@ -167,6 +176,22 @@ pub(super) struct PreviewFor {
 /// The token shown in a preview's unsubscribe and preference links.
 const PREVIEW_TOKEN: &str = "preview-token-not-real";
 
+/// Subject, HTML and text part of a rendered message, with a stand-in token and no name.
+/// The HTML goes in an iframe with an empty `sandbox`: no scripts, no forms, no navigation
+/// of the console, whatever the story's HTML holds.
+pub(super) fn rendered_parts(r: &crate::render::Rendered) -> Markup {
+    let fill = |h: crate::domain::Hole| match h {
+        crate::domain::Hole::Token => PREVIEW_TOKEN.to_owned(),
+        crate::domain::Hole::Name => String::new(),
+    };
+    html! {
+        p { strong { "Subject: " } (r.subject) }
+        iframe title="The HTML part" sandbox="" srcdoc=(r.html.fill(fill)) {}
+        h3 { "Text part" }
+        pre tabindex="0" aria-label="The text part" { (r.text.fill(fill)) }
+    }
+}
+
 /// Subject, sandboxed HTML and text part of what readers of one list get.
 fn preview(
     st: &ConsoleState,
@@ -181,7 +206,6 @@ fn preview(
     let Some(list) = chosen else {
         return html! { p.note { "There are no lists yet." } };
     };
-    let fill = |_| PREVIEW_TOKEN.to_owned();
     let rendered = crate::edition::preview_breaking(&st.config, list, article);
     html! {
         section.card aria-labelledby="preview-title" {
@@ -198,12 +222,7 @@ fn preview(
                 }
             }
             @match rendered {
-                Some(r) => {
-                    p { strong { "Subject: " } (r.subject) }
-                    iframe title="The HTML part" sandbox="" srcdoc=(r.html.fill(fill)) {}
-                    h3 { "Text part" }
-                    pre tabindex="0" aria-label="The text part" { (r.text.fill(fill)) }
-                }
+                Some(r) => (rendered_parts(&r)),
                 None => p.note { "This list's categories leave this story out: its readers get nothing." }
             }
         }
@@ -723,33 +742,6 @@ pub(super) async fn audit(State(st): State<ConsoleState>, signed: Signed) -> Res
     )
 }
 
-/// `GET /users` (admin).
-pub(super) async fn users(State(st): State<ConsoleState>, signed: Signed) -> Response {
-    let rows = match st.store.users().await {
-        Ok(r) => r,
-        Err(e) => return pages::server_error("reading users failed", e),
-    };
-    page(
-        &signed,
-        "Users",
-        false,
-        html! {
-            h1 { "Users" }
-            p.muted { "Add, disable and reset users with " code { "dispatch users" } "." }
-            table {
-                thead { tr { th { "Address" } th { "Role" } th { "State" } th.hide-phone { "Added" } } }
-                tbody {
-                    @for u in &rows {
-                        tr { td { (u.email) } td { (u.role) }
-                             td { @if u.disabled_at.is_some() { "disabled" } @else if u.has_password { "active" } @else { "link sent" } }
-                             td.hide-phone { (u.created_at) } }
-                    }
-                }
-            }
-        },
-    )
-}
-
 /// `GET /lists` (admin): each list with its subscriber counts by status.
 pub(super) async fn lists(State(st): State<ConsoleState>, signed: Signed) -> Response {
     let lists = match st.store.all_lists().await {
@@ -769,11 +761,12 @@ pub(super) async fn lists(State(st): State<ConsoleState>, signed: Signed) -> Res
         false,
         html! {
             h1 { "Lists" }
+            p { a href="/lists/new" { "New list" } }
             table {
                 thead { tr { th { "List" } th.hide-phone { "Schedule" } th { "Active" } th { "Pending" } th.hide-phone { "Unsubscribed" } th.hide-phone { "Breaking" } } }
                 tbody {
                     @for (l, (pending, active, unsub)) in &rows {
-                        tr { td { (l.name) " (" (l.slug) ")" }
+                        tr { td { a href={"/lists/" (l.slug) "/edit"} { (l.name) } " (" (l.slug) ")" }
                              td.hide-phone { (l.schedule.as_deref().unwrap_or("–")) " " (l.timezone) }
                              td { (active) } td { (pending) } td.hide-phone { (unsub) }
                              td.hide-phone { @if l.sends_breaking { "yes" } @else { "no" } } }
@@ -811,13 +804,22 @@ async fn subscribers_page(
         None => None,
         Some(Err(e)) => Some(Err(e.to_string())),
         Some(Ok(email)) => match st.store.subscriber_by_email(&email).await {
-            Ok(sub) => match st.store.subscriptions_of(sub.id).await {
-                Ok(subs) => Some(Ok((email, sub, subs))),
-                Err(e) => return pages::server_error("reading subscriptions failed", e),
+            Ok(sub) => match (
+                st.store.subscriptions_of(sub.id).await,
+                st.store.delivery_history(sub.id, HISTORY).await,
+            ) {
+                (Ok(subs), Ok(history)) => Some(Ok((email, sub, subs, history))),
+                (Err(e), _) | (_, Err(e)) => {
+                    return pages::server_error("reading subscriptions failed", e);
+                }
             },
             Err(StoreError::NotFound(_)) => Some(Err("No subscriber has that address.".into())),
             Err(e) => return pages::server_error("finding a subscriber failed", e),
         },
+    };
+    let lists = match st.store.all_lists().await {
+        Ok(l) => l,
+        Err(e) => return pages::server_error("reading lists failed", e),
     };
     page(
         signed,
@@ -831,9 +833,9 @@ async fn subscribers_page(
                 button type="submit" { "Find" }
             }
             @match &found {
-                None => p.muted { "Import and export with " code { "dispatch subscribers import|export" } "." },
+                None => {},
                 Some(Err(e)) => p.note role="status" { (e) },
-                Some(Ok((email, sub, subs))) => {
+                Some(Ok((email, sub, subs, history))) => {
                     div.card {
                         h2 { (email) }
                         p.muted { (sub.status) " · since " (sub.created_at) " · " (sub.hard_bounces) " hard bounces" }
@@ -843,6 +845,20 @@ async fn subscribers_page(
                                 @for s in subs {
                                     tr { td { (s.list) } td { (s.status) } td.hide-phone { (s.created_at) }
                                          td.hide-phone { (s.unsubscribed_at.as_deref().unwrap_or("–")) } }
+                                }
+                            }
+                        }
+                        h3 { "Recent deliveries" }
+                        @if history.is_empty() {
+                            p.muted { "No deliveries yet." }
+                        } @else {
+                            table {
+                                thead { tr { th { "Edition" } th.hide-phone { "List" } th { "Status" } th { "When" } } }
+                                tbody {
+                                    @for d in history {
+                                        tr { td { a href={"/editions/" (d.edition_id)} { (d.subject) } " (" (d.kind) ")" }
+                                             td.hide-phone { (d.list) } td { (d.status) } td { (d.at) } }
+                                    }
                                 }
                             }
                         }
@@ -862,9 +878,13 @@ async fn subscribers_page(
                     }
                 }
             }
+            (super::subscribers_io::forms(signed, &lists))
         },
     )
 }
+
+/// How many of a subscriber's latest deliveries their page shows.
+const HISTORY: i64 = 20;
 
 /// `POST /subscribers/{unsubscribe|erase}` (admin); erase needs the confirmation box.
 pub(super) async fn subscriber_action(
@@ -923,30 +943,4 @@ pub(super) async fn subscriber_action(
         }
         Err(e) => pages::server_error("changing a subscriber failed", e),
     }
-}
-
-/// `GET /api-keys` (admin).
-pub(super) async fn api_keys(State(st): State<ConsoleState>, signed: Signed) -> Response {
-    let keys = match st.store.api_keys().await {
-        Ok(k) => k,
-        Err(e) => return pages::server_error("reading API keys failed", e),
-    };
-    page(
-        &signed,
-        "API keys",
-        false,
-        html! {
-            h1 { "API keys" }
-            p.muted { "Create and revoke keys with " code { "dispatch api-keys" } "." }
-            table {
-                thead { tr { th { "Name" } th { "Role" } th { "Created" } th { "Revoked" } } }
-                tbody {
-                    @for k in &keys {
-                        tr { td { (k.name) } td { (k.role) } td { (k.created_at) }
-                             td { (k.revoked_at.map_or_else(|| "–".to_owned(), |t| t.to_string())) } }
-                    }
-                }
-            }
-        },
-    )
 }

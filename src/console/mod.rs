@@ -35,10 +35,14 @@ use crate::store::{NewAudit, Store, UserRow};
 use crate::web::ServeLimits;
 use crate::web::form::{self, Fields};
 
+mod admin;
 mod auth;
 mod editorial;
 pub mod limits;
+mod lists;
 mod pages;
+mod schedule;
+mod subscribers_io;
 pub mod password;
 
 use limits::SignInLimits;
@@ -53,6 +57,16 @@ pub const IDLE: chrono::Duration = chrono::Duration::hours(12);
 pub const SETUP_VALID: chrono::Duration = chrono::Duration::hours(24);
 /// The largest POST body read (a subscriber CSV upload is the big one).
 const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// A fresh set-password link under `base` (`[console] public_url`), valid for
+/// [`SETUP_VALID`]: the URL to hand the user once, the token's hash to store, its expiry.
+/// `dispatch users add|reset` and the users page both make theirs here.
+pub fn setup_link(base: &str) -> (String, Vec<u8>, DbTime) {
+    let token = Token::generate();
+    let url = format!("{base}/set-password/{}", token.as_str());
+    let expires = DbTime::from(chrono::Utc::now() + SETUP_VALID);
+    (url, token.hash(), expires)
+}
 
 /// What the console's handlers share.
 #[derive(Clone)]
@@ -151,16 +165,27 @@ pub fn router(state: ConsoleState) -> Router {
             "/articles/{id}/breaking",
             get(editorial::breaking_page).post(editorial::send_breaking),
         )
+        .route("/schedule", get(schedule::schedule))
         .route("/editions", get(editorial::editions))
         .route("/editions/{id}", get(editorial::edition_page))
         .route("/editions/{id}/events", get(editorial::edition_events))
         .route("/editions/{id}/{action}", post(editorial::edition_action))
         .route("/audit", get(editorial::audit))
-        .route("/users", get(editorial::users))
+        .route("/users", get(admin::users))
+        .route("/users/{action}", post(admin::user_action))
         .route("/subscribers", get(editorial::subscribers))
+        .route("/subscribers/import", post(subscribers_io::import))
+        .route("/subscribers/export", get(subscribers_io::export))
         .route("/subscribers/{action}", post(editorial::subscriber_action))
         .route("/lists", get(editorial::lists))
-        .route("/api-keys", get(editorial::api_keys))
+        .route("/lists/new", get(lists::new_page).post(lists::create))
+        .route("/lists/next-sends", get(lists::next_sends_fragment))
+        .route(
+            "/lists/{slug}/edit",
+            get(lists::edit_page).post(lists::update),
+        )
+        .route("/api-keys", get(admin::api_keys))
+        .route("/api-keys/{action}", post(admin::api_key_action))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::middleware::map_response(common_headers))
@@ -362,23 +387,13 @@ async fn not_found() -> Response {
     )
 }
 
-/// Headers for every answer: nothing cached, nothing framed, nothing loaded from elsewhere;
+/// The common headers ([`crate::web::set_common_headers`]) with the console's policy:
 /// scripts only our own, connections (live progress) only back to us.
 async fn common_headers(mut res: Response) -> Response {
-    let h = res.headers_mut();
-    for (name, value) in [
-        (header::CACHE_CONTROL, "no-store"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; img-src 'self' data: https:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    ] {
-        h.insert(name, HeaderValue::from_static(value));
-    }
-    h.insert("x-robots-tag", HeaderValue::from_static("noindex"));
+    crate::web::set_common_headers(
+        &mut res,
+        "default-src 'none'; style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; img-src 'self' data: https:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
     res
 }
 

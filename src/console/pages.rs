@@ -31,7 +31,7 @@ th{background:#f9fafb}
 .err{background:#fce8e6;border-radius:6px;padding:.75rem 1rem}
 label{display:block;font-weight:bold;margin:.75rem 0 .25rem}
 label.check{display:flex;gap:.5rem;align-items:center;font-weight:normal}
-input[type=text],input[type=email],input[type=password],input[type=search],select{width:100%;padding:.6rem;border:1px solid #6b7280;border-radius:6px;font:inherit;background:#fff;color:inherit}
+input[type=text],input[type=email],input[type=password],input[type=search],input[type=file],textarea,select{width:100%;padding:.6rem;border:1px solid #6b7280;border-radius:6px;font:inherit;background:#fff;color:inherit}
 button{padding:.6rem 1rem;border:0;border-radius:6px;background:#0b57d0;color:#fff;font:inherit;font-weight:bold;cursor:pointer;margin-top:1rem}
 button.danger{background:#b3261e}
 button.quiet{background:#fff;color:#0b57d0;border:1px solid #0b57d0}
@@ -40,6 +40,9 @@ button.quiet{background:#fff;color:#0b57d0;border:1px solid #0b57d0}
 .row>button{flex:0 0 auto}
 iframe{width:100%;height:28rem;border:1px solid #d1d5db;border-radius:6px;background:#fff}
 pre{white-space:pre-wrap;background:#f9fafb;padding:.75rem;border-radius:6px;overflow:auto}
+form.inline{display:inline}form.inline button{margin-top:0;padding:.35rem .75rem}
+ol.times{margin:0;padding-left:1.25rem}
+caption{text-align:left;padding:.5rem 0}
 .progress dt{font-weight:bold}.progress dd{margin:0 0 .5rem}
 @media (max-width:40rem){th,td{padding:.4rem .3rem;font-size:.95rem}.hide-phone{display:none}}
 "#;
@@ -74,6 +77,7 @@ pub(super) fn layout(
                         nav aria-label="Main" {
                             a href="/articles" { "Articles" } " "
                             a href="/editions" { "Editions" } " "
+                            a href="/schedule" { "Schedule" } " "
                             @if user.role.allows(Role::Admin) {
                                 a href="/lists" { "Lists" } " "
                                 a href="/subscribers" { "Subscribers" } " "

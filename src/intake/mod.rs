@@ -5,6 +5,7 @@
 //! - [`fetch`]: the HTTP client feeds are fetched with (limits, conditional GET).
 //! - [`feeds`]: the `[[feeds]]` poller the daemon runs, and `feeds poll`.
 //! - [`sql`]: the `[[sql_sources]]` poller: a CMS's own SQLite file, read-only.
+//! - [`subscribers`]: subscriber CSV imports (the CLI's and the console's), stored in batches.
 
 use crate::import::feeds::{ArticleRecord, ItemError};
 use crate::store::{NewArticle, Revision, Store, Upserted};
@@ -12,6 +13,7 @@ use crate::store::{NewArticle, Revision, Store, Upserted};
 pub mod feeds;
 pub mod fetch;
 pub mod sql;
+pub mod subscribers;
 
 /// What storing a feed's items did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

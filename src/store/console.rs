@@ -36,6 +36,18 @@ pub struct SessionRow {
     pub csrf: String,
 }
 
+/// One delivery of one subscriber, for their history in the console.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct DeliveryHistoryRow {
+    pub edition_id: i64,
+    pub list: String,
+    pub kind: String,
+    pub subject: String,
+    pub status: String,
+    /// When it was sent; else when the edition was made.
+    pub at: String,
+}
+
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
 pub struct AuditRow {
@@ -225,12 +237,7 @@ impl Store {
             .fetch_optional(c)
             .await
         })?;
-        let Some(id) = id else {
-            return Ok(false);
-        };
-        end_sessions(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(true)
+        end_sessions_and_commit(tx, id).await
     }
 
     /// Disables the user (they cannot sign in; their link stops working) and ends their
@@ -247,12 +254,7 @@ impl Store {
             .fetch_optional(c)
             .await
         })?;
-        let Some(id) = id else {
-            return Ok(false);
-        };
-        end_sessions(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(true)
+        end_sessions_and_commit(tx, id).await
     }
 
     /// Stores a new session under the hash of its id.
@@ -445,6 +447,38 @@ impl Store {
             Ok::<_, sqlx::Error>((cats, langs))
         })?)
     }
+
+    /// The subscriber's latest `limit` deliveries, newest first: the edition, its list, the
+    /// status and when. Reads `deliveries` through its subscriber index only.
+    pub async fn delivery_history(
+        &self,
+        subscriber_id: i64,
+        limit: i64,
+    ) -> Result<Vec<DeliveryHistoryRow>> {
+        Ok(db!(self.pool(), |c| {
+            sqlx::query_as(
+                "SELECT d.edition_id, l.slug AS list, e.kind, e.subject, d.status,
+                        COALESCE(d.sent_at, e.created_at) AS at
+                 FROM deliveries d JOIN editions e ON e.id = d.edition_id JOIN lists l ON l.id = e.list_id
+                 WHERE d.subscriber_id = $1 ORDER BY d.edition_id DESC LIMIT $2",
+            )
+            .bind(subscriber_id)
+            .bind(limit)
+            .fetch_all(c)
+            .await
+        })?)
+    }
+}
+
+/// The end of a change to a user's sign-in (`id` is the changed user, if one matched):
+/// their sessions end in the same transaction. Returns whether a user was changed.
+async fn end_sessions_and_commit(mut tx: super::Tx, id: Option<i64>) -> Result<bool> {
+    let Some(id) = id else {
+        return Ok(false);
+    };
+    end_sessions(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 async fn end_sessions(tx: &mut super::Tx, user_id: i64) -> Result<()> {

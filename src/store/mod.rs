@@ -89,7 +89,7 @@ pub use bounces::{
     BounceRow, EditionBounces, Lookup, MatchedBy, NewBounceMessage, NewEvent, Recorded, Target,
     Thresholds,
 };
-pub use console::{AuditRow, NewAudit, SessionRow, UserLogin, UserRow};
+pub use console::{AuditRow, DeliveryHistoryRow, NewAudit, SessionRow, UserLogin, UserRow};
 pub use deliveries::{ClaimSkips, Claimed, Item, Outcome, Verdict};
 pub use editions::{Created, EditionRow, NewEdition};
 pub use feeds::{FeedPoll, FeedState};

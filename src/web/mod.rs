@@ -200,21 +200,28 @@ async fn fallback(State(st): State<AppState>) -> Response {
 /// Headers for every answer: nothing is cached (pages reflect live state and URLs carry
 /// tokens), the token never leaks through `Referer`, and the pages load nothing external.
 async fn common_headers(mut res: Response) -> Response {
+    set_common_headers(
+        &mut res,
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    res
+}
+
+/// The headers every answer of ours carries (the reader pages' and the console's): nothing
+/// cached, nothing framed, no sniffing, no referrer, not indexed; `csp` is the one that
+/// differs between them.
+pub(crate) fn set_common_headers(res: &mut Response, csp: &'static str) {
     let h = res.headers_mut();
     for (name, value) in [
         (header::CACHE_CONTROL, "no-store"),
         (header::REFERRER_POLICY, "no-referrer"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
+        (header::CONTENT_SECURITY_POLICY, csp),
     ] {
         h.insert(name, HeaderValue::from_static(value));
     }
     h.insert("x-robots-tag", HeaderValue::from_static("noindex"));
-    res
 }
 
 /// A token from the path, if it has the right shape. Anything else (including a path that

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod db;
 pub mod postgres;
+pub mod sink;
 pub mod smtp_server;
 pub mod tools;
 

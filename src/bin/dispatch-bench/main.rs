@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --release   # the crash benchmark kills the real `dispatch` binary
-//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|latency|dkim|crash|growth|rss|unsubscribe|bounces|feeds|api|pg-snapshot|pg-smtp|pg-nodes]... [--quick]
+//! cargo run --release --bin dispatch-bench -- [all|import|snapshot|personalise|smtp|latency|dkim|crash|growth|rss|unsubscribe|bounces|feeds|api|console|pg-snapshot|pg-smtp|pg-nodes]... [--quick]
 //! ```
 //!
 //! The parent prepares each benchmark's data in a temporary folder (never `data/` or
@@ -25,6 +25,7 @@
 mod api;
 mod bounces;
 mod child;
+mod console;
 mod crash;
 mod dkim;
 mod feeds;
@@ -87,6 +88,7 @@ enum Which {
     Bounces,
     Feeds,
     Api,
+    Console,
     PgSnapshot,
     PgSmtp,
     PgNodes,
@@ -108,13 +110,14 @@ enum Bench {
     Bounces,
     Feeds,
     Api,
+    Console,
     PgSnapshot,
     PgSmtp,
     PgNodes,
 }
 
 impl Bench {
-    const ALL: [Self; 16] = [
+    const ALL: [Self; 17] = [
         Self::Import,
         Self::Snapshot,
         Self::Personalise,
@@ -128,6 +131,7 @@ impl Bench {
         Self::Bounces,
         Self::Feeds,
         Self::Api,
+        Self::Console,
         Self::PgSnapshot,
         Self::PgSmtp,
         Self::PgNodes,
@@ -148,6 +152,7 @@ impl Bench {
             Self::Bounces => "bounces",
             Self::Feeds => "feeds",
             Self::Api => "api",
+            Self::Console => "console",
             Self::PgSnapshot => "pg-snapshot",
             Self::PgSmtp => "pg-smtp",
             Self::PgNodes => "pg-nodes",
@@ -188,6 +193,7 @@ impl Bench {
             Which::Bounces => &[Self::Bounces],
             Which::Feeds => &[Self::Feeds],
             Which::Api => &[Self::Api],
+            Which::Console => &[Self::Console],
             Which::PgSnapshot => &[Self::PgSnapshot],
             Which::PgSmtp => &[Self::PgSmtp],
             Which::PgNodes => &[Self::PgNodes],
@@ -338,6 +344,7 @@ fn parent(benches: &[Bench], scale: Scale) -> Result<bool> {
             Bench::Bounces => rt.block_on(bounces::run(&ctx)),
             Bench::Feeds => rt.block_on(feeds::run(&ctx)),
             Bench::Api => rt.block_on(api::run(&ctx)),
+            Bench::Console => rt.block_on(console::run(&ctx)),
             Bench::PgSnapshot => rt.block_on(pg_snapshot::run(&ctx)),
             Bench::PgSmtp => rt.block_on(pg_smtp::run(&ctx)),
             Bench::PgNodes => rt.block_on(pg_nodes::run(&ctx)),
@@ -410,6 +417,7 @@ mod tests {
                 Bench::Bounces,
                 Bench::Feeds,
                 Bench::Api,
+                Bench::Console,
                 Bench::PgSnapshot,
                 Bench::PgSmtp,
                 Bench::PgNodes
