@@ -6,12 +6,18 @@
 //! force, and nothing more.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{FromRow, QueryBuilder};
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{
+    Arguments as _, AssertSqlSafe, FromRow, PgConnection, Postgres, QueryBuilder, Sqlite,
+    SqliteConnection,
+};
 
+use super::backend::On;
 use super::{Lock, Result, Store, StoreError, Tx, db, now_text};
 use crate::domain::{CategorySet, EmailAddress};
 
@@ -173,6 +179,24 @@ struct Plan {
     categories: Vec<(i64, Option<String>)>,
 }
 
+/// [`EmailAddress::canonical`] as one shared text: an ASCII address (nearly all of them) is
+/// lower-cased on the stack and copied once.
+fn canonical(email: &EmailAddress) -> Arc<str> {
+    let s = email.as_str();
+    if !s.is_ascii() || s.len() > 254 {
+        return Arc::from(email.canonical());
+    }
+    let mut buf = [0u8; 254];
+    let lower = &mut buf[..s.len()];
+    lower.copy_from_slice(s.as_bytes());
+    lower.make_ascii_lowercase();
+    // ASCII stays ASCII, so this is UTF-8 (from_utf8 cannot fail, and checks it cheaply).
+    match std::str::from_utf8(lower) {
+        Ok(l) => Arc::from(l),
+        Err(_) => Arc::from(email.canonical()),
+    }
+}
+
 /// How a subscription stores a row's categories: `None` for all the list carries.
 fn stored_categories(row: &NewSubscription) -> Option<String> {
     row.categories
@@ -182,7 +206,7 @@ fn stored_categories(row: &NewSubscription) -> Option<String> {
 }
 
 /// Applies `subscribe_batch`'s rules to each row against what the lookups found.
-fn plan(rows: &[NewSubscription], canon: &[String], found: &Found) -> Plan {
+fn plan(rows: &[NewSubscription], canon: &[Arc<str>], found: &Found) -> Plan {
     let mut plan = Plan {
         outcomes: Vec::with_capacity(rows.len()),
         ..Plan::default()
@@ -235,28 +259,79 @@ fn plan(rows: &[NewSubscription], canon: &[String], found: &Found) -> Plan {
     plan
 }
 
+/// `head`, then `rows` tuples of `width` anonymous placeholders (`(?, ?), (?, ?)`), then
+/// `tail`: a multi-row statement's text for SQLite, built without `QueryBuilder`'s
+/// formatting per placeholder. The same sizes give the same text, which sqlx's statement
+/// cache then prepares once.
+fn sqlite_rows_sql(head: &str, rows: usize, width: usize, tail: &str) -> String {
+    let tuple_len = 2 + 3 * width;
+    let mut sql = String::with_capacity(head.len() + rows * tuple_len + tail.len());
+    sql.push_str(head);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for w in 0..width {
+            sql.push_str(if w == 0 { "?" } else { ", ?" });
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
+/// Adds one value to a statement's arguments.
+fn add<'a, T>(args: &mut SqliteArguments, value: T) -> Result<()>
+where
+    T: sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite>,
+{
+    args.add(value).map_err(sqlx::Error::Encode)?;
+    Ok(())
+}
+
 /// Finds the subscribers with these `email_key`s and their subscription to `list_id`.
 async fn find_keys(
     tx: &mut Tx,
     list_id: i64,
-    keys: &[&str],
+    keys: &[Arc<str>],
     into: &mut HashMap<String, Existing>,
 ) -> Result<()> {
+    const SELECT: &str = "SELECT s.id, s.email_key, s.name, sub.id AS sub_id, sub.status AS sub_status, sub.categories AS sub_categories
+         FROM subscribers s LEFT JOIN subscriptions sub ON sub.subscriber_id = s.id AND sub.list_id = ";
     for chunk in keys.chunks(CHUNK) {
-        let found: Vec<Existing> = db!(tx, |c| {
-            let mut qb = QueryBuilder::new(
-                "SELECT s.id, s.email_key, s.name, sub.id AS sub_id, sub.status AS sub_status, sub.categories AS sub_categories
-                 FROM subscribers s LEFT JOIN subscriptions sub ON sub.subscriber_id = s.id AND sub.list_id = ",
-            );
-            qb.push_bind(list_id);
-            qb.push(" WHERE s.email_key IN (");
-            let mut sep = qb.separated(", ");
-            for k in chunk {
-                sep.push_bind(*k);
+        let found: Vec<Existing> = match tx.on() {
+            On::Sqlite(c) => {
+                // `IN (?, ?, …)` is a one-column tuple list: `(?), (?)` would be read as rows.
+                let mut sql = String::with_capacity(SELECT.len() + 40 + 3 * chunk.len());
+                sql.push_str(SELECT);
+                sql.push_str("? WHERE s.email_key IN (");
+                for k in 0..chunk.len() {
+                    sql.push_str(if k == 0 { "?" } else { ", ?" });
+                }
+                sql.push(')');
+                let mut args = SqliteArguments::default();
+                add(&mut args, list_id)?;
+                for k in chunk {
+                    // An `Arc<str>` is bound as it is, without a copy.
+                    add(&mut args, Arc::clone(k))?;
+                }
+                sqlx::query_as_with(AssertSqlSafe(sql), args)
+                    .fetch_all(c)
+                    .await?
             }
-            qb.push(")");
-            qb.build_query_as().fetch_all(c).await
-        })?;
+            On::Postgres(c) => {
+                let mut qb = QueryBuilder::<Postgres>::new(SELECT);
+                qb.push_bind(list_id);
+                qb.push(" WHERE s.email_key IN (");
+                let mut sep = qb.separated(", ");
+                for k in chunk {
+                    sep.push_bind(&**k);
+                }
+                qb.push(")");
+                qb.build_query_as().fetch_all(c).await?
+            }
+        };
         into.extend(found.into_iter().map(|e| (e.email_key.clone(), e)));
     }
     Ok(())
@@ -265,10 +340,9 @@ async fn find_keys(
 /// Looks a batch's addresses up: live keys first, then the erasure keys (a SHA-256 each) of
 /// the rows not found live, and those only when the database holds any erasure record at
 /// all: erasures are rare, so an import usually hashes nothing.
-async fn lookup(tx: &mut Tx, list_id: i64, canon: &[String]) -> Result<Found> {
+async fn lookup(tx: &mut Tx, list_id: i64, canon: &[Arc<str>]) -> Result<Found> {
     let mut by_key = HashMap::new();
-    let keys: Vec<&str> = canon.iter().map(String::as_str).collect();
-    find_keys(tx, list_id, &keys, &mut by_key).await?;
+    find_keys(tx, list_id, canon, &mut by_key).await?;
     let mut erased = Vec::new();
     if by_key.len() < canon.len() {
         let any: i64 = db!(tx, |c| {
@@ -283,9 +357,13 @@ async fn lookup(tx: &mut Tx, list_id: i64, canon: &[String]) -> Result<Found> {
         if any > 0 {
             erased = canon
                 .iter()
-                .map(|c| (!by_key.contains_key(c)).then(|| erased_key(c)))
+                .map(|c| (!by_key.contains_key(&**c)).then(|| erased_key(c)))
                 .collect();
-            let keys: Vec<&str> = erased.iter().flatten().map(String::as_str).collect();
+            let keys: Vec<Arc<str>> = erased
+                .iter()
+                .flatten()
+                .map(|k| Arc::from(k.as_str()))
+                .collect();
             find_keys(tx, list_id, &keys, &mut by_key).await?;
         }
     }
@@ -293,15 +371,15 @@ async fn lookup(tx: &mut Tx, list_id: i64, canon: &[String]) -> Result<Found> {
 }
 
 /// Writes a batch's [`Plan`]: the rare updates one statement each, then the new subscribers
-/// and subscriptions in multi-row `INSERT`s. Placeholders are SQLite's anonymous `?` (which
-/// `QueryBuilder` writes there): with numbered `$n` SQLite finds each parameter's name by a
-/// linear search, which made binding a 3,000-parameter statement quadratic (a third of the
-/// import's instructions in callgrind).
+/// and subscriptions in multi-row `INSERT`s, one text per backend. SQLite's placeholders are
+/// anonymous `?`: with numbered `$n` SQLite finds each parameter's name by a linear search,
+/// which made binding a 3,000-parameter statement quadratic (a third of the import's
+/// instructions in callgrind).
 async fn apply(
     tx: &mut Tx,
     list_id: i64,
     rows: &[NewSubscription],
-    canon: &[String],
+    canon: &[Arc<str>],
     source: &str,
     now: &str,
     plan: &Plan,
@@ -314,7 +392,7 @@ async fn apply(
                      consent_source = $4, consent_at = $5, updated_at = $5 WHERE id = $6",
             )
             .bind(row.email.as_str())
-            .bind(&canon[i])
+            .bind(&*canon[i])
             .bind(&row.name)
             .bind(source)
             .bind(now)
@@ -348,46 +426,178 @@ async fn apply(
 
     let mut subscriptions = plan.new_subscriptions.clone();
     subscriptions.reserve(plan.new_subscribers.len());
-    for chunk in plan.new_subscribers.chunks(CHUNK) {
-        let ids: Vec<(i64, String)> = db!(tx, |c| {
-            let mut qb = QueryBuilder::new(
-                "INSERT INTO subscribers (email, email_key, name, status, consent_source, consent_at, created_at, updated_at) ",
-            );
-            qb.push_values(chunk, |mut b, &i| {
-                b.push_bind(rows[i].email.as_str())
-                    .push_bind(canon[i].as_str())
-                    .push_bind(rows[i].name.as_deref())
-                    .push_bind("active")
-                    .push_bind(source)
-                    .push_bind(now)
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            qb.push(" RETURNING id, email_key");
-            qb.build_query_as().fetch_all(c).await
-        })?;
+    let new = New {
+        list_id,
+        rows,
+        canon,
+        source,
+        now,
+    };
+    match tx.on() {
+        On::Sqlite(c) => {
+            sqlite_insert_subscribers(c, &new, &plan.new_subscribers, &mut subscriptions).await?;
+            sqlite_insert_subscriptions(c, &new, &subscriptions).await?;
+        }
+        On::Postgres(c) => {
+            pg_insert_subscribers(c, &new, &plan.new_subscribers, &mut subscriptions).await?;
+            pg_insert_subscriptions(c, &new, &subscriptions).await?;
+        }
+    }
+    Ok(())
+}
+
+/// What every new row of a batch shares, and the rows.
+struct New<'a> {
+    list_id: i64,
+    rows: &'a [NewSubscription],
+    canon: &'a [Arc<str>],
+    source: &'a str,
+    now: &'a str,
+}
+
+/// One bound text for SQLite: sqlx copies a `&str` into a `String` and then into an `Arc`;
+/// an `Arc<str>` it takes as it is, so the text is copied once (and once more by SQLite).
+fn text(s: &str) -> Arc<str> {
+    Arc::from(s)
+}
+
+/// SQLite: inserts the rows `which` as new subscribers and adds (id, row) to `out` for each.
+///
+/// Written for SQLite's cost per row: the values that are the same for the whole batch
+/// (status, consent source, times) are bound once per statement and joined to the rows'
+/// `VALUES`; `email_key` is bound only when SQLite's ASCII `lower()` would not give
+/// [`EmailAddress::canonical`] (a non-ASCII address); and the ids are counted on from the
+/// largest instead of read back with `RETURNING` (decoding a returned row costs more than
+/// inserting it). The ids are free: the write transaction is SQLite's one writer, so nothing
+/// else inserts between the `MAX(id)` and the `INSERT`.
+async fn sqlite_insert_subscribers(
+    c: &mut SqliteConnection,
+    new: &New<'_>,
+    which: &[usize],
+    out: &mut Vec<(i64, usize)>,
+) -> Result<()> {
+    if which.is_empty() {
+        return Ok(());
+    }
+    let mut next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM subscribers")
+        .fetch_one(&mut *c)
+        .await?;
+    for chunk in which.chunks(CHUNK) {
+        let sql = sqlite_rows_sql(
+            "INSERT INTO subscribers (id, email, email_key, name, status, consent_source, consent_at, created_at, updated_at)
+             SELECT v.column1, v.column2, COALESCE(v.column3, lower(v.column2)), v.column4, 'active', c.source, c.now, c.now, c.now
+             FROM (SELECT ? AS source, ? AS now) AS c CROSS JOIN (VALUES ",
+            chunk.len(),
+            4,
+            ") AS v",
+        );
+        let mut args = SqliteArguments::default();
+        add(&mut args, new.source)?;
+        add(&mut args, new.now)?;
+        let first = next;
+        for &i in chunk {
+            let row = &new.rows[i];
+            let email = row.email.as_str();
+            add(&mut args, next)?;
+            add(&mut args, text(email))?;
+            add(
+                &mut args,
+                (!email.is_ascii()).then(|| Arc::clone(&new.canon[i])),
+            )?;
+            add(&mut args, row.name.as_deref().map(text))?;
+            next += 1;
+        }
+        sqlx::query_with(AssertSqlSafe(sql), args)
+            .execute(&mut *c)
+            .await?;
+        out.extend((first..).zip(chunk.iter().copied()));
+    }
+    Ok(())
+}
+
+/// SQLite: inserts the active subscriptions (subscriber id, row) to the batch's list, with the
+/// shared values bound once per statement (see [`sqlite_insert_subscribers`]).
+async fn sqlite_insert_subscriptions(
+    c: &mut SqliteConnection,
+    new: &New<'_>,
+    subscriptions: &[(i64, usize)],
+) -> Result<()> {
+    for chunk in subscriptions.chunks(CHUNK) {
+        let sql = sqlite_rows_sql(
+            "INSERT INTO subscriptions (subscriber_id, list_id, status, categories, created_at, confirmed_at)
+             SELECT v.column1, c.list, 'active', v.column2, c.now, c.now
+             FROM (SELECT ? AS list, ? AS now) AS c CROSS JOIN (VALUES ",
+            chunk.len(),
+            2,
+            ") AS v",
+        );
+        let mut args = SqliteArguments::default();
+        add(&mut args, new.list_id)?;
+        add(&mut args, new.now)?;
+        for &(id, i) in chunk {
+            add(&mut args, id)?;
+            add(&mut args, stored_categories(&new.rows[i]))?;
+        }
+        sqlx::query_with(AssertSqlSafe(sql), args)
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL: inserts the rows `which` as new subscribers and adds (id, row) to `out` for
+/// each. The ids come back with `RETURNING`: other nodes' sign-ups may take ids from the same
+/// sequence meanwhile.
+async fn pg_insert_subscribers(
+    c: &mut PgConnection,
+    new: &New<'_>,
+    which: &[usize],
+    out: &mut Vec<(i64, usize)>,
+) -> Result<()> {
+    for chunk in which.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<Postgres>::new(
+            "INSERT INTO subscribers (email, email_key, name, status, consent_source, consent_at, created_at, updated_at) ",
+        );
+        qb.push_values(chunk, |mut b, &i| {
+            b.push_bind(new.rows[i].email.as_str())
+                .push_bind(&*new.canon[i])
+                .push_bind(new.rows[i].name.as_deref())
+                .push_bind("active")
+                .push_bind(new.source)
+                .push_bind(new.now)
+                .push_bind(new.now)
+                .push_bind(new.now);
+        });
+        qb.push(" RETURNING id, email_key");
+        let ids: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *c).await?;
         let by_key: HashMap<String, i64> = ids.into_iter().map(|(id, k)| (k, id)).collect();
         for &i in chunk {
             // Invariant: every inserted key came back from RETURNING.
-            subscriptions.push((by_key[&canon[i]], i));
+            out.push((by_key[&*new.canon[i]], i));
         }
     }
+    Ok(())
+}
 
+/// PostgreSQL: inserts the active subscriptions (subscriber id, row) to the batch's list.
+async fn pg_insert_subscriptions(
+    c: &mut PgConnection,
+    new: &New<'_>,
+    subscriptions: &[(i64, usize)],
+) -> Result<()> {
     for chunk in subscriptions.chunks(CHUNK) {
-        db!(tx, |c| {
-            let mut qb = QueryBuilder::new(
-                "INSERT INTO subscriptions (subscriber_id, list_id, status, categories, created_at, confirmed_at) ",
-            );
-            qb.push_values(chunk, |mut b, &(id, i)| {
-                b.push_bind(id)
-                    .push_bind(list_id)
-                    .push_bind("active")
-                    .push_bind(stored_categories(&rows[i]))
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            qb.build().execute(c).await.affected()
-        })?;
+        let mut qb = QueryBuilder::<Postgres>::new(
+            "INSERT INTO subscriptions (subscriber_id, list_id, status, categories, created_at, confirmed_at) ",
+        );
+        qb.push_values(chunk, |mut b, &(id, i)| {
+            b.push_bind(id)
+                .push_bind(new.list_id)
+                .push_bind("active")
+                .push_bind(stored_categories(&new.rows[i]))
+                .push_bind(new.now)
+                .push_bind(new.now);
+        });
+        qb.build().execute(&mut *c).await?;
     }
     Ok(())
 }
@@ -411,7 +621,7 @@ impl Store {
         source: &str,
         dry_run: bool,
     ) -> Result<Vec<ImportOutcome>> {
-        let canon: Vec<String> = rows.iter().map(|r| r.email.canonical()).collect();
+        let canon: Vec<Arc<str>> = rows.iter().map(|r| canonical(&r.email)).collect();
         if dry_run {
             let mut tx = self.pool().begin_snapshot().await?;
             let found = lookup(&mut tx, list_id, &canon).await?;
@@ -561,7 +771,7 @@ impl Store {
         status: Option<&str>,
     ) -> Result<Vec<SubscriberListing>> {
         Ok(db!(self.pool(), |conn| {
-            sqlx::query_as::<_, SubscriberListing>(sqlx::AssertSqlSafe(format!(
+            sqlx::query_as::<_, SubscriberListing>(AssertSqlSafe(format!(
             "{LISTING} AND ($2 IS NULL OR (CASE WHEN $2 = 'bounced' THEN p.status ELSE s.status END) = $2)
              ORDER BY p.email_key, l.slug"
         )))
@@ -579,7 +789,7 @@ impl Store {
     ) -> anyhow::Result<u64> {
         let sql = format!("{LISTING} ORDER BY s.id");
         db!(self.pool(), |conn| {
-            let mut rows = sqlx::query_as::<_, SubscriberListing>(sqlx::AssertSqlSafe(sql))
+            let mut rows = sqlx::query_as::<_, SubscriberListing>(AssertSqlSafe(sql))
                 .bind(list_id)
                 .fetch(conn);
             let mut n = 0;
@@ -772,6 +982,83 @@ mod tests {
         assert_eq!(
             store.subscription_counts(daily.id).await.unwrap(),
             (0, 2506, 2)
+        );
+    }
+
+    store_test!(every_new_subscription_belongs_to_its_own_row_and_keys_are_canonical);
+    async fn every_new_subscription_belongs_to_its_own_row_and_keys_are_canonical(
+        backend: Backend,
+    ) {
+        let (store, _d) = temp_store_on(backend).await;
+        let daily = store
+            .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
+            .await
+            .unwrap();
+        // Someone already there, so the new ids do not start at 1; then a batch larger than
+        // one statement, mixing ASCII addresses in any case with non-ASCII ones (whose key
+        // SQLite's ASCII lower() could not make), names and categories.
+        store
+            .subscribe_batch(
+                daily.id,
+                &[ns("first@example.com", None, None)],
+                "cli",
+                false,
+            )
+            .await
+            .unwrap();
+        let cats = [None, Some("Sport"), Some("Politics;Sport")];
+        let batch: Vec<NewSubscription> = (0..2100)
+            .map(|i| {
+                let email = if i % 5 == 0 {
+                    format!("Ünïcode.{i}@Example.ORG")
+                } else {
+                    format!("Reader.{i}@Example.org")
+                };
+                let name = format!("Reader {i}");
+                ns(&email, (i % 2 == 0).then_some(name.as_str()), cats[i % 3])
+            })
+            .collect();
+        let out = store
+            .subscribe_batch(daily.id, &batch, "import", false)
+            .await
+            .unwrap();
+        assert!(out.iter().all(|o| *o == ImportOutcome::Added), "{out:?}");
+        for (i, row) in batch.iter().enumerate().step_by(7) {
+            let stored = store.subscriber_by_email(&row.email).await.unwrap();
+            assert_eq!(stored.email.as_deref(), Some(row.email.as_str()));
+            assert_eq!(stored.name, row.name, "row {i}");
+            let key: String = db!(store.pool(), |c| {
+                sqlx::query_scalar("SELECT email_key FROM subscribers WHERE id = $1")
+                    .bind(stored.id)
+                    .fetch_one(c)
+                    .await
+            })
+            .unwrap();
+            assert_eq!(key, row.email.canonical(), "row {i}");
+            let subs = store.subscriptions_of(stored.id).await.unwrap();
+            assert_eq!(subs.len(), 1, "row {i}");
+            assert_eq!(subs[0].status, "active");
+            assert_eq!(subs[0].categories, stored_categories(row), "row {i}");
+        }
+        // The same rows in other cases are the same people: nothing changes.
+        let again: Vec<NewSubscription> = batch
+            .iter()
+            .map(|r| NewSubscription {
+                email: EmailAddress::parse(&r.email.as_str().to_uppercase()).unwrap(),
+                ..r.clone()
+            })
+            .collect();
+        let out = store
+            .subscribe_batch(daily.id, &again, "import", false)
+            .await
+            .unwrap();
+        assert!(
+            out.iter().all(|o| *o == ImportOutcome::Unchanged),
+            "{out:?}"
+        );
+        assert_eq!(
+            store.subscription_counts(daily.id).await.unwrap(),
+            (0, 2101, 0)
         );
     }
 
