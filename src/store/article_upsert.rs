@@ -104,7 +104,11 @@ impl Store {
     /// decides its digest).
     pub async fn upsert_article(&self, a: &NewArticle, revision: Revision) -> Result<Upserted> {
         storable_time(a.published_at).map_err(|e| StoreError::Conflict(e.to_string()))?;
-        let mut tx = self.write_tx().await?;
+        // Where an interactive write's time goes (`dispatch-bench api`): waiting for the
+        // writer, its statements, its commit.
+        let started = std::time::Instant::now();
+        let mut tx = self.interactive_write_tx().await?;
+        let waited = started.elapsed();
         // Two PUTs of one new article at once must not both insert it (PostgreSQL; SQLite's
         // write transaction is exclusive already). The same transaction checks what was sent,
         // so a delivery marked sent meanwhile is seen.
@@ -159,7 +163,15 @@ impl Store {
                 }
             },
         };
+        let statements = started.elapsed() - waited;
         tx.commit().await?;
+        let commit = started.elapsed() - waited - statements;
+        tracing::debug!(
+            wait_us = waited.as_micros() as u64,
+            statements_us = statements.as_micros() as u64,
+            commit_us = commit.as_micros() as u64,
+            "article upsert"
+        );
         Ok(done)
     }
 }
