@@ -26,8 +26,9 @@ use crate::store::{Item, Outcome, SenderId, Store, Verdict};
 /// enough to keep a connection busy while the dispatcher claims more, few enough that a
 /// shutdown has little to give back. A worker holds up to four more (the message at the
 /// relay, the next one whose envelope rides with it, two outcomes committing) and the
-/// dispatcher claims when half the slots are free: with 16, a queue still holds a few jobs
-/// when the claim starts, so the next message is always there to go ahead.
+/// dispatcher claims when half the slots (at most [`MAX_CLAIM`]) are free: with 16, a queue
+/// still holds a few jobs when the claim starts, so the next message is always there to go
+/// ahead.
 const PREFETCH: usize = 16;
 /// Deliveries one claim takes at most. A claim holds SQLite's one writer while it checks and
 /// leases its rows (and makes first tokens): 64 at once held it for 10 ms (50 ms under load)

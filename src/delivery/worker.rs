@@ -19,7 +19,9 @@
 //!
 //! Relay limits ([`ConnectionLimit`]): a worker whose number is at or above the limit closes
 //! its connection, gives its queued jobs back and waits until the limit rises; one that was
-//! refused gives the message back and waits a little before it connects again.
+//! refused gives the message back and waits a little before it connects again. A worker
+//! waiting for work watches the limit too: an idle connection over the limit would count
+//! against the workers the relay still allows.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
