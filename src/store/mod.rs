@@ -206,8 +206,12 @@ impl Store {
         let token_key = std::sync::Arc::new(token_key);
         let (unsubscribes, requests) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(unsubscribe::unsubscribe_writer(writer.clone(), requests));
+        let gate = std::sync::Arc::<writer_gate::WriterGate>::default();
         if let Pool::Sqlite(p) = &pool {
-            tokio::spawn(writer_gate::checkpointer(p.clone()));
+            tokio::spawn(writer_gate::checkpointer(
+                p.clone(),
+                std::sync::Arc::downgrade(&gate),
+            ));
         }
         Ok(Self {
             pool,
@@ -215,7 +219,7 @@ impl Store {
             unsubscribes,
             token_key,
             verp_key,
-            gate: std::sync::Arc::default(),
+            gate,
         })
     }
 

@@ -18,8 +18,8 @@
 //!
 //! PostgreSQL writes concurrently and checkpoints on its own: there the gate is never shut.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -76,13 +76,15 @@ impl Drop for Waiting {
     }
 }
 
-/// Checkpoints `pool`'s database every [`CHECKPOINT_EVERY`] until the pool is closed.
-pub(super) async fn checkpointer(pool: sqlx::SqlitePool) {
+/// Checkpoints `pool`'s database every [`CHECKPOINT_EVERY`] until the pool is closed or the
+/// store is gone (`store` is its gate: no store holds it any more), so that a dropped store's
+/// connections do not stay open for this task.
+pub(super) async fn checkpointer(pool: sqlx::SqlitePool, store: Weak<WriterGate>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if pool.is_closed() {
+        if pool.is_closed() || store.strong_count() == 0 {
             return;
         }
         // PASSIVE: copies what no reader still needs and returns; never waits for a lock.
