@@ -8,31 +8,13 @@ mod support;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use chrono::Utc;
-use dispatch::config::{Config, Security, TransportKind};
-use dispatch::delivery::{Engine, Mode, Report};
-use dispatch::domain::{EmailAddress, ListSlug};
-use dispatch::edition;
-use dispatch::mail::transport::Transport;
-use dispatch::store::subscribers::NewSubscription;
-use dispatch::store::{Created, ListSpec, NewArticle, Store};
+use dispatch::config::Config;
+use dispatch::delivery::Report;
+use dispatch::store::Store;
 use support::db::{TempDb, raw_pool};
+use support::newsroom::{self, index_of};
 use support::smtp_server::{Action, Event, ServerConfig, SmtpServer};
-use tokio::sync::watch;
-
-fn reader(i: usize) -> String {
-    format!("reader{i:03}@example.org")
-}
-
-fn index_of(addr: &str) -> usize {
-    addr.trim_start_matches("reader")
-        .split('@')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("not a reader address: {addr}"))
-}
 
 /// A database with `n` readers of list `daily`, three stories and their digest recorded,
 /// and a config sending to `port` over `connections`.
@@ -46,57 +28,11 @@ struct Setup {
 async fn setup(port: u16, n: usize, connections: u32) -> Setup {
     let file = TempDb::new();
     let store = file.store().await;
-    let mut config = Config::default();
-    config.database.path = file.path().to_owned();
-    config.web.public_url = dispatch::domain::WebUrl::parse("https://news.example.com").unwrap();
-    config.delivery.transport = TransportKind::Smtp;
-    config.smtp.host = "127.0.0.1".into();
-    config.smtp.port = port;
-    config.smtp.security = Security::None;
+    let mut config = newsroom::smtp_config(port, file.path());
     config.smtp.timeout_secs = 5;
     config.smtp.connections = connections;
-    config.sending.retry_base_secs = 0;
-    let list = store
-        .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
-        .await
-        .unwrap();
-    let rows: Vec<NewSubscription> = (0..n)
-        .map(|i| NewSubscription {
-            email: EmailAddress::parse(&reader(i)).unwrap(),
-            name: None,
-            categories: None,
-        })
-        .collect();
-    for chunk in rows.chunks(200) {
-        store
-            .subscribe_batch(list.id, chunk, "test", false)
-            .await
-            .unwrap();
-    }
-    for (i, cat) in ["Politics", "Business", "Sport"].iter().enumerate() {
-        store
-            .insert_article(&NewArticle {
-                external_id: format!("story-{i}"),
-                url: format!("https://news.example.com/story/{i}"),
-                title: format!("{cat} story {i}"),
-                summary: format!("What happened in {cat} today."),
-                author: None,
-                category: (*cat).into(),
-                language: Some("en".into()),
-                image_url: None,
-                published_at: Utc::now() - chrono::Duration::hours(i as i64 + 1),
-                breaking: false,
-            })
-            .await
-            .unwrap();
-    }
-    let edition = match edition::create_digest(&store, &config, &list, Utc::now(), None)
-        .await
-        .unwrap()
-    {
-        Created::New { id, .. } => id,
-        other => panic!("expected a new edition, got {other:?}"),
-    };
+    let list = newsroom::seed_daily(&store, n).await;
+    let edition = newsroom::digest(&store, &config, &list).await;
     Setup {
         file,
         store,
@@ -108,26 +44,8 @@ async fn setup(port: u16, n: usize, connections: u32) -> Setup {
 impl Setup {
     /// Sends the edition until nothing is due within 10 s.
     async fn run(&self) -> Report {
-        let engine = Engine::new(
-            self.store.clone(),
-            Arc::new(self.config.clone()),
-            Transport::from_config(&self.config).unwrap(),
-        )
-        .unwrap();
-        let (_tx, rx) = watch::channel(false);
-        tokio::time::timeout(
-            Duration::from_secs(90),
-            engine.run(
-                Some(HashSet::from([self.edition])),
-                Mode::UntilIdle {
-                    wait_for_retries: Duration::from_secs(10),
-                },
-                rx,
-            ),
-        )
-        .await
-        .expect("the run finishes")
-        .expect("the run succeeds")
+        let engine = newsroom::engine(&self.store, &self.config);
+        newsroom::run_until_idle(&engine, &self.store, Some(HashSet::from([self.edition]))).await
     }
 
     /// (status, attempts) of each delivery, by reader index.

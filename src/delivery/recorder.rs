@@ -139,6 +139,10 @@ async fn run(
         outcomes.clear();
         outcomes.extend(group.iter().map(|r| r.outcome.clone()));
         let mut tries = 0;
+        let started = std::time::Instant::now();
+        // An API call waiting for the writer goes first (`Store::yield_to_interactive`); the
+        // workers wait for this commit only by count, so the crash bound is unchanged.
+        store.yield_to_interactive().await;
         let committed = loop {
             match store.record_outcomes(&outcomes, bounce_threshold).await {
                 Ok(()) => break Ok(()),
@@ -150,6 +154,13 @@ async fn run(
                 Err(e) => break Err(format!("recording delivery outcomes failed: {e}")),
             }
         };
+        // How long the writer was ours (waiting for it included), to weigh against the
+        // interactive writes that queue behind it.
+        tracing::debug!(
+            outcomes = outcomes.len(),
+            took_us = started.elapsed().as_micros() as u64,
+            "outcomes committed"
+        );
         for r in group.drain(..) {
             if committed.is_ok() {
                 count(&mut report, &progress, &r.outcome);
@@ -192,6 +203,7 @@ async fn pause(store: &Store, edition: i64, reason: &str) -> Result<(), String> 
 
 async fn finish_touched(store: &Store, touched: &mut HashSet<i64>) -> Result<(), String> {
     for id in touched.drain() {
+        store.yield_to_interactive().await;
         match store.finish_edition_if_done(id).await {
             Ok(true) => tracing::info!(edition = id, "edition sent"),
             Ok(false) => {}

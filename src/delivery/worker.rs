@@ -19,7 +19,9 @@
 //!
 //! Relay limits ([`ConnectionLimit`]): a worker whose number is at or above the limit closes
 //! its connection, gives its queued jobs back and waits until the limit rises; one that was
-//! refused gives the message back and waits a little before it connects again.
+//! refused gives the message back and waits a little before it connects again. A worker
+//! waiting for work watches the limit too: an idle connection over the limit would count
+//! against the workers the relay still allows.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -113,7 +115,11 @@ pub(super) async fn run(
     // Refusals in a row, and when this worker may connect again.
     let mut refusals: u32 = 0;
     let mut connect_after: Option<tokio::time::Instant> = None;
+    // Changes of the limit, so that a worker waiting for work hears that it is over it.
+    let mut limit = shared.connections.subscribe();
     let result = loop {
+        // Seen before the check below: a change after it wakes the wait for a job.
+        limit.borrow_and_update();
         if *shutdown.borrow() {
             if let Some(r) = next.take() {
                 uncommitted.push_back(submit(&shared, r.job, Verdict::Released));
@@ -136,9 +142,16 @@ pub(super) async fn run(
         let current = match next.take() {
             Some(r) => r,
             None => {
+                // A worker whose queue is empty also wakes when the limit changes: one that
+                // falls below its number must let go of its connection now, not after its next
+                // job. The dispatcher gives it no more work, so it would hold an idle
+                // connection the relay counts against us while the allowed workers are turned
+                // away, and their refusals restart the quiet period the limit needs to rise:
+                // nothing would be sent until `pause_after_secs` paused the edition.
                 let job = tokio::select! {
                     biased;
                     _ = shutdown.wait_for(|s| *s) => break Ok(()),
+                    Ok(()) = limit.changed() => continue,
                     job = jobs.recv() => job,
                 };
                 let Some(job) = job else { break Ok(()) };
@@ -183,6 +196,12 @@ pub(super) async fn run(
                 }
                 _ = tokio::time::sleep_until(at) => {}
             }
+        }
+        // The limit may have fallen below this worker while it prepared or waited: it does not
+        // knock with a connection the relay would count against the others.
+        if session.is_none() && !shared.connections.allows(n) {
+            uncommitted.push_back(submit(&shared, current.job, Verdict::Released));
+            continue; // The top of the loop gives `next` back and parks.
         }
         let epoch = shared.connections.epoch();
         let result = send_one(n, &shared, &mut session, &current, next.as_ref()).await;
@@ -255,6 +274,7 @@ async fn park(
         }
         wait_for_commits(uncommitted, 0).await?;
         if shared.connections.allows(n) {
+            tracing::debug!(worker = n, "the relay's connection limit rose; resuming");
             return Ok(Parked::Resume);
         }
         tokio::select! {
@@ -458,4 +478,163 @@ async fn wait_for_commits(uncommitted: &mut VecDeque<Ack>, keep: usize) -> Resul
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::config::{Config, Security, TransportKind};
+    use crate::delivery::Progress;
+
+    /// A relay without PIPELINING that takes every message and counts the connections open
+    /// and the messages taken (RFC 5321 §4.1.1's commands in lockstep, nothing more).
+    struct Relay {
+        port: u16,
+        open: Arc<AtomicUsize>,
+        taken: Arc<AtomicUsize>,
+    }
+
+    async fn relay() -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicUsize::new(0));
+        let taken = Arc::new(AtomicUsize::new(0));
+        let (o, t) = (open.clone(), taken.clone());
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let (o, t) = (o.clone(), t.clone());
+                o.fetch_add(1, SeqCst);
+                tokio::spawn(async move {
+                    let (r, mut w) = sock.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    let _ = w.write_all(b"220 relay.invalid ESMTP\r\n").await;
+                    let mut in_data = false;
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let reply: &[u8] = if in_data {
+                            if line != "." {
+                                continue;
+                            }
+                            in_data = false;
+                            t.fetch_add(1, SeqCst);
+                            b"250 2.0.0 queued\r\n"
+                        } else {
+                            match line.get(..4).map(str::to_ascii_uppercase).as_deref() {
+                                Some("DATA") => {
+                                    in_data = true;
+                                    b"354 go ahead\r\n"
+                                }
+                                Some("QUIT") => {
+                                    let _ = w.write_all(b"221 bye\r\n").await;
+                                    break;
+                                }
+                                _ => b"250 ok\r\n",
+                            }
+                        };
+                        if w.write_all(reply).await.is_err() {
+                            break;
+                        }
+                    }
+                    o.fetch_sub(1, SeqCst);
+                });
+            }
+        });
+        Relay { port, open, taken }
+    }
+
+    async fn until(what: &str, cond: impl Fn() -> bool) {
+        // A guard against a hang, not a timing assertion: the condition holds within
+        // milliseconds when the worker behaves.
+        let waited = tokio::time::timeout(StdDuration::from_secs(20), async {
+            while !cond() {
+                tokio::time::sleep(StdDuration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "{what}");
+    }
+
+    /// The lost wake-up behind a rare hang of `tests/relay_limits.rs`: a worker waiting for
+    /// work with its connection open was not told that the limit fell below its number, so
+    /// it kept the connection the relay counted against us, and the allowed workers were
+    /// turned away until the edition paused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_worker_over_a_lowered_limit_closes_its_connection_at_once() {
+        let relay = relay().await;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("dispatch.db")).await.unwrap();
+        let mut config = Config::default();
+        config.delivery.transport = TransportKind::Smtp;
+        config.smtp.host = "127.0.0.1".into();
+        config.smtp.port = relay.port;
+        config.smtp.security = Security::None;
+        config.smtp.timeout_secs = 5;
+        let paused: Arc<Mutex<HashSet<i64>>> = Arc::default();
+        let (recorder, recorder_task) = Recorder::start(
+            store.clone(),
+            3,
+            paused.clone(),
+            Arc::new(Progress::default()),
+        );
+        let connections = Arc::new(ConnectionLimit::new(2));
+        let shared = Arc::new(Shared {
+            transport: Arc::new(Transport::from_config(&config).unwrap()),
+            signer: None,
+            limiter: None,
+            paused,
+            unreachable: Unreachable::new(StdDuration::from_secs(300)),
+            connections: connections.clone(),
+            store,
+            recorder,
+            sending: config.sending.clone(),
+        });
+        let (jobs_tx, jobs_rx) = mpsc::channel(4);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let worker = tokio::spawn(run(1, shared.clone(), jobs_rx, stop_rx));
+
+        let permits = Arc::new(Semaphore::new(1));
+        let job = Job {
+            // No such row: recording its outcome changes nothing, which is all this needs.
+            item: Item::Delivery {
+                id: 1,
+                subscriber_id: 1,
+            },
+            edition_id: None,
+            attempt: 1,
+            to: EmailAddress::parse("reader@example.org").unwrap(),
+            envelope_from: EmailAddress::parse("news@example.com").unwrap(),
+            message_id: "<1@example.com>".into(),
+            bytes: b"Subject: today\r\n\r\nThe news.\r\n".to_vec(),
+            claimed_at: Instant::now(),
+            permit: permits.clone().acquire_owned().await.unwrap(),
+        };
+        jobs_tx.send(job).await.unwrap();
+        until("the worker sends its message", || {
+            relay.taken.load(SeqCst) == 1
+        })
+        .await;
+        // Committed, and the worker waits for work with its connection open.
+        until("the outcome is committed", || {
+            permits.available_permits() == 1
+        })
+        .await;
+        assert_eq!(relay.open.load(SeqCst), 1);
+
+        // Another worker is turned away: the limit falls to one, below worker 1.
+        connections.refused(connections.epoch());
+        until("worker 1 lets go of its connection", || {
+            relay.open.load(SeqCst) == 0
+        })
+        .await;
+
+        stop_tx.send(true).unwrap();
+        worker.await.unwrap().unwrap();
+        drop(shared);
+        recorder_task.await.unwrap().unwrap();
+    }
 }

@@ -75,6 +75,7 @@ pub mod sources;
 pub mod subscribers;
 pub mod tokens;
 pub mod unsubscribe;
+mod writer_gate;
 
 pub use crate::domain::{
     BounceSource, BounceType, DbTime, DeliveryStatus, EditionKind, EditionStatus, SubscriberStatus,
@@ -163,6 +164,8 @@ pub struct Store {
     token_key: std::sync::Arc<TokenKey>,
     /// The key of VERP MACs, derived from `token_key`.
     verp_key: std::sync::Arc<VerpKey>,
+    /// Interactive writes go ahead of the bulk ones at SQLite's writer ([`writer_gate`]).
+    gate: std::sync::Arc<writer_gate::WriterGate>,
 }
 
 /// Connections a PostgreSQL store opens at most when the config does not say.
@@ -203,12 +206,20 @@ impl Store {
         let token_key = std::sync::Arc::new(token_key);
         let (unsubscribes, requests) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(unsubscribe::unsubscribe_writer(writer.clone(), requests));
+        let gate = std::sync::Arc::<writer_gate::WriterGate>::default();
+        if let Pool::Sqlite(p) = &pool {
+            tokio::spawn(writer_gate::checkpointer(
+                p.clone(),
+                std::sync::Arc::downgrade(&gate),
+            ));
+        }
         Ok(Self {
             pool,
             writer,
             unsubscribes,
             token_key,
             verp_key,
+            gate,
         })
     }
 
@@ -243,6 +254,24 @@ impl Store {
     /// the query takes the row locks or [`Lock`] it needs.
     pub(crate) async fn write_tx(&self) -> Result<Tx> {
         self.writer.begin_write().await
+    }
+
+    /// [`Self::write_tx`] for a write someone is waiting on (an API call): bulk writers
+    /// that look ([`Self::yield_to_interactive`]) let it go first.
+    pub(crate) async fn interactive_write_tx(&self) -> Result<Tx> {
+        if self.backend() == Backend::Postgres {
+            return self.write_tx().await;
+        }
+        let _waiting = self.gate.wait();
+        self.writer.begin_write().await
+    }
+
+    /// Called by bulk writers (the sender's claims and outcome commits) before they queue
+    /// for SQLite's writer: waits, briefly, while an interactive write is waiting for it.
+    pub async fn yield_to_interactive(&self) {
+        if self.backend() == Backend::Sqlite {
+            self.gate.yield_to_interactive().await;
+        }
     }
 
     /// Whether the database answers (for `/healthz`).
@@ -283,7 +312,9 @@ async fn open_sqlite(path: &Path) -> Result<(sqlx::SqlitePool, sqlx::SqlitePool)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(15))
         .foreign_keys(true)
-        .pragma("temp_store", "memory");
+        .pragma("temp_store", "memory")
+        // Checkpoints run beside the writer, not inside its commits (`writer_gate`).
+        .pragma("wal_autocheckpoint", writer_gate::AUTOCHECKPOINT_PAGES);
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(30))

@@ -14,34 +14,15 @@ mod unsubscribes;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use dispatch::config::{Config, Security, TransportKind};
+use dispatch::config::Config;
 use dispatch::delivery::{Engine, Mode, Report};
-use dispatch::domain::{EmailAddress, ListSlug};
-use dispatch::edition;
-use dispatch::mail::transport::Transport;
-use dispatch::store::subscribers::NewSubscription;
-use dispatch::store::{Created, ListRow, ListSpec, NewArticle, Store};
+use dispatch::store::{ListRow, Store};
 use support::db::{TempDb, raw_pool};
+use support::newsroom::{self, index_of, reader};
 use support::smtp_server::{Received, SmtpServer};
 use tokio::sync::watch;
-
-/// The address of reader `i`.
-fn reader(i: usize) -> String {
-    format!("reader{i:03}@example.org")
-}
-
-/// Reader `i`'s index from an address made by [`reader`].
-fn index_of(addr: &str) -> usize {
-    addr.trim_start_matches("reader")
-        .split('@')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("not a reader address: {addr}"))
-}
 
 /// A database with list `daily`, `n` readers and three stories from the last hours.
 struct Fixture {
@@ -52,17 +33,7 @@ struct Fixture {
 }
 
 fn base_config(server: &SmtpServer, db: &Path) -> Config {
-    let mut c = Config::default();
-    c.database.path = db.to_owned();
-    c.web.public_url = dispatch::domain::WebUrl::parse("https://news.example.com").unwrap();
-    c.delivery.transport = TransportKind::Smtp;
-    c.smtp.host = "127.0.0.1".into();
-    c.smtp.port = server.addr.port();
-    c.smtp.security = Security::None;
-    c.smtp.timeout_secs = 2;
-    c.smtp.connections = 3;
-    c.sending.retry_base_secs = 0;
-    c
+    newsroom::smtp_config(server.addr.port(), db)
 }
 
 async fn fixture(server: &SmtpServer, n: usize, tweak: impl FnOnce(&mut Config)) -> Fixture {
@@ -70,49 +41,7 @@ async fn fixture(server: &SmtpServer, n: usize, tweak: impl FnOnce(&mut Config))
     let store = file.store().await;
     let mut config = base_config(server, file.path());
     tweak(&mut config);
-    let list = store
-        .create_list(
-            &ListSlug::parse("daily").unwrap(),
-            &ListSpec {
-                name: Some("Daily Digest".into()),
-                description: Some("The day's news".into()),
-                sends_breaking: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let rows: Vec<NewSubscription> = (0..n)
-        .map(|i| NewSubscription {
-            email: EmailAddress::parse(&reader(i)).unwrap(),
-            name: Some(format!("Reader {i}")),
-            categories: None,
-        })
-        .collect();
-    for chunk in rows.chunks(200) {
-        store
-            .subscribe_batch(list.id, chunk, "test", false)
-            .await
-            .unwrap();
-    }
-    let now = Utc::now();
-    for (i, cat) in ["Politics", "Business", "Sport"].iter().enumerate() {
-        store
-            .insert_article(&NewArticle {
-                external_id: format!("story-{i}"),
-                url: format!("https://news.example.com/story/{i}"),
-                title: format!("{cat} story {i}"),
-                summary: format!("What happened in {cat} today."),
-                author: Some("Staff".into()),
-                category: (*cat).into(),
-                language: Some("en".into()),
-                image_url: None,
-                published_at: now - chrono::Duration::hours(i as i64 + 1),
-                breaking: false,
-            })
-            .await
-            .unwrap();
-    }
+    let list = newsroom::seed_daily(&store, n).await;
     Fixture {
         file,
         store,
@@ -124,23 +53,16 @@ async fn fixture(server: &SmtpServer, n: usize, tweak: impl FnOnce(&mut Config))
 impl Fixture {
     /// Records the digest and returns its id.
     async fn digest(&self) -> i64 {
-        match edition::create_digest(&self.store, &self.config, &self.list, Utc::now(), None)
-            .await
-            .unwrap()
-        {
-            Created::New { id, .. } => id,
-            other => panic!("expected a new edition, got {other:?}"),
-        }
+        newsroom::digest(&self.store, &self.config, &self.list).await
     }
 
     fn engine(&self) -> Engine {
-        let transport = Transport::from_config(&self.config).unwrap();
-        Engine::new(self.store.clone(), Arc::new(self.config.clone()), transport).unwrap()
+        newsroom::engine(&self.store, &self.config)
     }
 
     /// Runs the engine over `only` until idle; fails the test if it does not finish.
     async fn run(&self, only: Option<HashSet<i64>>) -> Report {
-        run_engine(&self.engine(), only).await
+        newsroom::run_until_idle(&self.engine(), &self.store, only).await
     }
 
     /// (status, attempts, last_reply) of each delivery of `edition`, by address.

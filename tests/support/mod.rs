@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod db;
+pub mod newsroom;
 pub mod postgres;
 pub mod sink;
 pub mod smtp_server;
