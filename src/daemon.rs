@@ -251,7 +251,7 @@ pub async fn run(
         Some(tokio::spawn(crate::web::serve_with(
             listener,
             web_state,
-            config.web.serve_limits(),
+            crate::web::ServeLimits::from(&config.web),
             async move {
                 let _ = web_shutdown.wait_for(|s| *s).await;
             },

@@ -189,17 +189,6 @@ pub struct Web {
     pub request_timeout_secs: u64,
 }
 
-impl Web {
-    /// The listener's limits, as the web server takes them.
-    pub fn serve_limits(&self) -> crate::web::ServeLimits {
-        crate::web::ServeLimits {
-            max_connections: self.max_connections as usize,
-            header_timeout: std::time::Duration::from_secs(self.header_timeout_secs),
-            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
-        }
-    }
-}
-
 /// `[console]`: the newsroom console (editors and list admins), on its own listener so it is
 /// never exposed where the reader pages are unless an operator puts it there.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

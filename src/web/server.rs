@@ -56,7 +56,17 @@ pub struct ServeLimits {
 impl Default for ServeLimits {
     /// `[web]`'s defaults: 512 connections, 5 s for headers, 30 s for a request.
     fn default() -> Self {
-        crate::config::Web::default().serve_limits()
+        Self::from(&crate::config::Web::default())
+    }
+}
+
+impl From<&crate::config::Web> for ServeLimits {
+    fn from(web: &crate::config::Web) -> Self {
+        Self {
+            max_connections: web.max_connections as usize,
+            header_timeout: Duration::from_secs(web.header_timeout_secs),
+            request_timeout: Duration::from_secs(web.request_timeout_secs),
+        }
     }
 }
 
