@@ -48,18 +48,10 @@ async fn users_page(
                              td { @if u.disabled_at.is_some() { "disabled" } @else if u.has_password { "active" } @else { "link sent" } }
                              td.hide-phone { (u.created_at) }
                              td {
-                                 form.inline method="post" action="/users/reset" {
-                                     (csrf_field(signed))
-                                     input type="hidden" name="email" value=(u.email);
-                                     button.quiet type="submit" aria-label={"Reset " (u.email)} { "Reset" }
-                                 }
+                                 (row_action(signed, "/users/reset", ("email", &u.email), Style::Quiet, "Reset"))
                                  @if u.disabled_at.is_none() {
                                      " "
-                                     form.inline method="post" action="/users/disable" {
-                                         (csrf_field(signed))
-                                         input type="hidden" name="email" value=(u.email);
-                                         button.danger type="submit" aria-label={"Disable " (u.email)} { "Disable" }
-                                     }
+                                     (row_action(signed, "/users/disable", ("email", &u.email), Style::Danger, "Disable"))
                                  }
                              } }
                     }
@@ -242,11 +234,7 @@ async fn keys_page(
                              td { (k.revoked_at.map_or_else(|| "–".to_owned(), |t: DbTime| t.to_string())) }
                              td {
                                  @if k.revoked_at.is_none() {
-                                     form.inline method="post" action="/api-keys/revoke" {
-                                         (csrf_field(signed))
-                                         input type="hidden" name="name" value=(k.name);
-                                         button.danger type="submit" aria-label={"Revoke " (k.name)} { "Revoke" }
-                                     }
+                                     (row_action(signed, "/api-keys/revoke", ("name", &k.name), Style::Danger, "Revoke"))
                                  }
                              } }
                     }
@@ -358,5 +346,34 @@ pub(super) async fn api_key_action(
             "Not found",
             "There is no such action.",
         ),
+    }
+}
+
+/// How a row's action button looks: a quiet one, or one that warns.
+#[derive(Clone, Copy)]
+enum Style {
+    Quiet,
+    Danger,
+}
+
+/// One row's action: a small form posting `field` (the row's key) to `action`, whose button
+/// says `label` and, for screen readers, which row it acts on.
+fn row_action(
+    signed: &Signed,
+    action: &str,
+    (name, value): (&str, &str),
+    style: Style,
+    label: &str,
+) -> Markup {
+    let class = match style {
+        Style::Quiet => "quiet",
+        Style::Danger => "danger",
+    };
+    html! {
+        form.inline method="post" action=(action) {
+            (csrf_field(signed))
+            input type="hidden" name=(name) value=(value);
+            button class=(class) type="submit" aria-label={ (label) " " (value) } { (label) }
+        }
     }
 }
