@@ -59,3 +59,9 @@ BEGIN
     INSERT INTO articles_fts (articles_fts, rowid, title) VALUES ('delete', OLD.id, OLD.title);
     INSERT INTO articles_fts (rowid, title) VALUES (NEW.id, NEW.title);
 END;
+
+-- The article page's filters list the categories and languages articles have: with these
+-- indexes that is one index seek per distinct value (a loose index scan) instead of a scan
+-- and sort of every article (150 ms at 100,000 articles in a debug build).
+CREATE INDEX articles_category ON articles (category);
+CREATE INDEX articles_language ON articles (language);

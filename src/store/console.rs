@@ -451,18 +451,26 @@ impl Store {
         })?)
     }
 
-    /// The categories and languages articles have, for the console's filters.
+    /// The categories and languages articles have, for the console's filters, in order.
+    /// Each is a loose index scan: the least value, then the least one above it, and so on,
+    /// one seek of `articles_category` / `articles_language` per distinct value, where
+    /// `SELECT DISTINCT` would read every article.
     pub async fn article_facets(&self) -> Result<(Vec<String>, Vec<String>)> {
+        const CATEGORIES: &str = "WITH RECURSIVE v(x) AS (
+                SELECT MIN(category) FROM articles
+                UNION ALL
+                SELECT (SELECT MIN(a.category) FROM articles a WHERE a.category > v.x)
+                FROM v WHERE v.x IS NOT NULL
+            ) SELECT x FROM v WHERE x IS NOT NULL";
+        const LANGUAGES: &str = "WITH RECURSIVE v(x) AS (
+                SELECT MIN(language) FROM articles
+                UNION ALL
+                SELECT (SELECT MIN(a.language) FROM articles a WHERE a.language > v.x)
+                FROM v WHERE v.x IS NOT NULL
+            ) SELECT x FROM v WHERE x IS NOT NULL";
         Ok(db!(self.pool(), |c| {
-            let cats: Vec<String> =
-                sqlx::query_scalar("SELECT DISTINCT category FROM articles ORDER BY category")
-                    .fetch_all(c)
-                    .await?;
-            let langs: Vec<String> = sqlx::query_scalar(
-                "SELECT DISTINCT language FROM articles WHERE language IS NOT NULL ORDER BY language",
-            )
-            .fetch_all(c)
-            .await?;
+            let cats: Vec<String> = sqlx::query_scalar(CATEGORIES).fetch_all(c).await?;
+            let langs: Vec<String> = sqlx::query_scalar(LANGUAGES).fetch_all(c).await?;
             Ok::<_, sqlx::Error>((cats, langs))
         })?)
     }
@@ -982,6 +990,26 @@ mod search_tests {
             "t r",
         ] {
             assert_eq!(found(&store, q).await, scanned(q), "query {q:?}");
+        }
+        if backend == Backend::Postgres {
+            // The same answers either way; whether they came through the trigram index
+            // depends on pg_trgm being there (Debian ships it with the server).
+            let indexed: bool = db!(store.pool(), |c| {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) > 0 FROM pg_indexes
+                     WHERE schemaname = current_schema() AND indexname = 'articles_title_trgm'",
+                )
+                .fetch_one(c)
+                .await
+            })
+            .unwrap();
+            if !indexed {
+                assert!(
+                    std::env::var("DISPATCH_REQUIRE_TOOLS").as_deref() != Ok("1"),
+                    "pg_trgm is missing: the title search scans"
+                );
+                eprintln!("notice: pg_trgm is missing; the title search was checked as a scan");
+            }
         }
     }
 
