@@ -38,7 +38,11 @@ async fn sqlite_schema() -> Schema {
     db.store().await.close().await;
     let pool = support::db::raw_pool(db.path()).await;
     let tables: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        // Ordinary tables only: an FTS5 index (a virtual table and its shadow tables) is
+        // SQLite's own, PostgreSQL indexes the same column its own way.
+        sqlx::query_scalar(
+            "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table' ORDER BY name",
+        )
             .fetch_all(&pool)
             .await
             .unwrap();

