@@ -1,7 +1,6 @@
 //! The dispatcher: registers this process, claims work, feeds the workers, and stops cleanly.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
@@ -11,6 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::messages::{self, Renderings};
 use super::owner::{self, Liveness};
+use super::pauses::Pauses;
 use super::policy::Unreachable;
 use super::recorder::Recorder;
 use super::relay_limit::ConnectionLimit;
@@ -149,7 +149,7 @@ impl Engine {
         let slots = workers * PREFETCH;
         let batch = (slots / 2).clamp(1, MAX_CLAIM);
         let permits = Arc::new(Semaphore::new(slots));
-        let paused: Arc<Mutex<HashSet<i64>>> = Arc::default();
+        let paused: Arc<Pauses> = Arc::default();
         let (recorder, recorder_task) = Recorder::start(
             self.store.clone(),
             self.config.bounces.hard_threshold,
@@ -265,11 +265,7 @@ impl Engine {
         let mut report = recorded.map_err(|e| anyhow!(e))?;
         report.skipped += claim_report.skipped;
         report.failed += claim_report.failed;
-        let paused_ids: Vec<i64> = paused
-            .lock()
-            .map(|p| p.iter().copied().collect())
-            .unwrap_or_default();
-        for id in paused_ids {
+        for id in paused.ids() {
             if let Ok(e) = self.store.edition(id).await {
                 report
                     .paused
@@ -288,7 +284,7 @@ struct Dispatch<'a> {
     lease: Duration,
     scope: &'a Scope,
     batch: usize,
-    paused: &'a Arc<Mutex<HashSet<i64>>>,
+    paused: &'a Arc<Pauses>,
     recorder: &'a Recorder,
     /// Which workers may hold a connection: only they are given work.
     connections: &'a ConnectionLimit,
@@ -465,20 +461,15 @@ impl Dispatch<'_> {
             }
         }
 
+        let read_at = Instant::now();
         let editions = store.editions_sending().await?;
         // An edition paused by this engine and seen sending again was resumed
         // (`dispatch editions resume`): stop giving its messages back.
-        if let Ok(mut p) = self.paused.lock() {
-            p.retain(|id| !editions.iter().any(|e| e.id == *id));
-        }
+        self.paused
+            .forget_resumed(|id| editions.iter().any(|e| e.id == id), read_at);
         self.renderings.retain(&editions);
         for e in editions {
-            let skip = !self.scope.edition(e.id)
-                || self
-                    .paused
-                    .lock()
-                    .map(|p| p.contains(&e.id))
-                    .unwrap_or(false);
+            let skip = !self.scope.edition(e.id) || self.paused.contains(e.id);
             if skip {
                 continue;
             }

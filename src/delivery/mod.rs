@@ -33,6 +33,7 @@ use std::time::Duration as StdDuration;
 mod engine;
 mod messages;
 pub mod owner;
+mod pauses;
 mod policy;
 mod recorder;
 mod relay_limit;

@@ -9,12 +9,13 @@
 //! more, and no outcome waits for a timer.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
+use super::pauses::Pauses;
 use super::{Progress, Report};
 use crate::domain::EditionStatus;
 use crate::store::{Item, Outcome, Store, StoreError, Verdict};
@@ -54,7 +55,7 @@ impl Recorder {
     pub(super) fn start(
         store: Store,
         bounce_threshold: u32,
-        paused: Arc<Mutex<HashSet<i64>>>,
+        paused: Arc<Pauses>,
         progress: Arc<Progress>,
     ) -> (Self, tokio::task::JoinHandle<Result<Report, String>>) {
         // Unbounded is safe here: every record carries a permit or comes from a claim, so what
@@ -91,7 +92,7 @@ impl Recorder {
 async fn run(
     store: Store,
     bounce_threshold: u32,
-    paused: Arc<Mutex<HashSet<i64>>>,
+    paused: Arc<Pauses>,
     progress: Arc<Progress>,
     mut rx: mpsc::UnboundedReceiver<Record>,
 ) -> Result<Report, String> {
@@ -126,12 +127,9 @@ async fn run(
         // Pauses first: a pause that cannot be recorded must stop the run, not loop.
         for r in &group {
             if let Some((edition, reason)) = &r.pause {
-                let newly = paused
-                    .lock()
-                    .map(|mut p| p.insert(*edition))
-                    .unwrap_or(true);
-                if newly {
+                if paused.begin(*edition) {
                     pause(&store, *edition, reason).await?;
+                    paused.committed(*edition);
                 }
             }
         }

@@ -23,13 +23,14 @@
 //! waiting for work watches the limit too: an idle connection over the limit would count
 //! against the workers the relay still allows.
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use governor::DefaultDirectRateLimiter;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
+use super::pauses::Pauses;
 use super::policy::{self, Judgement, Unreachable};
 use super::recorder::{Ack, Record, Recorder};
 use super::relay_limit::ConnectionLimit;
@@ -78,7 +79,7 @@ pub(super) struct Shared {
     pub transport: Arc<Transport>,
     pub signer: Option<SigningPool>,
     pub limiter: Option<Arc<DefaultDirectRateLimiter>>,
-    pub paused: Arc<Mutex<HashSet<i64>>>,
+    pub paused: Arc<Pauses>,
     pub unreachable: Unreachable,
     pub connections: Arc<ConnectionLimit>,
     pub store: Store,
@@ -295,11 +296,7 @@ async fn park(
 /// subscription and the signature.
 async fn prepare(shared: &Shared, mut job: Job, shutdown: &mut watch::Receiver<bool>) -> Prepared {
     if let Some(e) = job.edition_id
-        && shared
-            .paused
-            .lock()
-            .map(|p| p.contains(&e))
-            .unwrap_or(false)
+        && shared.paused.contains(e)
     {
         return Prepared::Skip(job, Verdict::Released);
     }
@@ -574,7 +571,7 @@ mod tests {
         config.smtp.port = relay.port;
         config.smtp.security = Security::None;
         config.smtp.timeout_secs = 5;
-        let paused: Arc<Mutex<HashSet<i64>>> = Arc::default();
+        let paused: Arc<Pauses> = Arc::default();
         let (recorder, recorder_task) = Recorder::start(
             store.clone(),
             3,
