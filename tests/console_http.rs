@@ -1386,8 +1386,12 @@ async fn an_admin_imports_a_csv_with_its_line_report_exports_it_streamed_and_see
             .status(),
         StatusCode::NOT_FOUND
     );
-    let log = c.store.audit_log(None, 10).await.unwrap();
-    for action in ["subscribers.import", "subscribers.export"] {
+    let log = c.store.audit_log(None, 20).await.unwrap();
+    for action in [
+        "subscribers.import.start",
+        "subscribers.import",
+        "subscribers.export",
+    ] {
         assert!(
             log.iter()
                 .any(|r| r.action == action && r.subject == "list:daily"),

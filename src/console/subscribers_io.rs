@@ -115,6 +115,18 @@ pub(super) async fn import(
         dry_run,
     };
     let mut report = Collected::default();
+    // Audited before it starts as well as when it ends: an import cut off by the request
+    // timeout keeps the batches it committed, and the log must still say who added them.
+    if !dry_run {
+        st.audit(
+            &signed.user.email,
+            ip,
+            "subscribers.import.start",
+            &format!("list:{list}"),
+            &format!("{} bytes from {name}", text.len()),
+        )
+        .await;
+    }
     match import_from(&st.store, text.as_bytes(), name, &to, &mut report).await {
         Ok(_) => {
             if !dry_run {

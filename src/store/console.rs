@@ -746,6 +746,98 @@ mod count_tests {
         assert_eq!(negative, 0, "after {when}");
     }
 
+    /// A reader's link to the preferences page, made as the first delivery makes it.
+    async fn preferences_token(
+        store: &Store,
+        email: &EmailAddress,
+        list_id: i64,
+    ) -> crate::domain::Token {
+        let subscription: i64 = db!(store.pool(), |c| {
+            sqlx::query_scalar(
+                "SELECT s.id FROM subscriptions s JOIN subscribers r ON r.id = s.subscriber_id
+                 WHERE r.email_key = $1 AND s.list_id = $2",
+            )
+            .bind(email.canonical())
+            .bind(list_id)
+            .fetch_one(c)
+            .await
+        })
+        .unwrap();
+        db!(store.writer(), |c| {
+            sqlx::query("UPDATE subscriptions SET token_gen = 1 WHERE id = $1")
+                .bind(subscription)
+                .execute(c)
+                .await
+                .affected()
+        })
+        .unwrap();
+        let token = store.reader_token(subscription).await.unwrap().unwrap();
+        db!(store.writer(), |c| {
+            sqlx::query(
+                "INSERT INTO tokens (hash, purpose, subscription_id, created_at)
+                 VALUES ($1, 'preferences', $2, '2026-01-01T00:00:00Z')",
+            )
+            .bind(token.hash().to_vec())
+            .bind(subscription)
+            .execute(c)
+            .await
+            .affected()
+        })
+        .unwrap();
+        token
+    }
+
+    store_test!(
+        readers_moving_between_lists_in_opposite_orders_at_once_all_succeed,
+        multi_thread
+    );
+    /// Two readers save the same two lists at the same time, one leaving the first and
+    /// rejoining the second, the other the reverse, each form naming the lists in its own
+    /// order: every save succeeds (on PostgreSQL the count rows they both change are taken in
+    /// one order, so neither is chosen as a deadlock victim) and the counts stay exact.
+    async fn readers_moving_between_lists_in_opposite_orders_at_once_all_succeed(backend: Backend) {
+        let (store, _db) = temp_store_on(backend).await;
+        let mut lists = Vec::new();
+        for slug in ["daily", "weekly"] {
+            let list = store
+                .create_list(&ListSlug::parse(slug).unwrap(), &ListSpec::default())
+                .await
+                .unwrap();
+            store
+                .subscribe_batch(list.id, &[reader(0), reader(1)], "test", false)
+                .await
+                .unwrap();
+            lists.push(list.id);
+        }
+        let change = |list_id, subscribed| PreferenceChange {
+            list_id,
+            subscribed,
+            categories: None,
+        };
+        let mut savers = Vec::new();
+        for (i, order) in [[lists[0], lists[1]], [lists[1], lists[0]]]
+            .into_iter()
+            .enumerate()
+        {
+            let token = preferences_token(&store, &reader(i).email, lists[0]).await;
+            let store = store.clone();
+            savers.push(tokio::spawn(async move {
+                for round in 0..60 {
+                    // Leave the form's first list and rejoin its second, then the reverse.
+                    let flip = round % 2 == 0;
+                    let changes = [change(order[0], !flip), change(order[1], flip)];
+                    if let Err(e) = store.save_preferences(&token, &changes, "192.0.2.9").await {
+                        panic!("reader {i}, round {round}: {e}");
+                    }
+                }
+            }));
+        }
+        for s in savers {
+            s.await.unwrap();
+        }
+        assert_counts_exact(&store, "saves racing in opposite orders").await;
+    }
+
     store_test!(list_counts_stay_equal_to_a_count_of_subscriptions);
     async fn list_counts_stay_equal_to_a_count_of_subscriptions(backend: Backend) {
         let (store, _db) = temp_store_on(backend).await;
@@ -803,41 +895,10 @@ mod count_tests {
         store.unsubscribe_email(&rows[1].email, None).await.unwrap();
         assert_counts_exact(&store, "unsubscribes").await;
 
-        // Re-subscribe through the preferences page.
-        let subscription: i64 = db!(store.pool(), |c| {
-            sqlx::query_scalar(
-                "SELECT s.id FROM subscriptions s JOIN subscribers r ON r.id = s.subscriber_id
-                 WHERE r.email_key = $1 AND s.list_id = $2",
-            )
-            .bind(rows[0].email.canonical())
-            .bind(daily.id)
-            .fetch_one(c)
-            .await
-        })
-        .unwrap();
-        // The reader's link, as the first delivery gives one: an UPDATE that changes no count.
-        db!(store.writer(), |c| {
-            sqlx::query("UPDATE subscriptions SET token_gen = 1 WHERE id = $1")
-                .bind(subscription)
-                .execute(c)
-                .await
-                .affected()
-        })
-        .unwrap();
+        // Re-subscribe through the preferences page (making its link is an UPDATE that
+        // changes no count).
+        let token = preferences_token(&store, &rows[0].email, daily.id).await;
         assert_counts_exact(&store, "a token's generation").await;
-        let token = store.reader_token(subscription).await.unwrap().unwrap();
-        db!(store.writer(), |c| {
-            sqlx::query(
-                "INSERT INTO tokens (hash, purpose, subscription_id, created_at)
-                 VALUES ($1, 'preferences', $2, '2026-01-01T00:00:00Z')",
-            )
-            .bind(token.hash().to_vec())
-            .bind(subscription)
-            .execute(c)
-            .await
-            .affected()
-        })
-        .unwrap();
         store
             .save_preferences(
                 &token,

@@ -92,6 +92,11 @@ impl Store {
             return Ok(None);
         };
         let now = now_text();
+        // In list order: each statement locks its list's rows in `list_counts` until the
+        // commit, so two readers saving the same lists in different orders (a form lists them
+        // as the reader's subscriptions come) would otherwise wait for each other on PostgreSQL.
+        let mut changes: Vec<&PreferenceChange> = changes.iter().collect();
+        changes.sort_by_key(|c| c.list_id);
         for c in changes {
             if !c.subscribed {
                 db!(&mut tx, |conn| {
