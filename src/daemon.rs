@@ -549,13 +549,15 @@ mod tests {
     }
 
     store_test!(a_singleton_job_runs_on_one_node_and_moves_when_that_node_stops);
+    /// The periods are far apart so that no stall of a loaded machine can decide the test: a
+    /// holds its lease (20 s) long past the second in which b (every 50 ms) keeps asking for
+    /// it; once a gives it up, b takes it and keeps renewing it.
     async fn a_singleton_job_runs_on_one_node_and_moves_when_that_node_stops(backend: Backend) {
         let (store, db) = temp_store_on(backend).await;
         let other = db.reopen().await;
         let (runs_a, runs_b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let (stop_a, stop_a_rx) = watch::channel(false);
         let (stop_b, stop_b_rx) = watch::channel(false);
-        let every = StdDuration::from_millis(500);
         let job = |n: &Arc<AtomicUsize>| {
             let n = Arc::clone(n);
             move || {
@@ -567,7 +569,7 @@ mod tests {
             store.clone(),
             "job",
             holder("a"),
-            every,
+            StdDuration::from_secs(10),
             stop_a_rx,
             job(&runs_a),
         ));
@@ -576,20 +578,19 @@ mod tests {
             other.clone(),
             "job",
             holder("b"),
-            every,
+            StdDuration::from_millis(50),
             stop_b_rx,
             job(&runs_b),
         ));
-        // a renews its lease (two periods long) every period: b never gets it meanwhile.
-        until("a runs it twice more", || {
-            runs_a.load(Ordering::SeqCst) >= 3
-        })
-        .await;
+        tokio::time::sleep(StdDuration::from_secs(1)).await;
         assert_eq!(runs_b.load(Ordering::SeqCst), 0, "one node at a time");
-        // a stops and gives the lease up: b takes the job.
+        // a stops and gives the lease up: b takes the job and renews its lease each period.
         stop_a.send(true).unwrap();
         a.await.unwrap();
-        until("b runs the job", || runs_b.load(Ordering::SeqCst) >= 1).await;
+        until("b runs the job, again and again", || {
+            runs_b.load(Ordering::SeqCst) >= 3
+        })
+        .await;
         stop_b.send(true).unwrap();
         b.await.unwrap();
         assert!(store.leases().await.unwrap().is_empty(), "both gave it up");
