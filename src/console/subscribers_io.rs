@@ -197,18 +197,39 @@ pub(super) struct ExportOf {
     list: String,
 }
 
-/// Chunks of CSV to the response body; a closed receiver (the browser went away) is a write
-/// error, which stops the writer and so the database read.
-struct ToBody(tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>);
+/// How long a download may take no bytes before the export gives up. The reading side holds a
+/// database connection and a read snapshot while it waits (on SQLite a snapshot keeps the
+/// checkpointer from shrinking the WAL): a browser that stops reading must not hold them for
+/// ever. A slow but moving download is never cut off.
+const EXPORT_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Chunks of CSV to the response body; a closed receiver (the browser went away) or one that
+/// takes nothing for [`EXPORT_STALL`] is a write error, which stops the writer and so the
+/// database read.
+struct ToBody {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    runtime: tokio::runtime::Handle,
+    stall: std::time::Duration,
+}
 
 impl Write for ToBody {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the download stopped")
-            })?;
-        Ok(buf.len())
+        let chunk = Ok(Bytes::copy_from_slice(buf));
+        // On a blocking thread (see `export`): waiting here parks no runtime worker.
+        match self
+            .runtime
+            .block_on(tokio::time::timeout(self.stall, self.tx.send(chunk)))
+        {
+            Ok(Ok(())) => Ok(buf.len()),
+            Ok(Err(_)) => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the download stopped",
+            )),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the download took nothing for {} s", self.stall.as_secs()),
+            )),
+        }
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
@@ -244,8 +265,14 @@ pub(super) async fn export(
     let (rows_tx, rows_rx) = std::sync::mpsc::sync_channel::<ExportRow>(1024);
     let (body_tx, mut body_rx) = tokio::sync::mpsc::channel(16);
     // The writer blocks on both channels, so it has a thread of its own.
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let out = std::io::BufWriter::with_capacity(64 * 1024, ToBody(body_tx));
+        let body = ToBody {
+            tx: body_tx,
+            runtime,
+            stall: EXPORT_STALL,
+        };
+        let out = std::io::BufWriter::with_capacity(64 * 1024, body);
         if let Err(e) = write_export(out, rows_rx.into_iter()) {
             tracing::info!(error = %e, "console: a CSV export stopped");
         }
@@ -284,4 +311,37 @@ pub(super) async fn export(
         Body::from_stream(stream),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_download_that_stops_taking_bytes_ends_the_export_and_a_gone_one_too() {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut body = ToBody {
+            tx,
+            runtime: tokio::runtime::Handle::current(),
+            stall: std::time::Duration::from_millis(200),
+        };
+        let (first, second, body) = tokio::task::spawn_blocking(move || {
+            let first = body.write(b"email,name\n").map_err(|e| e.kind());
+            // Nobody reads: the channel stays full.
+            let second = body.write(b"a@example.org,A\n").map_err(|e| e.kind());
+            (first, second, body)
+        })
+        .await
+        .unwrap();
+        assert_eq!(first, Ok(11));
+        assert_eq!(second, Err(std::io::ErrorKind::TimedOut));
+        drop(rx);
+        let gone = tokio::task::spawn_blocking(move || {
+            let mut body = body;
+            body.write(b"b@example.org,B\n").map_err(|e| e.kind())
+        })
+        .await
+        .unwrap();
+        assert_eq!(gone, Err(std::io::ErrorKind::BrokenPipe));
+    }
 }
