@@ -208,7 +208,8 @@ pub(crate) enum Lock {
     ArticleUpsert,
     /// Writing recipient snapshots (held shared by each) against deleting subscribers (held
     /// exclusively by the `subscribers_delete_deliveries` trigger of PostgreSQL's
-    /// `20261215000000_snapshot.sql`, which names the key `(5, 0)` itself): deliveries carry no
+    /// `20261215000000_snapshot.sql`, which names the key `(5, 0)` itself, and by an erasure
+    /// that keeps the reader's hashed record and deletes their deliveries): deliveries carry no
     /// foreign key there, so a deleted subscriber must not leave rows a concurrent snapshot
     /// wrote.
     SnapshotAudience,

@@ -698,6 +698,10 @@ impl Store {
             .await
             .affected()
             })?;
+            // As the trigger does when a subscriber row is deleted: wait for snapshots being
+            // written, whose statements may have read the subscriptions deleted above, so that
+            // this DELETE (a new statement) sees and removes the rows they wrote for the reader.
+            tx.lock(Lock::SnapshotAudience).await?;
             db!(&mut tx, |conn| {
                 sqlx::query("DELETE FROM deliveries WHERE subscriber_id = $1")
                     .bind(sub.id)
