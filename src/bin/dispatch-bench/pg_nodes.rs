@@ -29,14 +29,15 @@ use crate::tools::{self, Tool};
 /// Recipients at full scale.
 const RECIPIENTS: u64 = 20_000;
 
-/// One node: sends what it can claim of `edition` in `url` to its own sink behind a proxy.
+/// One node: sends what it can claim of `edition` to its own sink behind the delay proxy, from
+/// the PostgreSQL database `url` or, without one, from the SQLite file `db`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct NodeStep {
-    url: String,
-    /// The SQLite file the config is derived from (for the outbox path only).
-    db: PathBuf,
-    edition: i64,
-    sink: PathBuf,
+    pub(crate) url: Option<String>,
+    /// The SQLite file (the config's outbox path is derived from it too).
+    pub(crate) db: PathBuf,
+    pub(crate) edition: i64,
+    pub(crate) sink: PathBuf,
 }
 
 impl Step for NodeStep {
@@ -46,7 +47,10 @@ impl Step for NodeStep {
     async fn run(self) -> Result<Sent> {
         let (_sink, port) = tools::start_sink(&self.sink).await?;
         let proxy = crate::proxy::start(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
-        let store = Store::open_postgres(&self.url, 16).await?;
+        let store = match &self.url {
+            Some(url) => Store::open_postgres(url, 16).await?,
+            None => Store::open(&self.db).await?,
+        };
         let config = Arc::new(bench_config(
             &self.db,
             Language::English,
@@ -81,7 +85,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
         .await
         .with_context(|| format!("copying the bench database into {ENV}"))?;
     let step = |edition| NodeStep {
-        url: url.clone(),
+        url: Some(url.clone()),
         db: db.clone(),
         edition,
         sink: sink.clone(),

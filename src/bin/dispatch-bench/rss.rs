@@ -34,7 +34,6 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
         n,
         sink,
         reference: None,
-        postgres: None,
     })?;
     let (send, rss) = (r.output.send, r.rss_mb);
     eprintln!(

@@ -50,9 +50,6 @@ pub(crate) struct SendStep {
     /// `smtp-source`, to run before and after the send, followed by our SMTP session alone;
     /// `None` for the RSS benchmark, whose peak must be the send's.
     pub(crate) reference: Option<PathBuf>,
-    /// Send from this PostgreSQL database (a `db copy` of `db`) instead of from `db`.
-    #[serde(default)]
-    pub(crate) postgres: Option<String>,
 }
 
 /// What one engine run sent.
@@ -93,10 +90,7 @@ impl Step for SendStep {
 
     async fn run(self) -> Result<SendOutput> {
         let (_sink, port) = tools::start_sink(&self.sink).await?;
-        let store = match &self.postgres {
-            Some(url) => Store::open_postgres(url, 16).await?,
-            None => Store::open(&self.db).await?,
-        };
+        let store = Store::open(&self.db).await?;
         let config = Arc::new(bench_config(&self.db, Language::English, Some(port)));
         // One personalised message, for its size (smtp-source sends the same length) and
         // for the session loop.
@@ -278,7 +272,6 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
         n,
         sink,
         reference: Some(source),
-        postgres: None,
     })?;
     let o = &r.output;
     let reference = o
