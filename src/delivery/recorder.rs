@@ -126,11 +126,11 @@ async fn run(
 
         // Pauses first: a pause that cannot be recorded must stop the run, not loop.
         for r in &group {
-            if let Some((edition, reason)) = &r.pause {
-                if paused.begin(*edition) {
-                    pause(&store, *edition, reason).await?;
-                    paused.committed(*edition);
-                }
+            if let Some((edition, reason)) = &r.pause
+                && paused.begin(*edition)
+            {
+                pause(&store, *edition, reason).await?;
+                paused.committed(*edition);
             }
         }
 
