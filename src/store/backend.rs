@@ -177,6 +177,23 @@ impl Tx {
         Ok(())
     }
 
+    /// Lets this transaction's commit return before the server has flushed it to disk
+    /// (PostgreSQL's `synchronous_commit = off` for this transaction only), for the sender's
+    /// own bookkeeping: claims and outcome commits, many per second. That is the durability
+    /// SQLite gives every commit here (`synchronous = NORMAL` in WAL mode): a crash of this
+    /// process or host loses nothing the database has answered; only a crash of the database
+    /// server itself can lose its last few hundred milliseconds of such commits (three times
+    /// `wal_writer_delay` at most), whose messages are then sent again — never a lost or
+    /// half-written row. SQLite: nothing to do.
+    pub(crate) async fn flush_lazily(&mut self) -> Result<()> {
+        if let Self::Postgres(t) = self {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut **t)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Holds `lock` shared until the transaction ends: any number of holders at once, none
     /// while another transaction holds it with [`Tx::lock`] (or the SQL that takes the same
     /// advisory lock exclusively). SQLite needs nothing, as for [`Tx::lock`].

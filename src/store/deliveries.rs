@@ -150,6 +150,10 @@ impl Store {
     ) -> Result<(Vec<Claimed>, ClaimSkips)> {
         let now = DbTime::now();
         let mut tx = self.write_tx().await?;
+        // Lost only with the database server: the deliveries are then queued again and their
+        // claim makes the same tokens (derived, not random), so a message already sent keeps
+        // a working link.
+        tx.flush_lazily().await?;
         let sql = claim_sql(tx.backend());
         let cands: Vec<Candidate> = db!(&mut tx, |c| {
             sqlx::query_as(sql)
@@ -278,6 +282,9 @@ impl Store {
     async fn record_outcomes_once(&self, outcomes: &[Outcome], hard_threshold: u32) -> Result<()> {
         let now = DbTime::now();
         let mut tx = self.writer().begin().await?;
+        // Lost only with the database server: its messages are then sent again (WAL order
+        // keeps it consistent: a later commit that survived means this one did).
+        tx.flush_lazily().await?;
         // Sent messages, nearly every outcome, are recorded many per statement: one statement
         // per message cost a round trip to SQLite's thread for each message sent.
         let sent: Vec<i64> = outcomes
