@@ -1315,6 +1315,34 @@ async fn an_admin_imports_a_csv_with_its_line_report_exports_it_streamed_and_see
         page.contains("upload.csv:3:"),
         "the bad line is named: {page}"
     );
+    // A file saved in Latin-1 (a spreadsheet's default): refused whole, not garbled.
+    let (ct, body) = multipart(
+        &[("csrf", &admin.csrf), ("list", "daily")],
+        ("file", "email,name\ndee@example.org,Jos\u{1}\n"),
+    );
+    let latin1: Vec<u8> = body
+        .into_bytes()
+        .into_iter()
+        .map(|b| if b == 1 { 0xE9 } else { b })
+        .collect();
+    let res = c
+        .http
+        .post(format!("{}/subscribers/import", c.base))
+        .header(COOKIE, &admin.cookie)
+        .header(CONTENT_TYPE, ct)
+        .body(latin1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.text().await.unwrap().contains("not UTF-8"));
+    assert!(
+        c.store
+            .subscriber_by_email(&EmailAddress::parse("dee@example.org").unwrap())
+            .await
+            .is_err(),
+        "nothing of it imported"
+    );
     // Pasted text, checked only: nothing changes.
     let res = c
         .post(

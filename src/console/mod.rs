@@ -335,12 +335,24 @@ async fn guard(State(st): State<ConsoleState>, req: Request, next: Next) -> Resp
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        let Ok(fields) = form::parse(content_type, &bytes) else {
-            return pages::status_page(
-                StatusCode::BAD_REQUEST,
-                "Bad form",
-                "The form could not be read; reload the page and try again.",
-            );
+        let fields = match form::parse(content_type, &bytes) {
+            Ok(f) => f,
+            Err(e) if e.is_encoding() => {
+                return pages::status_page(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Not UTF-8",
+                    "The uploaded file is not UTF-8 text, so names in it would be garbled. \
+                     Save it as CSV UTF-8 (in a spreadsheet: \"CSV UTF-8\" under Save As) and \
+                     upload it again. Nothing was imported.",
+                );
+            }
+            Err(_) => {
+                return pages::status_page(
+                    StatusCode::BAD_REQUEST,
+                    "Bad form",
+                    "The form could not be read; reload the page and try again.",
+                );
+            }
         };
         let sent = fields.get("csrf").unwrap_or("");
         let ok = match (&access, &session) {

@@ -33,6 +33,16 @@ impl Fields {
 #[error("malformed form body: {0}")]
 pub struct FormError(&'static str);
 
+/// Why an upload was refused: [`FormError::is_encoding`] tells a page to say so.
+const NOT_UTF8_FILE: &str = "an uploaded file is not UTF-8 text";
+
+impl FormError {
+    /// The body was a well-formed form, but an uploaded file in it is not UTF-8.
+    pub fn is_encoding(&self) -> bool {
+        self.0 == NOT_UTF8_FILE
+    }
+}
+
 /// The most parts a multipart body may have; ours have one or two.
 const MAX_PARTS: usize = 256;
 
@@ -115,7 +125,7 @@ fn multipart(body: &[u8], boundary: &str) -> Result<Vec<(String, String)>, FormE
             }
         };
         let head = String::from_utf8_lossy(head);
-        let name = head.lines().find_map(|line| {
+        let named = head.lines().find_map(|line| {
             let (k, v) = line.split_once(':')?;
             if !k.trim().eq_ignore_ascii_case("content-disposition") {
                 return None;
@@ -124,10 +134,18 @@ fn multipart(body: &[u8], boundary: &str) -> Result<Vec<(String, String)>, FormE
             if !kind.trim().eq_ignore_ascii_case("form-data") {
                 return None;
             }
-            param(params, "name")
+            Some((param(params, "name")?, param(params, "filename").is_some()))
         });
-        if let Some(name) = name {
-            out.push((name, String::from_utf8_lossy(value).into_owned()));
+        if let Some((name, file)) = named {
+            // A browser sends typed text as UTF-8 (the pages say so); an uploaded file is sent
+            // as it is on disk, and one in another encoding (a spreadsheet's Windows-1252 CSV)
+            // would have its names silently replaced by U+FFFD: refused instead.
+            let value = match std::str::from_utf8(value) {
+                Ok(v) => v.to_owned(),
+                Err(_) if file => return Err(FormError(NOT_UTF8_FILE)),
+                Err(_) => String::from_utf8_lossy(value).into_owned(),
+            };
+            out.push((name, value));
         }
         pos = end + next_line.len();
     }
@@ -170,6 +188,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.get("a"), Some("1"));
+    }
+
+    #[test]
+    fn an_uploaded_file_that_is_not_utf8_is_refused_and_a_field_is_read_lossily() {
+        let upload = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"r.csv\"\r\n\r\nemail,name\r\na@example.org,Jos\xe9\r\n--b--\r\n";
+        let err = parse(Some("multipart/form-data; boundary=b"), upload).unwrap_err();
+        assert!(err.is_encoding(), "{err}");
+        let field =
+            b"--b\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nJos\xe9\r\n--b--\r\n";
+        let f = parse(Some("multipart/form-data; boundary=b"), field).unwrap();
+        assert_eq!(f.get("note"), Some("Jos\u{fffd}"));
+        assert!(
+            !parse(Some("multipart/form-data"), b"--b--")
+                .unwrap_err()
+                .is_encoding()
+        );
     }
 
     #[test]
