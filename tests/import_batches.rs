@@ -1,0 +1,123 @@
+//! An import reads the next batch while the one before it is written (issue 17): the report
+//! still names every left-out row once, in file order, whether the reader rejected it (a bad
+//! address, an exported unsubscription) or the store skipped it (the address unsubscribed),
+//! and the dry run reports exactly what the import then does.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use support::cli::{Cli, show, stderr, stdout};
+
+/// Rows in the file: three batches of 10,000 and a part of one.
+const ROWS: u64 = 32_500;
+
+/// The physical line of row `i` (the header is line 1).
+fn line_of(i: u64) -> u64 {
+    i + 1
+}
+
+/// Whether row `i` is an invalid address: a few in every batch, and a run of 3,001 in the
+/// third, more than the reader holds back while a batch is written.
+fn invalid(i: u64) -> bool {
+    i % 997 == 0 || (21_000..=24_000).contains(&i)
+}
+
+/// Whether row `i` comes from an export where it was unsubscribed.
+fn exported_unsubscribed(i: u64) -> bool {
+    !invalid(i) && i % 1009 == 0
+}
+
+/// Rows whose address unsubscribes between the two imports: in the first, the middle and the
+/// last batch.
+const UNSUBSCRIBED: [u64; 3] = [5, 15_005, 32_000];
+
+fn csv() -> String {
+    let mut s = String::from("email,name,status\n");
+    for i in 1..=ROWS {
+        if invalid(i) {
+            writeln!(s, "not-an-address-{i},,").unwrap();
+        } else if exported_unsubscribed(i) {
+            writeln!(s, "reader{i}@example.org,Reader {i},unsubscribed").unwrap();
+        } else {
+            writeln!(s, "reader{i}@example.org,Reader {i},active").unwrap();
+        }
+    }
+    s
+}
+
+/// The line numbers the report names (`FILE:LINE: …`), in the order it names them.
+fn reported_lines(err: &str) -> Vec<u64> {
+    err.lines()
+        .filter_map(|l| l.split(':').nth(1)?.parse().ok())
+        .collect()
+}
+
+fn import(cli: &Cli, file: &str, dry_run: bool) -> (String, String) {
+    let mut args = vec!["subscribers", "import", file, "--list", "daily"];
+    if dry_run {
+        args.push("--dry-run");
+    }
+    let out = cli.run(&args);
+    assert!(out.status.code().is_some(), "killed\n{}", show(&out));
+    (stdout(&out), stderr(&out))
+}
+
+#[test]
+fn a_report_across_batches_names_every_left_out_line_once_in_file_order() {
+    let cli = Cli::new();
+    cli.ok(["lists", "create", "daily"]);
+    let file = cli.write("readers.csv", csv());
+    let file = file.display().to_string();
+
+    let (out, _) = import(&cli, &file, false);
+    let rejected = (1..=ROWS).filter(|&i| invalid(i)).count() as u64;
+    let exported = (1..=ROWS).filter(|&i| exported_unsubscribed(i)).count() as u64;
+    let added = ROWS - rejected - exported;
+    assert!(
+        out.contains(&format!(
+            "{added} added, 0 updated, 0 unchanged, {} skipped, {rejected} rejected",
+            exported + rejected
+        )),
+        "{out}"
+    );
+
+    for i in UNSUBSCRIBED {
+        let email = format!("reader{i}@example.org");
+        cli.ok(["subscribers", "unsubscribe", &email, "--list", "daily"]);
+    }
+    let (dry_out, dry_err) = import(&cli, &file, true);
+    let (out, err) = import(&cli, &file, false);
+    assert_eq!(dry_err, err, "the dry run's report is the import's");
+    assert_eq!(dry_out.replace("would import into", "imported into"), out);
+    assert!(
+        out.contains(&format!(
+            "0 added, 0 updated, {} unchanged, {} skipped, {rejected} rejected",
+            added - 3,
+            exported + rejected + 3
+        )),
+        "{out}"
+    );
+
+    let lines = reported_lines(&err);
+    let expected: BTreeSet<u64> = (1..=ROWS)
+        .filter(|&i| invalid(i) || exported_unsubscribed(i) || UNSUBSCRIBED.contains(&i))
+        .map(line_of)
+        .collect();
+    assert!(
+        lines.windows(2).all(|w| w[0] < w[1]),
+        "the report goes down the file"
+    );
+    assert_eq!(lines.into_iter().collect::<BTreeSet<_>>(), expected);
+    for i in UNSUBSCRIBED {
+        assert!(
+            err.contains(&format!(
+                ":{}: skipped: the address unsubscribed from this list",
+                line_of(i)
+            )),
+            "line {} in\n{err}",
+            line_of(i)
+        );
+    }
+}
