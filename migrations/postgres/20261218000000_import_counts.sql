@@ -3,5 +3,5 @@
 -- transition tables, and never look at `list_counts_paused`: the table exists so that both
 -- backends have the same tables (tests/schema_parity.rs, `dispatch db copy`).
 CREATE TABLE list_counts_paused (
-    paused INTEGER NOT NULL
+    paused BIGINT NOT NULL
 );
