@@ -959,6 +959,84 @@ mod count_tests {
             (0, 0, 0)
         );
     }
+
+    /// Rows in `list_counts_paused`, which only an import's own transaction ever holds.
+    async fn paused_rows(store: &Store) -> i64 {
+        db!(store.pool(), |c| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM list_counts_paused")
+                .fetch_one(c)
+                .await
+        })
+        .unwrap()
+    }
+
+    async fn sign_up(store: &Store, email: &str, list_id: i64) {
+        store
+            .web_subscribe(&crate::store::WebSignup {
+                email: &EmailAddress::parse(email).unwrap(),
+                list_id,
+                categories: None,
+                ip: "192.0.2.1",
+                name: None,
+            })
+            .await
+            .unwrap();
+    }
+
+    store_test!(an_import_counts_its_batches_exactly_and_a_failed_batch_pauses_nothing);
+    /// On SQLite an import counts each batch with one statement while the row trigger stands
+    /// aside (migration 20261218000000): the counts come out exact for batches larger than one
+    /// statement, mixed with known addresses, and a batch that fails half-way (its list does not
+    /// exist, so its subscriptions break a foreign key after its subscribers were inserted)
+    /// leaves the trigger counting every later sign-up.
+    async fn an_import_counts_its_batches_exactly_and_a_failed_batch_pauses_nothing(
+        backend: Backend,
+    ) {
+        let (store, _db) = temp_store_on(backend).await;
+        let daily = store
+            .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
+            .await
+            .unwrap();
+        let weekly = store
+            .create_list(&ListSlug::parse("weekly").unwrap(), &ListSpec::default())
+            .await
+            .unwrap();
+        sign_up(&store, "early@example.org", daily.id).await;
+        let (_, active_before, _) = store.subscription_counts(daily.id).await.unwrap();
+
+        let rows: Vec<NewSubscription> = (0..2500).map(reader).collect();
+        store
+            .subscribe_batch(daily.id, &rows[..1500], "test", false)
+            .await
+            .unwrap();
+        assert_counts_exact(&store, "a batch of 1,500").await;
+        // Known addresses and new ones in one batch, then known ones onto a second list.
+        store
+            .subscribe_batch(daily.id, &rows, "test", false)
+            .await
+            .unwrap();
+        store
+            .subscribe_batch(weekly.id, &rows[1000..], "test", false)
+            .await
+            .unwrap();
+        assert_counts_exact(&store, "batches of known and new addresses").await;
+        let (_, active, _) = store.subscription_counts(daily.id).await.unwrap();
+        assert_eq!(active, active_before + 2500);
+
+        let fresh: Vec<NewSubscription> = (5000..5100).map(reader).collect();
+        let failed = store
+            .subscribe_batch(daily.id + weekly.id + 1000, &fresh, "test", false)
+            .await;
+        assert!(failed.is_err(), "a batch for a missing list: {failed:?}");
+        assert_eq!(paused_rows(&store).await, 0);
+        assert!(store.subscriber_by_email(&fresh[0].email).await.is_err());
+        assert_counts_exact(&store, "a failed batch").await;
+
+        sign_up(&store, "late@example.org", daily.id).await;
+        store.unsubscribe_email(&rows[7].email, None).await.unwrap();
+        assert_counts_exact(&store, "a sign-up and an unsubscribe after the imports").await;
+        assert_eq!(paused_rows(&store).await, 0);
+    }
 }
 
 #[cfg(test)]

@@ -297,31 +297,35 @@ async fn find_keys(
     keys: &[Arc<str>],
     into: &mut HashMap<String, Existing>,
 ) -> Result<()> {
-    const SELECT: &str = "SELECT s.id, s.email_key, s.name, sub.id AS sub_id, sub.status AS sub_status, sub.categories AS sub_categories
-         FROM subscribers s LEFT JOIN subscriptions sub ON sub.subscriber_id = s.id AND sub.list_id = ";
+    const COLUMNS: &str = "SELECT s.id, s.email_key, s.name, sub.id AS sub_id, sub.status AS sub_status, sub.categories AS sub_categories";
+    const JOIN: &str =
+        " LEFT JOIN subscriptions sub ON sub.subscriber_id = s.id AND sub.list_id = ";
     for chunk in keys.chunks(CHUNK) {
         let found: Vec<Existing> = match tx.on() {
             On::Sqlite(c) => {
-                // `IN (?, ?, …)` is a one-column tuple list: `(?), (?)` would be read as rows.
-                let mut sql = String::with_capacity(SELECT.len() + 40 + 3 * chunk.len());
-                sql.push_str(SELECT);
-                sql.push_str("? WHERE s.email_key IN (");
-                for k in 0..chunk.len() {
-                    sql.push_str(if k == 0 { "?" } else { ", ?" });
-                }
-                sql.push(')');
+                // The keys as a table of rows, each looked up in the `email_key` index
+                // (`CROSS JOIN` keeps them the outer loop). `IN (?, …)` would first sort them
+                // into a temporary index: 1,400 instructions more per key, measured.
+                let sql = sqlite_rows_sql(
+                    &format!("{COLUMNS} FROM (VALUES "),
+                    chunk.len(),
+                    1,
+                    &format!(") AS k CROSS JOIN subscribers s ON s.email_key = k.column1{JOIN}?"),
+                );
                 let mut args = SqliteArguments::default();
-                add(&mut args, list_id)?;
                 for k in chunk {
                     // An `Arc<str>` is bound as it is, without a copy.
                     add(&mut args, Arc::clone(k))?;
                 }
+                add(&mut args, list_id)?;
                 sqlx::query_as_with(AssertSqlSafe(sql), args)
                     .fetch_all(c)
                     .await?
             }
             On::Postgres(c) => {
-                let mut qb = QueryBuilder::<Postgres>::new(SELECT);
+                let mut qb = QueryBuilder::<Postgres>::new(COLUMNS);
+                qb.push(" FROM subscribers s");
+                qb.push(JOIN);
                 qb.push_bind(list_id);
                 qb.push(" WHERE s.email_key IN (");
                 let mut sep = qb.separated(", ");
@@ -437,6 +441,7 @@ async fn apply(
         On::Sqlite(c) => {
             sqlite_insert_subscribers(c, &new, &plan.new_subscribers, &mut subscriptions).await?;
             sqlite_insert_subscriptions(c, &new, &subscriptions).await?;
+            sqlite_count_subscriptions(c, list_id, subscriptions.len()).await?;
         }
         On::Postgres(c) => {
             pg_insert_subscribers(c, &new, &plan.new_subscribers, &mut subscriptions).await?;
@@ -516,12 +521,21 @@ async fn sqlite_insert_subscribers(
 }
 
 /// SQLite: inserts the active subscriptions (subscriber id, row) to the batch's list, with the
-/// shared values bound once per statement (see [`sqlite_insert_subscribers`]).
+/// shared values bound once per statement (see [`sqlite_insert_subscribers`]), while the
+/// per-row count trigger stands aside: [`sqlite_count_subscriptions`] counts them after.
 async fn sqlite_insert_subscriptions(
     c: &mut SqliteConnection,
     new: &New<'_>,
     subscriptions: &[(i64, usize)],
 ) -> Result<()> {
+    if subscriptions.is_empty() {
+        return Ok(());
+    }
+    // Migration 20261218000000: while this row exists the insert trigger does not count. It
+    // is deleted again below, in this same transaction, so no other transaction sees it.
+    sqlx::query("INSERT INTO list_counts_paused (paused) VALUES (1)")
+        .execute(&mut *c)
+        .await?;
     for chunk in subscriptions.chunks(CHUNK) {
         let sql = sqlite_rows_sql(
             "INSERT INTO subscriptions (subscriber_id, list_id, status, categories, created_at, confirmed_at)
@@ -542,6 +556,32 @@ async fn sqlite_insert_subscriptions(
             .execute(&mut *c)
             .await?;
     }
+    sqlx::query("DELETE FROM list_counts_paused")
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+/// SQLite: counts `n` new active subscriptions to `list_id` in `list_counts` with one
+/// upsert, as the insert trigger would have counted them one by one.
+async fn sqlite_count_subscriptions(
+    c: &mut SqliteConnection,
+    list_id: i64,
+    n: usize,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO list_counts (list_id, status, n) VALUES ($1, 'active', $2)
+         ON CONFLICT (list_id, status) DO UPDATE SET n = list_counts.n + excluded.n",
+    )
+    .bind(list_id)
+    .bind(i64::try_from(n).map_err(|_| {
+        StoreError::Conflict(format!("a batch of {n} subscriptions cannot be counted"))
+    })?)
+    .execute(&mut *c)
+    .await?;
     Ok(())
 }
 

@@ -35,6 +35,9 @@ const COUNTED_ROWS: u64 = 20_000;
 /// The instruction budget per imported row.
 const INSTRUCTIONS_PER_ROW: f64 = 40_000.0;
 
+/// An environment variable naming a folder to keep callgrind's profiles in.
+const KEEP_PROFILES: &str = "DISPATCH_BENCH_CALLGRIND_DIR";
+
 /// The import's folder in the run's folder: the snapshot reuses its database.
 pub(crate) fn dir(top: &Path) -> PathBuf {
     top.join("import")
@@ -143,6 +146,19 @@ async fn instructions(valgrind: &Path, dir: &Path, csv: &Path, dry_run: bool) ->
         "valgrind --tool=callgrind exited with {status}"
     );
     let text = std::fs::read_to_string(&out)?;
+    // To see where the instructions go (`callgrind_annotate FILE`), name a folder to keep
+    // each run's profile in.
+    if let Some(keep) = std::env::var_os(KEEP_PROFILES) {
+        let name = format!(
+            "import-{}-{}.callgrind",
+            if dry_run { "dry-run" } else { "write" },
+            csv.file_stem()
+                .map(|s| s.to_string_lossy())
+                .unwrap_or_default()
+        );
+        std::fs::copy(&out, Path::new(&keep).join(name))
+            .with_context(|| format!("keeping the profile in {}", Path::new(&keep).display()))?;
+    }
     let _ = std::fs::remove_file(&out);
     text.lines()
         .find_map(|l| {
