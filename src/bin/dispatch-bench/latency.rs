@@ -37,13 +37,15 @@ const TARGET_SHARE: f64 = 0.9;
 /// The second list, whose edition goes to Postfix.
 const POSTFIX_LIST: &str = "bench-postfix";
 
-/// Sends `edition` of `db` through the proxy at `port`, after `smtp-source` through it.
+/// Sends `edition` of `db` through the proxy at `port`, after `smtp-source` through the one
+/// at `source_port` (in front of the same relay: each proxy's counts are one sender's).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct LatencyStep {
     db: PathBuf,
     edition: i64,
     n: u64,
     port: u16,
+    source_port: u16,
     source: PathBuf,
 }
 
@@ -63,13 +65,14 @@ impl Step for LatencyStep {
     type Output = LatencyOutput;
 
     async fn run(self) -> Result<LatencyOutput> {
-        let relay = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let relay = SocketAddr::from(([127, 0, 0, 1], self.source_port));
         let (rtt, chunking) = probe(relay).await.context("probing the relay")?;
         let store = Store::open(&self.db).await?;
         let mut config = bench_config(&self.db, Language::English, Some(self.port));
         config.smtp.connections = CONNECTIONS;
         let size = message_size(&store, &config, self.edition).await?;
-        let source_secs = run_source(&self.source, self.port, self.n, size, CONNECTIONS).await?;
+        let source_secs =
+            run_source(&self.source, self.source_port, self.n, size, CONNECTIONS).await?;
         let engine = dispatch::delivery::Engine::new(
             store.clone(),
             std::sync::Arc::new(config.clone()),
@@ -137,21 +140,52 @@ async fn read_reply(s: &mut tokio::net::TcpStream) -> Result<String> {
     }
 }
 
-/// Runs the step in a child through a fresh proxy in front of `relay`.
-async fn measure(step: LatencyStep, relay: u16) -> Result<child::Report<LatencyOutput>> {
-    let proxy = proxy::start(SocketAddr::from(([127, 0, 0, 1], relay))).await?;
-    let step = LatencyStep {
-        port: proxy.addr().port(),
-        ..step
-    };
-    // The child blocks this thread; the proxy runs on the runtime's others.
-    let report = tokio::task::spawn_blocking(move || child::spawn(&step)).await??;
-    drop(proxy);
-    Ok(report)
+/// A step's report, with what the proxies saw of `smtp-source` and of `dispatch`.
+struct Measured {
+    report: child::Report<LatencyOutput>,
+    source: proxy::Stats,
+    ours: proxy::Stats,
 }
 
-fn row(name: &str, relay: &str, r: &child::Report<LatencyOutput>, n: u64) -> Row {
+/// Runs the step in a child through fresh proxies in front of `relay`.
+async fn measure(step: LatencyStep, relay: u16) -> Result<Measured> {
+    let relay = SocketAddr::from(([127, 0, 0, 1], relay));
+    let ours = proxy::start(relay).await?;
+    let theirs = proxy::start(relay).await?;
+    let step = LatencyStep {
+        port: ours.addr().port(),
+        source_port: theirs.addr().port(),
+        ..step
+    };
+    // The child blocks this thread; the proxies run on the runtime's others.
+    let report = tokio::task::spawn_blocking(move || child::spawn(&step)).await??;
+    Ok(Measured {
+        report,
+        source: theirs.stats(),
+        ours: ours.stats(),
+    })
+}
+
+fn row(name: &str, relay: &str, m: &Measured, n: u64) -> Row {
+    let r = &m.report;
     let o = &r.output;
+    // Where the time goes, from the proxies' side: round trips per message, how late the
+    // proxy itself was, how long each client took between a reply and its next write, and
+    // how long the relay took to answer.
+    for (who, s, msgs) in [
+        ("dispatch", &m.ours, o.send.sent),
+        ("smtp-source", &m.source, n),
+    ] {
+        eprintln!(
+            "  proxy, {who}: {} connections, {} round trips ({:.2} per message); proxy late {}; client {}; relay {}",
+            s.connections,
+            s.turns,
+            s.turns as f64 / msgs.max(1) as f64,
+            s.late_us,
+            s.client_us,
+            s.server_us,
+        );
+    }
     let ours = o.send.per_sec();
     let theirs = per_sec(n, o.source_secs);
     let target = TARGET_SHARE * f64::from(CONNECTIONS) / (2.0 * proxy::DELAY.as_secs_f64());
@@ -202,6 +236,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
         edition: to_sink,
         n,
         port,
+        source_port: port,
         source: source.clone(),
     };
     rows.push(row(
@@ -219,24 +254,39 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
                 edition: to_postfix,
                 n,
                 port: 0,
-                source,
+                source_port: 0,
+                source: source.clone(),
             };
             // A Postfix that will not start fails its own row, not the smtp-sink one.
             let dir = ctx.dir.join("postfix");
             let measured = async {
                 let pf = Postfix::start(&dir).await?;
                 let port = pf.port;
-                measure(LatencyStep { port, ..step }, port).await
+                let m = measure(LatencyStep { port, ..step }, port).await?;
+                // Postfix's own pace, without the proxy: what it can take at all (each
+                // message is a queue file it writes and syncs), beside what the 10 ms allow.
+                let size = usize::try_from(m.report.output.msg_bytes)?;
+                let direct = run_source(&source, port, n, size, CONNECTIONS).await?;
+                Ok::<_, anyhow::Error>((m, direct))
             };
-            rows.push(match measured.await {
-                Ok(r) => row("latency postfix", "Postfix", &r, n),
-                Err(e) => Row::new(
+            match measured.await {
+                Ok((m, direct)) => {
+                    rows.push(row("latency postfix", "Postfix", &m, n));
+                    rows.push(Row::info(
+                        "postfix direct",
+                        format!(
+                            "smtp-source straight to Postfix, {CONNECTIONS} sessions: {}/s",
+                            thousands(per_sec(n, direct))
+                        ),
+                    ));
+                }
+                Err(e) => rows.push(Row::new(
                     "latency postfix",
                     "-",
                     format!("error: {e:#}"),
                     Verdict::Fail,
-                ),
-            });
+                )),
+            }
         }
     }
     Ok(rows)

@@ -8,6 +8,11 @@
 //! Protocol-agnostic (SMTP here; a database protocol works the same). The proxy stops, with
 //! every connection through it, when the [`Proxy`] is dropped.
 //!
+//! [`Proxy::stats`] says what it saw: how late each chunk left against its deadline (the
+//! proxy's own error, which would cap every client alike), how many round trips the client
+//! made (a chunk from the client after a reply went back is one), how long the client took
+//! from a reply to its next chunk, and how long the server took to answer.
+//!
 //! tokio's timers round up to the next millisecond, which would add half a millisecond on
 //! average to every 5 ms; the deadlines are kept by a thread of the proxy's own instead,
 //! which wakes to within tens of microseconds.
@@ -16,6 +21,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -34,12 +40,151 @@ pub(crate) struct Proxy {
     addr: SocketAddr,
     /// The accept loop, which owns every connection's tasks.
     task: tokio::task::JoinHandle<()>,
+    seen: Arc<Mutex<Seen>>,
 }
 
 impl Proxy {
     /// Where to connect instead of the target.
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// What the proxy has seen so far, over every connection through it.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        Stats {
+            connections: seen.connections,
+            turns: seen.turns,
+            late_us: Quantiles::of(&mut seen.late_us),
+            client_us: Quantiles::of(&mut seen.client_us),
+            server_us: Quantiles::of(&mut seen.server_us),
+        }
+    }
+}
+
+/// What a proxy saw, in microseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Stats {
+    pub(crate) connections: u64,
+    /// Round trips the clients made: chunks from a client after a reply went back to it.
+    pub(crate) turns: u64,
+    /// How late chunks left, against their deadline (both ways).
+    pub(crate) late_us: Quantiles,
+    /// From a reply written to the client to the client's next chunk read: the client's
+    /// own time between rounds (loopback included).
+    pub(crate) client_us: Quantiles,
+    /// From a chunk written to the server to its next reply read.
+    pub(crate) server_us: Quantiles,
+}
+
+/// The median, the 99th percentile, the largest and the mean of some samples.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Quantiles {
+    pub(crate) n: u64,
+    pub(crate) p50: u64,
+    pub(crate) p99: u64,
+    pub(crate) max: u64,
+    pub(crate) mean: f64,
+}
+
+impl Quantiles {
+    fn of(samples: &mut [u64]) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        samples.sort_unstable();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+        Self {
+            n: samples.len() as u64,
+            p50: at(0.5),
+            p99: at(0.99),
+            max: at(1.0),
+            mean: samples.iter().sum::<u64>() as f64 / samples.len() as f64,
+        }
+    }
+}
+
+impl std::fmt::Display for Quantiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} samples: median {} µs, p99 {} µs, max {} µs, mean {:.0} µs",
+            self.n, self.p50, self.p99, self.max, self.mean
+        )
+    }
+}
+
+/// Samples of every connection.
+#[derive(Default)]
+struct Seen {
+    connections: u64,
+    turns: u64,
+    late_us: Vec<u64>,
+    client_us: Vec<u64>,
+    server_us: Vec<u64>,
+}
+
+/// One connection's last events, shared by its two directions.
+#[derive(Default)]
+struct Rounds {
+    /// When a reply was last written to the client (taken by the client's next chunk).
+    replied: Option<Instant>,
+    /// When a chunk was last written to the server (taken by its next reply).
+    asked: Option<Instant>,
+}
+
+/// Which way a pump copies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Way {
+    ToServer,
+    ToClient,
+}
+
+/// What a pump records into.
+#[derive(Clone)]
+struct Log {
+    seen: Arc<Mutex<Seen>>,
+    rounds: Arc<Mutex<Rounds>>,
+    way: Way,
+}
+
+impl Log {
+    fn micros(d: Duration) -> u64 {
+        u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// A chunk was read at `at`.
+    fn read(&self, at: Instant) {
+        let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        match self.way {
+            Way::ToServer => {
+                if let Some(t) = rounds.replied.take() {
+                    seen.turns += 1;
+                    seen.client_us
+                        .push(Self::micros(at.saturating_duration_since(t)));
+                }
+            }
+            Way::ToClient => {
+                if let Some(t) = rounds.asked.take() {
+                    seen.server_us
+                        .push(Self::micros(at.saturating_duration_since(t)));
+                }
+            }
+        }
+    }
+
+    /// A chunk due at `due` was written, done at `done` after it began at `began`.
+    fn wrote(&self, due: Instant, began: Instant, done: Instant) {
+        let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
+        match self.way {
+            Way::ToServer => rounds.asked = Some(done),
+            Way::ToClient => rounds.replied = Some(done),
+        }
+        drop(rounds);
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.late_us
+            .push(Self::micros(began.saturating_duration_since(due)));
     }
 }
 
@@ -62,6 +207,8 @@ pub(crate) async fn start_with_delay(
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let clock = Clock::start()?;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let log = Arc::clone(&seen);
     let task = tokio::spawn(async move {
         // Dropped with this task: aborting the proxy aborts every connection.
         let mut connections = JoinSet::new();
@@ -69,17 +216,24 @@ pub(crate) async fn start_with_delay(
             tokio::select! {
                 accepted = listener.accept() => {
                     let Ok((client, _)) = accepted else { return };
-                    connections.spawn(forward(client, target, delay, clock.clone()));
+                    log.lock().unwrap_or_else(PoisonError::into_inner).connections += 1;
+                    connections.spawn(forward(client, target, delay, clock.clone(), Arc::clone(&log)));
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
     });
-    Ok(Proxy { addr, task })
+    Ok(Proxy { addr, task, seen })
 }
 
 /// Connects to `target` and copies both ways through delay lines until either side closes.
-async fn forward(client: TcpStream, target: SocketAddr, delay: Duration, clock: Clock) {
+async fn forward(
+    client: TcpStream,
+    target: SocketAddr,
+    delay: Duration,
+    clock: Clock,
+    seen: Arc<Mutex<Seen>>,
+) {
     let Ok(server) = TcpStream::connect(target).await else {
         return;
     };
@@ -88,9 +242,15 @@ async fn forward(client: TcpStream, target: SocketAddr, delay: Duration, clock: 
     let _ = server.set_nodelay(true);
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
+    let rounds: Arc<Mutex<Rounds>> = Arc::default();
+    let log = |way| Log {
+        seen: Arc::clone(&seen),
+        rounds: Arc::clone(&rounds),
+        way,
+    };
     let _ = tokio::join!(
-        pump(cr, sw, delay, clock.clone()),
-        pump(sr, cw, delay, clock)
+        pump(cr, sw, delay, clock.clone(), log(Way::ToServer)),
+        pump(sr, cw, delay, clock, log(Way::ToClient))
     );
 }
 
@@ -101,13 +261,19 @@ async fn pump(
     mut to: tokio::net::tcp::OwnedWriteHalf,
     delay: Duration,
     clock: Clock,
+    log: Log,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let reader_log = log.clone();
     let reader = async move {
         loop {
             let mut buf = Vec::with_capacity(CHUNK);
             let n = from.read_buf(&mut buf).await.unwrap_or(0);
-            let at = Instant::now() + delay;
+            let read = Instant::now();
+            let at = read + delay;
+            if n > 0 {
+                reader_log.read(read);
+            }
             // An empty chunk is the end of the stream.
             if tx.send((at, buf)).is_err() || n == 0 {
                 return;
@@ -117,9 +283,11 @@ async fn pump(
     let writer = async move {
         while let Some((at, chunk)) = rx.recv().await {
             clock.until(at).await;
+            let began = Instant::now();
             if chunk.is_empty() || to.write_all(&chunk).await.is_err() {
                 break;
             }
+            log.wrote(at, began, Instant::now());
         }
         let _ = to.shutdown().await;
     };
