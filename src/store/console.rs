@@ -703,8 +703,8 @@ mod count_tests {
     use crate::store::subscribers::NewSubscription;
     use crate::store::testutil::{store_test, temp_store_on};
     use crate::store::{
-        Backend, ListSpec, NewBounceMessage, NewEvent, PreferenceChange, Store, Target, Thresholds,
-        db,
+        Backend, ListRow, ListSpec, NewBounceMessage, NewEvent, PreferenceChange, Store, Target,
+        Thresholds, db,
     };
 
     fn reader(i: usize) -> NewSubscription {
@@ -744,6 +744,21 @@ mod count_tests {
         })
         .unwrap();
         assert_eq!(negative, 0, "after {when}");
+    }
+
+    /// The lists `daily` and `weekly`, empty.
+    async fn two_lists(store: &Store) -> (ListRow, ListRow) {
+        let mut made = Vec::new();
+        for slug in ["daily", "weekly"] {
+            made.push(
+                store
+                    .create_list(&ListSlug::parse(slug).unwrap(), &ListSpec::default())
+                    .await
+                    .unwrap(),
+            );
+        }
+        let weekly = made.pop().unwrap();
+        (made.pop().unwrap(), weekly)
     }
 
     /// A reader's link to the preferences page, made as the first delivery makes it.
@@ -797,17 +812,13 @@ mod count_tests {
     /// one order, so neither is chosen as a deadlock victim) and the counts stay exact.
     async fn readers_moving_between_lists_in_opposite_orders_at_once_all_succeed(backend: Backend) {
         let (store, _db) = temp_store_on(backend).await;
-        let mut lists = Vec::new();
-        for slug in ["daily", "weekly"] {
-            let list = store
-                .create_list(&ListSlug::parse(slug).unwrap(), &ListSpec::default())
-                .await
-                .unwrap();
+        let (daily, weekly) = two_lists(&store).await;
+        let lists = [daily.id, weekly.id];
+        for list in lists {
             store
-                .subscribe_batch(list.id, &[reader(0), reader(1)], "test", false)
+                .subscribe_batch(list, &[reader(0), reader(1)], "test", false)
                 .await
                 .unwrap();
-            lists.push(list.id);
         }
         let change = |list_id, subscribed| PreferenceChange {
             list_id,
@@ -841,14 +852,7 @@ mod count_tests {
     store_test!(list_counts_stay_equal_to_a_count_of_subscriptions);
     async fn list_counts_stay_equal_to_a_count_of_subscriptions(backend: Backend) {
         let (store, _db) = temp_store_on(backend).await;
-        let daily = store
-            .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
-            .await
-            .unwrap();
-        let weekly = store
-            .create_list(&ListSlug::parse("weekly").unwrap(), &ListSpec::default())
-            .await
-            .unwrap();
+        let (daily, weekly) = two_lists(&store).await;
         assert_eq!(
             store.subscription_counts(daily.id).await.unwrap(),
             (0, 0, 0)
@@ -993,14 +997,7 @@ mod count_tests {
         backend: Backend,
     ) {
         let (store, _db) = temp_store_on(backend).await;
-        let daily = store
-            .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
-            .await
-            .unwrap();
-        let weekly = store
-            .create_list(&ListSlug::parse("weekly").unwrap(), &ListSpec::default())
-            .await
-            .unwrap();
+        let (daily, weekly) = two_lists(&store).await;
         sign_up(&store, "early@example.org", daily.id).await;
         let (_, active_before, _) = store.subscription_counts(daily.id).await.unwrap();
 
