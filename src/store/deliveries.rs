@@ -137,7 +137,22 @@ impl Store {
         lease: Duration,
         owner: SenderId,
     ) -> Result<(Vec<Claimed>, ClaimSkips)> {
-        retrying(move || self.claim_deliveries_once(edition_id, list_id, limit, lease, owner)).await
+        let claim = |limit| {
+            retrying(move || self.claim_deliveries_once(edition_id, list_id, limit, lease, owner))
+        };
+        let (mut claimed, mut skips) = claim(limit).await?;
+        // A large edition on PostgreSQL has readers whose deliveries are not written yet
+        // (`store::audience`): when the written ones run short, write the next thousand.
+        loop {
+            let taken = claimed.len() as i64 + (skips.unwanted + skips.invalid) as i64;
+            if taken >= limit || !self.write_next_audience(edition_id).await? {
+                return Ok((claimed, skips));
+            }
+            let (more, more_skips) = claim(limit - taken).await?;
+            claimed.extend(more);
+            skips.unwanted += more_skips.unwanted;
+            skips.invalid += more_skips.invalid;
+        }
     }
 
     async fn claim_deliveries_once(

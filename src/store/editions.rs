@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::{FromRow, QueryBuilder};
 
 use super::articles::{ARTICLE_COLUMNS, ArticleRow};
-use super::{Lock, Result, Store, StoreError, Tx, db, now_text, parse_db_time};
+use super::{Lock, Result, Store, StoreError, Tx, audience, db, now_text, parse_db_time};
 use crate::domain::{DbTime, DeliveryStatus, EditionKind, EditionStatus, db_time};
 
 /// An edition as stored.
@@ -229,18 +229,15 @@ impl Store {
 
         let (mut queued, mut skipped) = (0u64, 0u64);
         if e.skip_reason.is_none() {
-            let total = snapshot(&mut tx, id, e.list_id, &e.empty_variants).await?;
-            if !e.empty_variants.is_empty() {
-                skipped = db!(&mut tx, |c| {
-                    sqlx::query_scalar::<_, i64>(
-                        "SELECT COUNT(*) FROM deliveries WHERE edition_id = $1 AND status = 'skipped'",
-                    )
-                    .bind(id)
-                    .fetch_one(c)
-                    .await
-                })? as u64;
-            }
-            queued = total - skipped;
+            (queued, skipped) = snapshot(
+                &mut tx,
+                id,
+                e.list_id,
+                &e.empty_variants,
+                self.eager_audience,
+            )
+            .await?;
+            let total = queued + skipped;
             db!(&mut tx, |c| {
                 sqlx::query("UPDATE editions SET recipient_count = $1 WHERE id = $2")
                     .bind(total as i64)
@@ -366,6 +363,22 @@ impl Store {
                 .bind(id)
                 .execute(&mut *c)
                 .await.affected()?;
+                // Readers whose deliveries were not written yet count as skipped, kept as a
+                // count as compaction keeps them.
+                sqlx::query(
+                    "INSERT INTO edition_counts (edition_id, status, count)
+                     SELECT edition_id, 'skipped', CAST(SUM(readers) AS BIGINT) FROM edition_audience
+                     WHERE edition_id = $1 GROUP BY edition_id
+                     ON CONFLICT (edition_id, status) DO UPDATE SET count = edition_counts.count + excluded.count",
+                )
+                .bind(id)
+                .execute(&mut *c)
+                .await.affected()?;
+                sqlx::query("DELETE FROM edition_audience WHERE edition_id = $1")
+                    .bind(id)
+                    .execute(&mut *c)
+                    .await
+                    .affected()?;
                 sqlx::query("UPDATE editions SET finished_at = $1 WHERE id = $2")
                     .bind(now_text())
                     .bind(id)
@@ -384,7 +397,8 @@ impl Store {
             sqlx::query(
                 "UPDATE editions SET status = 'sent', finished_at = $1
                  WHERE id = $2 AND status = 'sending'
-                   AND NOT EXISTS (SELECT 1 FROM deliveries WHERE edition_id = $2 AND status IN ('queued', 'sending'))",
+                   AND NOT EXISTS (SELECT 1 FROM deliveries WHERE edition_id = $2 AND status IN ('queued', 'sending'))
+                   AND NOT EXISTS (SELECT 1 FROM edition_audience WHERE edition_id = $2)",
             )
             .bind(now_text())
             .bind(id)
@@ -396,13 +410,16 @@ impl Store {
 
     /// Delivery counts of an edition by status.
     pub async fn delivery_counts(&self, edition_id: i64) -> Result<BTreeMap<DeliveryStatus, i64>> {
-        // Rows still stored, plus the counts of rows compacted away (see `retention`).
+        // Rows still stored, plus the counts of rows compacted away (see `retention`), plus
+        // the queued readers whose rows are not written yet (see `audience`).
         let rows: Vec<(DeliveryStatus, i64)> = db!(self.pool(), |c| {
             sqlx::query_as(
                 "SELECT status, CAST(SUM(n) AS BIGINT) FROM (
                      SELECT status, COUNT(*) AS n FROM deliveries WHERE edition_id = $1 GROUP BY status
                      UNION ALL
                      SELECT status, count AS n FROM edition_counts WHERE edition_id = $1
+                     UNION ALL
+                     SELECT 'queued' AS status, readers AS n FROM edition_audience WHERE edition_id = $1
                  ) AS counts GROUP BY status",
             )
             .bind(edition_id)
@@ -459,31 +476,28 @@ const NO_STORIES: &str = "no stories in the reader's chosen categories";
 
 /// Writes the recipient snapshot of edition `id`: one delivery per active subscription of an
 /// active subscriber of the list, queued, or skipped when the reader's stored category choice
-/// is one of `empty_variants` (no story for them). Returns how many rows it wrote.
+/// is one of `empty_variants` (no story for them). Returns how many it queued and skipped.
 ///
-/// One statement on both backends, eager, in the edition's transaction, so the edition and
-/// its audience appear together or not at all and every count, claim and erasure sees plain
-/// rows. What made it slow on PostgreSQL (52.6 s for 1,000,000 readers, mostly the two
-/// per-row foreign-key triggers, then one B-tree insert per row per index) is gone from the
-/// schema instead (`migrations/postgres/20261215000000_snapshot.sql`): no per-row foreign-key
-/// checks (integrity kept by statement-level triggers and the shared
-/// [`Lock::SnapshotAudience`] taken here), and one index fewer: the same `INSERT` went from
-/// 77 s to 17 s in one PostgreSQL 15 cluster on a loaded 2-core machine, where an insert
-/// into a table with no index at all took 8.6 s. Skipped variants are decided
-/// in the same statement rather than by an `UPDATE` afterwards, which wrote every skipped row
-/// (and each of its index entries) twice.
+/// In the edition's transaction, so the edition and its audience appear together or not at
+/// all. On SQLite one statement writes every row. On PostgreSQL the skipped rows are written
+/// and the queued readers recorded in `edition_audience`, written out as deliveries at once
+/// when there are at most `eager` of them and otherwise as the sender reaches them (see
+/// [`audience`](super::audience)): writing a million rows with their indexes took 10.8 s
+/// there, most of it per-row index and WAL work that no schema change took below 5 s.
 ///
-/// Lazy materialisation (rows written per claim batch from a recorded audience) would make
-/// this constant-time, but every count (`editions show`, `/metrics`, the API, the console)
-/// would then have to add the unwritten part, and "who was active at the snapshot" would
-/// rest on per-subscription activation times the store does not keep; an eager snapshot
-/// keeps one meaning of a delivery row everywhere.
+/// What made the eager statement slow on PostgreSQL before (52.6 s for 1,000,000 readers,
+/// mostly the two per-row foreign-key triggers) is gone from the schema
+/// (`migrations/postgres/20261215000000_snapshot.sql`): integrity is kept by statement-level
+/// triggers and the shared [`Lock::SnapshotAudience`] taken here. Skipped variants are
+/// decided in the same statement rather than by an `UPDATE` afterwards, which wrote every
+/// skipped row (and each of its index entries) twice.
 async fn snapshot(
     tx: &mut Tx,
     id: i64,
     list_id: i64,
     empty_variants: &[Option<String>],
-) -> Result<u64> {
+    eager: u64,
+) -> Result<(u64, u64)> {
     // A subscriber deleted meanwhile waits for this transaction (see the lock's rustdoc).
     tx.lock_shared(Lock::SnapshotAudience).await?;
     let named: Vec<&str> = empty_variants
@@ -492,42 +506,97 @@ async fn snapshot(
         .map(String::as_str)
         .collect();
     let all_empty = empty_variants.iter().any(Option::is_none);
-    Ok(db!(tx, |c| {
-        let mut qb = QueryBuilder::new(
-            "INSERT INTO deliveries (edition_id, subscriber_id, categories, status, last_reply) SELECT ",
-        );
-        qb.push_bind(id).push(", s.subscriber_id, s.categories, ");
-        if empty_variants.is_empty() {
-            qb.push("'queued', NULL");
-        } else {
-            // (categories IS NULL AND <all readers' variant is empty>) OR categories IN (…):
-            // `IS NOT DISTINCT FROM` each variant, written so that both backends plan it.
-            let cond = |qb: &mut QueryBuilder<_>| {
-                qb.push("((s.categories IS NULL AND ")
-                    .push_bind(all_empty)
-                    .push(") OR s.categories IN (");
-                let mut sep = qb.separated(", ");
-                // An empty IN () is not SQL; NULL matches nothing there.
-                sep.push("NULL");
-                for v in &named {
-                    sep.push_bind(*v);
-                }
-                qb.push("))");
+    let some_empty = !empty_variants.is_empty();
+    let (queued, skipped) = match tx {
+        Tx::Sqlite(t) => {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO deliveries (edition_id, subscriber_id, categories, status, last_reply) SELECT ",
+            );
+            qb.push_bind(id).push(", s.subscriber_id, s.categories, ");
+            if some_empty {
+                qb.push("CASE WHEN ");
+                push_no_stories(&mut qb, all_empty, &named);
+                qb.push(" THEN 'skipped' ELSE 'queued' END, CASE WHEN ");
+                push_no_stories(&mut qb, all_empty, &named);
+                qb.push(" THEN ").push_bind(NO_STORIES).push(" END");
+            } else {
+                qb.push("'queued', NULL");
+            }
+            push_audience(&mut qb, list_id);
+            let total = qb.build().execute(&mut **t).await?.rows_affected();
+            let skipped = if some_empty {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM deliveries WHERE edition_id = $1 AND status = 'skipped'",
+                )
+                .bind(id)
+                .fetch_one(&mut **t)
+                .await? as u64
+            } else {
+                0
             };
-            qb.push("CASE WHEN ");
-            cond(&mut qb);
-            qb.push(" THEN 'skipped' ELSE 'queued' END, CASE WHEN ");
-            cond(&mut qb);
-            qb.push(" THEN ").push_bind(NO_STORIES).push(" END");
+            (total - skipped, skipped)
         }
-        qb.push(
-            " FROM subscriptions s JOIN subscribers p ON p.id = s.subscriber_id
-              WHERE s.list_id = ",
-        )
-        .push_bind(list_id)
-        .push(" AND s.status = 'active' AND p.status = 'active'");
-        qb.build().execute(c).await.affected()
-    })?)
+        Tx::Postgres(t) => {
+            let skipped = if some_empty {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO deliveries (edition_id, subscriber_id, categories, status, last_reply) SELECT ",
+                );
+                qb.push_bind(id)
+                    .push(", s.subscriber_id, s.categories, 'skipped', ")
+                    .push_bind(NO_STORIES);
+                push_audience(&mut qb, list_id);
+                qb.push(" AND ");
+                push_no_stories(&mut qb, all_empty, &named);
+                qb.build().execute(&mut **t).await?.rows_affected()
+            } else {
+                0
+            };
+            let no_stories = some_empty.then_some((all_empty, named.as_slice()));
+            let queued = audience::record(t, id, list_id, no_stories).await?;
+            if queued <= eager {
+                audience::write_out(t, id, None).await?;
+            }
+            (queued, skipped)
+        }
+    };
+    Ok((queued, skipped))
+}
+
+/// ` FROM … WHERE …`: the active subscriptions of active subscribers of `list_id`, as `s`.
+fn push_audience<DB: sqlx::Database>(qb: &mut QueryBuilder<DB>, list_id: i64)
+where
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    qb.push(
+        " FROM subscriptions s JOIN subscribers p ON p.id = s.subscriber_id
+          WHERE s.list_id = ",
+    )
+    .push_bind(list_id)
+    .push(" AND s.status = 'active' AND p.status = 'active'");
+}
+
+/// Whether reader `s`'s category choice has no story: `(s.categories IS NULL AND
+/// <all readers' variant is empty>) OR s.categories IN (<named empty variants>)`, the
+/// `IS NOT DISTINCT FROM` of each variant written so that both backends plan it. NULL (not
+/// false) for a NULL choice when the all-readers variant has stories.
+pub(super) fn push_no_stories<DB: sqlx::Database>(
+    qb: &mut QueryBuilder<DB>,
+    all_empty: bool,
+    named: &[&str],
+) where
+    for<'t> bool: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    qb.push("((s.categories IS NULL AND ")
+        .push_bind(all_empty)
+        .push(") OR s.categories IN (");
+    let mut sep = qb.separated(", ");
+    // An empty IN () is not SQL; NULL matches nothing there.
+    sep.push("NULL");
+    for v in named {
+        sep.push_bind((*v).to_owned());
+    }
+    qb.push("))");
 }
 
 async fn existing_slot(tx: &mut Tx, list_id: i64, slot: DateTime<Utc>) -> Result<Option<i64>> {
@@ -796,5 +865,221 @@ mod tests {
         })
         .unwrap();
         assert_eq!(all, 0);
+    }
+
+    /// Claims `store`'s deliveries of edition `id` `batch` at a time until none is left,
+    /// recording each sent; returns the addresses claimed, in claim order, and the readers
+    /// the claims skipped.
+    async fn send_all(store: &Store, id: i64, list: i64, batch: i64) -> (Vec<String>, u64) {
+        let me = sender(store).await;
+        let (mut sent, mut unwanted) = (Vec::new(), 0);
+        loop {
+            let (claimed, skips) = store
+                .claim_deliveries(id, list, batch, Duration::minutes(5), me)
+                .await
+                .unwrap();
+            unwanted += skips.unwanted;
+            if claimed.is_empty() && skips.unwanted == 0 {
+                return (sent, unwanted);
+            }
+            assert!(claimed.len() as i64 <= batch);
+            let outcomes: Vec<Outcome> = claimed
+                .iter()
+                .map(|c| Outcome {
+                    item: Item::Delivery {
+                        id: c.delivery_id,
+                        subscriber_id: c.subscriber_id,
+                    },
+                    verdict: Verdict::Sent,
+                })
+                .collect();
+            store.record_outcomes(&outcomes, 3).await.unwrap();
+            sent.extend(claimed.into_iter().map(|c| c.email.as_str().to_owned()));
+        }
+    }
+
+    store_test!(
+        an_audience_written_as_the_sender_reaches_it_is_the_snapshots_and_each_reader_gets_one
+    );
+    async fn an_audience_written_as_the_sender_reaches_it_is_the_snapshots_and_each_reader_gets_one(
+        backend: Backend,
+    ) {
+        let (store, _d) = temp_store_on(backend).await;
+        // Nothing written at once: on PostgreSQL every queued reader waits in
+        // edition_audience, seven to a row. SQLite writes them all; both must behave alike.
+        let store = store.with_eager_audience(0);
+        let list = store
+            .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
+            .await
+            .unwrap()
+            .id;
+        // 40 readers, the last ten Sport only; the edition has no Sport story.
+        let rows: Vec<_> = (0..40).map(|i| reader(i, i >= 30)).collect();
+        store
+            .subscribe_batch(list, &rows, "test", false)
+            .await
+            .unwrap();
+        let sport = store.category_variants(list).await.unwrap();
+        let sport = sport.into_iter().flatten().next().unwrap();
+        let Created::New {
+            id,
+            queued,
+            skipped,
+        } = store
+            .create_edition(&digest(list, vec![Some(sport)]))
+            .await
+            .unwrap()
+        else {
+            panic!("expected a new edition");
+        };
+        assert_eq!((queued, skipped), (30, 10));
+        assert_eq!(store.edition(id).await.unwrap().recipient_count, 40);
+        let written: i64 = db!(store.pool(), |c| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE edition_id = $1")
+                .bind(id)
+                .fetch_one(c)
+                .await
+        })
+        .unwrap();
+        let expected_written = match backend {
+            Backend::Sqlite => 40,
+            Backend::Postgres => 10,
+        };
+        assert_eq!(
+            written, expected_written,
+            "skipped rows are written at once"
+        );
+        let counts =
+            |pairs: &[(DeliveryStatus, i64)]| pairs.iter().copied().collect::<BTreeMap<_, _>>();
+        assert_eq!(
+            store.delivery_counts(id).await.unwrap(),
+            counts(&[(DeliveryStatus::Queued, 30), (DeliveryStatus::Skipped, 10)])
+        );
+        let metrics = store.metrics_snapshot().await.unwrap();
+        let queued_in_metrics: i64 = metrics
+            .deliveries
+            .iter()
+            .filter(|d| d.status == "queued")
+            .map(|d| d.count)
+            .sum();
+        assert_eq!(queued_in_metrics, 30);
+
+        // After the snapshot: reader40 joins (not in it), reader3 leaves (skipped when
+        // claimed), reader5 is erased outright and reader20 erased keeping a hashed record
+        // (no delivery at all for either).
+        store
+            .subscribe_batch(list, &[reader(40, false)], "test", false)
+            .await
+            .unwrap();
+        store
+            .unsubscribe_email(&rows[3].email, Some(list))
+            .await
+            .unwrap();
+        assert!(!store.erase_subscriber(&rows[5].email).await.unwrap());
+        store
+            .unsubscribe_email(&rows[20].email, Some(list))
+            .await
+            .unwrap();
+        assert!(store.erase_subscriber(&rows[20].email).await.unwrap());
+        assert!(!store.finish_edition_if_done(id).await.unwrap());
+
+        let (sent, unwanted) = send_all(&store, id, list, 4).await;
+        let mut expected: Vec<String> = (0..30)
+            .filter(|i| ![3, 5, 20].contains(i))
+            .map(|i| format!("reader{i}@example.com"))
+            .collect();
+        let mut got = sent.clone();
+        got.sort();
+        expected.sort();
+        assert_eq!(
+            got, expected,
+            "every reader of the snapshot once, nobody else"
+        );
+        assert_eq!(unwanted, 1);
+        assert!(store.finish_edition_if_done(id).await.unwrap());
+        assert_eq!(
+            store.delivery_counts(id).await.unwrap(),
+            counts(&[(DeliveryStatus::Sent, 27), (DeliveryStatus::Skipped, 11)])
+        );
+        let left: i64 = db!(store.pool(), |c| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM edition_audience")
+                .fetch_one(c)
+                .await
+        })
+        .unwrap();
+        assert_eq!(left, 0);
+    }
+
+    store_test!(two_nodes_writing_one_audience_at_once_send_each_reader_once);
+    async fn two_nodes_writing_one_audience_at_once_send_each_reader_once(backend: Backend) {
+        let (store, d) = temp_store_on(backend).await;
+        let store = store.with_eager_audience(0);
+        let other = d.reopen().await.with_eager_audience(0);
+        let list = store
+            .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
+            .await
+            .unwrap()
+            .id;
+        let rows: Vec<_> = (0..200).map(|i| reader(i, false)).collect();
+        store
+            .subscribe_batch(list, &rows, "test", false)
+            .await
+            .unwrap();
+        let Created::New {
+            id, queued: 200, ..
+        } = store.create_edition(&digest(list, vec![])).await.unwrap()
+        else {
+            panic!("expected a new edition of 200");
+        };
+        let ((a, _), (b, _)) =
+            tokio::join!(send_all(&store, id, list, 3), send_all(&other, id, list, 5));
+        let mut all: Vec<String> = a.into_iter().chain(b).collect();
+        all.sort();
+        let mut expected: Vec<String> = rows.iter().map(|r| r.email.as_str().to_owned()).collect();
+        expected.sort();
+        assert_eq!(all, expected, "each reader exactly once across both nodes");
+        assert!(store.finish_edition_if_done(id).await.unwrap());
+    }
+
+    store_test!(cancelling_an_edition_counts_its_unwritten_readers_skipped);
+    async fn cancelling_an_edition_counts_its_unwritten_readers_skipped(backend: Backend) {
+        let (store, _d) = temp_store_on(backend).await;
+        let store = store.with_eager_audience(0);
+        let list = store
+            .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
+            .await
+            .unwrap()
+            .id;
+        let rows: Vec<_> = (0..20).map(|i| reader(i, false)).collect();
+        store
+            .subscribe_batch(list, &rows, "test", false)
+            .await
+            .unwrap();
+        let Created::New { id, .. } = store.create_edition(&digest(list, vec![])).await.unwrap()
+        else {
+            panic!("expected a new edition");
+        };
+        // One claim of 4 (on PostgreSQL: one row of seven written, four of them claimed).
+        let me = sender(&store).await;
+        let (claimed, _) = store
+            .claim_deliveries(id, list, 4, Duration::minutes(5), me)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 4);
+        store
+            .set_edition_status(id, EditionStatus::Cancelled, Some("test"))
+            .await
+            .unwrap();
+        let counts = store.delivery_counts(id).await.unwrap();
+        assert_eq!(counts.get(&DeliveryStatus::Skipped), Some(&20));
+        assert_eq!(counts.values().sum::<i64>(), 20);
+        let (claimed, _) = store
+            .claim_deliveries(id, list, 50, Duration::minutes(5), me)
+            .await
+            .unwrap();
+        assert!(
+            claimed.is_empty(),
+            "a cancelled edition has nothing to claim"
+        );
     }
 }

@@ -64,7 +64,11 @@ impl Store {
                         CAST(SUM(x.retries) AS BIGINT) AS retries
                  FROM (SELECT edition_id, status, COUNT(*) AS n,
                               SUM(CASE WHEN attempts > 1 THEN attempts - 1 ELSE 0 END) AS retries
-                       FROM deliveries GROUP BY edition_id, status) x
+                       FROM deliveries GROUP BY edition_id, status
+                       UNION ALL
+                       -- Queued readers whose rows are not written yet (`store::audience`).
+                       SELECT edition_id, 'queued' AS status, CAST(SUM(readers) AS BIGINT) AS n, 0 AS retries
+                       FROM edition_audience GROUP BY edition_id) x
                  JOIN editions e ON e.id = x.edition_id
                  GROUP BY e.list_id, x.status",
             )

@@ -55,6 +55,7 @@ use crate::domain::{TokenKey, VerpKey};
 pub mod api_keys;
 pub mod article_upsert;
 pub mod articles;
+pub mod audience;
 pub(crate) mod backend;
 pub mod bounces;
 pub mod console;
@@ -166,6 +167,9 @@ pub struct Store {
     verp_key: std::sync::Arc<VerpKey>,
     /// Interactive writes go ahead of the bulk ones at SQLite's writer ([`writer_gate`]).
     gate: std::sync::Arc<writer_gate::WriterGate>,
+    /// Readers a PostgreSQL edition's deliveries are written for at once
+    /// ([`audience::EAGER_AUDIENCE`]; the store tests lower it).
+    eager_audience: u64,
 }
 
 /// Connections a PostgreSQL store opens at most when the config does not say.
@@ -220,7 +224,16 @@ impl Store {
             token_key,
             verp_key,
             gate,
+            eager_audience: audience::EAGER_AUDIENCE,
         })
+    }
+
+    /// This store, writing a PostgreSQL edition's deliveries at once only up to `readers`
+    /// (a test's way to reach the unwritten audience with a few readers).
+    #[cfg(test)]
+    pub(crate) fn with_eager_audience(mut self, readers: u64) -> Self {
+        self.eager_audience = readers;
+        self
     }
 
     /// Which database this store is on.
