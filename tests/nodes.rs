@@ -17,9 +17,10 @@ use support::cli::{Cli, show};
 use support::sink::Sink;
 use support::{free_port, postgres, tools};
 
-/// Readers of the edition two nodes share. Enough that both senders claim batches while the
-/// other is sending, few enough for CI's two cores.
-const READERS: usize = 2000;
+/// Readers of the edition two nodes share: the 20,000, past the 10,000 a PostgreSQL
+/// snapshot writes at once, so the nodes also write the rest of the audience as they go
+/// (`store::audience`), racing for its rows.
+const READERS: usize = 20_000;
 
 /// SMTP connections per node.
 const CONNECTIONS: usize = 2;
@@ -224,7 +225,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Waits until every delivery is recorded sent.
 fn wait_all_sent(rt: &tokio::runtime::Runtime, url: &str, nodes: &[&Node]) {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let (statuses, _) = db_state(rt, url);
         if statuses.get("sent").copied() == Some(READERS as i64) {
@@ -250,11 +251,13 @@ fn two_nodes_share_one_edition_and_every_reader_gets_it_exactly_once() {
     };
     let rt = runtime();
     let Some(url) = database(&rt) else { return };
-    let Some(sink) = Sink::start() else { return };
+    let Some(sink) = Sink::start_counting() else {
+        return;
+    };
     let cli = Cli::new();
     // Slow enough per node that the other node's sender claims its share meanwhile.
-    node_config(&cli, "a", &url, sink.port, 150);
-    node_config(&cli, "b", &url, sink.port, 150);
+    node_config(&cli, "a", &url, sink.port, 1500);
+    node_config(&cli, "b", &url, sink.port, 1500);
     breaking_list(&cli);
 
     let mut a = Node::start(&cli, "a", None);
@@ -293,10 +296,12 @@ fn when_one_node_is_killed_mid_send_the_other_finishes_with_bounded_duplicates()
     };
     let rt = runtime();
     let Some(url) = database(&rt) else { return };
-    let Some(sink) = Sink::start() else { return };
+    let Some(sink) = Sink::start_counting() else {
+        return;
+    };
     let cli = Cli::new();
-    node_config(&cli, "a", &url, sink.port, 100);
-    node_config(&cli, "b", &url, sink.port, 100);
+    node_config(&cli, "a", &url, sink.port, 1000);
+    node_config(&cli, "b", &url, sink.port, 1000);
     breaking_list(&cli);
 
     let mut a = Node::start(&cli, "a", None);

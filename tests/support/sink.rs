@@ -1,6 +1,6 @@
 //! aiosmtpd (`tests/interop/sink.py`), an SMTP server we did not write, as a relay that keeps
 //! what it accepts: each message as `NNNN.eml` + `NNNN.rcpt` (MAIL FROM, then one recipient
-//! per line) in a temporary folder.
+//! per line) in a temporary folder, or only the recipients ([`Sink::start_counting`]).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
@@ -21,6 +21,17 @@ impl Sink {
     /// Starts the sink once it listens; `None` (with the tool check's notice) when aiosmtpd
     /// is missing and tools are not required.
     pub fn start() -> Option<Self> {
+        Self::start_with(&[])
+    }
+
+    /// [`Self::start`], keeping only each message's recipients (`recipients.log`): for tests
+    /// that send tens of thousands of messages and count who got them.
+    #[allow(dead_code)] // not every test binary that has the sink counts
+    pub fn start_counting() -> Option<Self> {
+        Self::start_with(&["--recipients-only"])
+    }
+
+    fn start_with(args: &[&str]) -> Option<Self> {
         tools::require(tools::AIOSMTPD)?;
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -28,6 +39,7 @@ impl Sink {
             .arg(repo_path("tests/interop/sink.py"))
             .arg(port.to_string())
             .arg(dir.path())
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -46,6 +58,13 @@ impl Sink {
         let mut out = Vec::new();
         for e in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
+            if name == "recipients.log" {
+                let text = std::fs::read_to_string(e.path()).unwrap();
+                // A line still being written has no newline yet: not accepted yet.
+                let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+                out.extend(complete.lines().map(str::to_owned));
+                continue;
+            }
             if !name.ends_with(".rcpt") {
                 continue;
             }
