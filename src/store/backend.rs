@@ -223,7 +223,8 @@ pub(crate) enum Lock {
     /// Creating or updating an article by its `external_id` (the CMS API's `PUT`: looked up,
     /// then inserted).
     ArticleUpsert,
-    /// Writing recipient snapshots (held shared by each) against deleting subscribers (held
+    /// Writing recipient snapshots and their recorded audience's deliveries
+    /// ([`super::audience`]; held shared by each) against deleting subscribers (held
     /// exclusively by the `subscribers_delete_deliveries` trigger of PostgreSQL's
     /// `20261215000000_snapshot.sql`, which names the key `(5, 0)` itself, and by an erasure
     /// that keeps the reader's hashed record and deletes their deliveries): deliveries carry no

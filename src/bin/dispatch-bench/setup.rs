@@ -185,6 +185,27 @@ pub(crate) async fn bulk_subscribers(db: &Path, n: u64, list_ids: &[i64]) -> Res
     Ok(())
 }
 
+/// Claims every delivery of edition `id` of list `list_id`, a thousand at a time, as one
+/// sender would (each claim leases its rows and, where the audience is not written yet,
+/// writes the next rows of it first). Returns the seconds it took and the deliveries claimed:
+/// what a snapshot leaves to the sending.
+pub(crate) async fn claim_everything(store: &Store, id: i64, list_id: i64) -> Result<(f64, u64)> {
+    let me = store
+        .register_sender(&dispatch::delivery::owner::current(Some("bench")))
+        .await?;
+    let t = std::time::Instant::now();
+    let mut claimed = 0;
+    loop {
+        let (batch, skips) = store
+            .claim_deliveries(id, list_id, 1000, ChronoDuration::minutes(30), me)
+            .await?;
+        if batch.is_empty() && skips.unwanted == 0 && skips.invalid == 0 {
+            return Ok((t.elapsed().as_secs_f64(), claimed));
+        }
+        claimed += batch.len() as u64;
+    }
+}
+
 /// Creates the digest of `slug` now and returns its id and recipient count.
 pub(crate) async fn make_edition(store: &Store, config: &Config, slug: &str) -> Result<(i64, u64)> {
     let list = store.list_by_slug(slug).await?;
