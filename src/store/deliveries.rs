@@ -141,7 +141,7 @@ impl Store {
             retrying(move || self.claim_deliveries_once(edition_id, list_id, limit, lease, owner))
         };
         let (mut claimed, mut skips) = claim(limit).await?;
-        // A large edition on PostgreSQL has readers whose deliveries are not written yet
+        // A large edition has readers whose deliveries are not written yet
         // (`store::audience`): when the written ones run short, write the next thousand.
         loop {
             let taken = claimed.len() as i64 + (skips.unwanted + skips.invalid) as i64;
