@@ -17,12 +17,12 @@ const ROWS: u64 = 32_500;
 /// Whether row `i` holds an invalid address: a few in every batch, and a run of 11,000 (more
 /// than a batch holds back while it waits for the store) after the second.
 fn invalid(i: u64) -> bool {
-    i % 997 == 0 || (20_001..=31_000).contains(&i)
+    i.is_multiple_of(997) || (20_001..=31_000).contains(&i)
 }
 
 /// Whether row `i` comes from an export where it was unsubscribed.
 fn exported_unsubscribed(i: u64) -> bool {
-    !invalid(i) && i % 1009 == 0
+    !invalid(i) && i.is_multiple_of(1009)
 }
 
 /// Rows whose address unsubscribes between the two imports: early in the first batch
