@@ -90,13 +90,13 @@ pub(super) async fn record(
     Ok(readers as u64)
 }
 
-/// Writes the deliveries of the recorded audience rows of edition `$1` (the row `$2`, or
-/// every row when it is NULL), in row order: one text per backend, as each splits the row's
-/// id list its own way. A subscriber deleted or erased since the snapshot is left out, as
-/// their erasure deletes a written delivery.
-fn write_out_sql(backend: Backend) -> &'static str {
+/// Writes the deliveries of the recorded audience rows of edition `$1` (the row `$2` when
+/// `one`, else every row), in row order: one text per backend, as each splits the row's id
+/// list its own way. A subscriber deleted or erased since the snapshot is left out, as their
+/// erasure deletes a written delivery.
+fn write_out_sql(backend: Backend, one: bool) -> &'static str {
     macro_rules! write_out {
-        ($ids:literal, $id:literal) => {
+        ($ids:literal, $id:literal, $which:literal) => {
             concat!(
                 "INSERT INTO deliveries (edition_id, subscriber_id, categories, status)
                  SELECT a.edition_id, ",
@@ -104,24 +104,39 @@ fn write_out_sql(backend: Backend) -> &'static str {
                 ", a.categories, 'queued'
                  FROM edition_audience a ",
                 $ids,
-                " WHERE a.edition_id = $1 AND (CAST($2 AS BIGINT) IS NULL OR a.seq = $2)
-                   AND EXISTS (SELECT 1 FROM subscribers p WHERE p.id = ",
+                " WHERE a.edition_id = $1",
+                $which,
+                " AND EXISTS (SELECT 1 FROM subscribers p WHERE p.id = ",
                 $id,
                 " AND p.status <> 'erased')
                  ORDER BY a.seq"
             )
         };
     }
-    match backend {
-        // "1,2,3" is the JSON array's body.
-        Backend::Sqlite => write_out!(
-            "JOIN json_each('[' || a.subscriber_ids || ']') AS r",
-            "r.value"
-        ),
-        Backend::Postgres => write_out!(
-            "CROSS JOIN LATERAL unnest(CAST(string_to_array(a.subscriber_ids, ',') AS BIGINT[])) AS r(id)",
-            "r.id"
-        ),
+    // "1,2,3" is the body of a JSON array.
+    macro_rules! sqlite {
+        ($which:literal) => {
+            write_out!(
+                "JOIN json_each('[' || a.subscriber_ids || ']') AS r",
+                "r.value",
+                $which
+            )
+        };
+    }
+    macro_rules! postgres {
+        ($which:literal) => {
+            write_out!(
+                "CROSS JOIN LATERAL unnest(CAST(string_to_array(a.subscriber_ids, ',') AS BIGINT[])) AS r(id)",
+                "r.id",
+                $which
+            )
+        };
+    }
+    match (backend, one) {
+        (Backend::Sqlite, true) => sqlite!(" AND a.seq = $2"),
+        (Backend::Sqlite, false) => sqlite!(""),
+        (Backend::Postgres, true) => postgres!(" AND a.seq = $2"),
+        (Backend::Postgres, false) => postgres!(""),
     }
 }
 
@@ -129,21 +144,23 @@ fn write_out_sql(backend: Backend) -> &'static str {
 /// row (`None`), and deletes those rows from `edition_audience`. Returns the deliveries
 /// written. The caller holds [`Lock::SnapshotAudience`] shared.
 pub(super) async fn write_out(tx: &mut Tx, id: i64, seq: Option<i64>) -> Result<u64> {
-    let sql = write_out_sql(tx.backend());
+    let sql = write_out_sql(tx.backend(), seq.is_some());
     let written = db!(tx, |c| {
-        sqlx::query(sql)
-            .bind(id)
-            .bind(seq)
-            .execute(c)
-            .await
-            .affected()
+        let mut q = sqlx::query(sql).bind(id);
+        if let Some(seq) = seq {
+            q = q.bind(seq);
+        }
+        q.execute(c).await.affected()
     })?;
     db!(tx, |c| {
-        sqlx::query(
-            "DELETE FROM edition_audience WHERE edition_id = $1 AND (CAST($2 AS BIGINT) IS NULL OR seq = $2)",
-        )
-        .bind(id)
-        .bind(seq)
+        match seq {
+            Some(seq) => {
+                sqlx::query("DELETE FROM edition_audience WHERE edition_id = $1 AND seq = $2")
+                    .bind(id)
+                    .bind(seq)
+            }
+            None => sqlx::query("DELETE FROM edition_audience WHERE edition_id = $1").bind(id),
+        }
         .execute(c)
         .await
         .affected()

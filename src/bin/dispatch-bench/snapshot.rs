@@ -129,14 +129,14 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
     ])
 }
 
-/// What the snapshot left to the sending: claiming every delivery in claims of 1,000 (each
-/// lease an `UPDATE`; the audience past the first 10,000 written as the claims reach it).
+/// What the snapshot left to the sending: claiming every delivery in claims of 1,000 and
+/// recording each sent (the audience past the first 10,000 written as the claims reach it).
 pub(crate) fn claims_row(name: &str, secs: f64, claimed: u64, queued: u64) -> Row {
     Row::new(
         name,
         "-".to_owned(),
         format!(
-            "{secs:.2} s to claim all {} in claims of 1,000, writing the audience as they go ({:.0}/s)",
+            "{secs:.2} s to claim and record sent all {} in claims of 1,000, writing the audience as they go ({:.0}/s)",
             thousands(claimed as f64),
             claimed as f64 / secs
         ),
