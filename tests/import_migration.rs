@@ -6,8 +6,7 @@
 mod support;
 
 use dispatch::store::Store;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use support::db::{TempDb, raw_pool};
+use support::db::{TempDb, migrated_before, raw_pool};
 
 /// The migration this test is about; every earlier one is applied first, by hand.
 const IMPORT_MIGRATION: &str = "20261214000000";
@@ -16,32 +15,7 @@ const IMPORT_MIGRATION: &str = "20261214000000";
 async fn rebuilding_subscribers_keeps_every_reader_and_their_subscriptions() {
     let db = TempDb::new();
     // The migrations before this one, in a folder of their own.
-    let older = db.dir().join("older-migrations");
-    std::fs::create_dir(&older).unwrap();
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    for entry in std::fs::read_dir(&src).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if path.is_file() && name.ends_with(".sql") && name.as_str() < IMPORT_MIGRATION {
-            std::fs::copy(&path, older.join(&name)).unwrap();
-        }
-    }
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::new()
-                .filename(db.path())
-                .create_if_missing(true)
-                .foreign_keys(true),
-        )
-        .await
-        .unwrap();
-    sqlx::migrate::Migrator::new(older.as_path())
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
+    let pool = migrated_before(&db, IMPORT_MIGRATION).await;
     let t = "2026-12-01T00:00:00.000000Z";
     for sql in [
         "INSERT INTO lists (id, slug, name, created_at, updated_at) VALUES (1, 'daily', 'Daily', $1, $1)",

@@ -635,6 +635,25 @@ mod tests {
         }
     }
 
+    /// Makes the list's digest with no Sport story, so that Sport-only readers are recorded
+    /// skipped: (edition, queued, skipped).
+    async fn digest_without_sport(store: &Store, list: i64) -> (i64, u64, u64) {
+        let variants = store.category_variants(list).await.unwrap();
+        let sport = variants.into_iter().flatten().next().unwrap();
+        let Created::New {
+            id,
+            queued,
+            skipped,
+        } = store
+            .create_edition(&digest(list, vec![Some(sport)]))
+            .await
+            .unwrap()
+        else {
+            panic!("expected a new edition");
+        };
+        (id, queued, skipped)
+    }
+
     /// The readers an edition has a delivery row for, by address.
     async fn audience(store: &Store, edition: i64) -> Vec<(String, DeliveryStatus)> {
         db!(store.pool(), |c| {
@@ -670,26 +689,7 @@ mod tests {
             .unsubscribe_email(&rows[2].email, Some(list))
             .await
             .unwrap();
-        let sport = store
-            .category_variants(list)
-            .await
-            .unwrap()
-            .into_iter()
-            .flatten()
-            .next()
-            .unwrap();
-        // The edition has no Sport story: Sport-only readers are recorded skipped.
-        let Created::New {
-            id,
-            queued,
-            skipped,
-        } = store
-            .create_edition(&digest(list, vec![Some(sport)]))
-            .await
-            .unwrap()
-        else {
-            panic!("expected a new edition");
-        };
+        let (id, queued, skipped) = digest_without_sport(&store, list).await;
         assert_eq!((queued, skipped), (1, 2));
         assert_eq!(store.edition(id).await.unwrap().recipient_count, 3);
         // reader4 joins after the snapshot: not in it.
@@ -882,19 +882,7 @@ mod tests {
             .subscribe_batch(list, &rows, "test", false)
             .await
             .unwrap();
-        let sport = store.category_variants(list).await.unwrap();
-        let sport = sport.into_iter().flatten().next().unwrap();
-        let Created::New {
-            id,
-            queued,
-            skipped,
-        } = store
-            .create_edition(&digest(list, vec![Some(sport)]))
-            .await
-            .unwrap()
-        else {
-            panic!("expected a new edition");
-        };
+        let (id, queued, skipped) = digest_without_sport(&store, list).await;
         assert_eq!((queued, skipped), (30, 10));
         assert_eq!(store.edition(id).await.unwrap().recipient_count, 40);
         let written: i64 = db!(store.pool(), |c| {

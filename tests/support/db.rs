@@ -62,3 +62,37 @@ pub async fn raw_pool(path: &Path) -> SqlitePool {
         .await
         .expect("open a raw pool on the test database")
 }
+
+/// A pool of one connection on `db`'s file with every migration older than `version` (a
+/// migration's leading number) applied and no later one, as a database this version of
+/// `dispatch` upgrades would be: for tests of a migration that rewrites existing rows.
+#[allow(dead_code)] // only the migration tests use it
+pub async fn migrated_before(db: &TempDb, version: &str) -> SqlitePool {
+    let older = db.dir().join("older-migrations");
+    std::fs::create_dir(&older).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_file() && name.ends_with(".sql") && name.as_str() < version {
+            std::fs::copy(&path, older.join(&name)).unwrap();
+        }
+    }
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(db.path())
+                .create_if_missing(true)
+                .foreign_keys(true),
+        )
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(older.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    pool
+}
