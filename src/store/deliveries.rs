@@ -389,8 +389,13 @@ impl Store {
     pub async fn next_due(&self, edition_id: i64) -> Result<Option<DateTime<Utc>>> {
         let t: Option<DbTime> = db!(self.pool(), |c| {
             sqlx::query_scalar(
-                "SELECT MIN(COALESCE(CASE WHEN status = 'sending' THEN lease_until ELSE next_attempt_at END, $2))
-                 FROM deliveries WHERE edition_id = $1 AND status IN ('queued', 'sending')",
+                // Readers whose deliveries are not written yet (`store::audience`) are due now.
+                "SELECT MIN(due) FROM (
+                     SELECT COALESCE(CASE WHEN status = 'sending' THEN lease_until ELSE next_attempt_at END, $2) AS due
+                     FROM deliveries WHERE edition_id = $1 AND status IN ('queued', 'sending')
+                     UNION ALL
+                     SELECT $2 AS due FROM edition_audience WHERE edition_id = $1
+                 ) AS pending",
             )
             .bind(edition_id)
             .bind(now_text())

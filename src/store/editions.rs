@@ -893,6 +893,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(written, 10, "only the skipped rows are written at once");
+        let due = store.next_due(id).await.unwrap();
+        assert!(
+            due.is_some_and(|t| t <= Utc::now()),
+            "unwritten readers are due now: {due:?}"
+        );
         let counts =
             |pairs: &[(DeliveryStatus, i64)]| pairs.iter().copied().collect::<BTreeMap<_, _>>();
         assert_eq!(
