@@ -17,8 +17,8 @@ use support::cli::{Cli, show};
 use support::sink::Sink;
 use support::{free_port, postgres, tools};
 
-/// Readers of the edition two nodes share: the 20,000, past the 10,000 a PostgreSQL
-/// snapshot writes at once, so the nodes also write the rest of the audience as they go
+/// Readers of the edition two nodes share: the 20,000, past the 10,000 a snapshot
+/// writes at once, so the nodes write every delivery as they go, from the recorded audience
 /// (`store::audience`), racing for its rows.
 const READERS: usize = 20_000;
 
