@@ -635,6 +635,20 @@ mod tests {
         }
     }
 
+    /// Creates the list `daily` with `rows` subscribed to it; returns its id.
+    async fn daily_list(store: &Store, rows: &[NewSubscription]) -> i64 {
+        let list = store
+            .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
+            .await
+            .unwrap()
+            .id;
+        store
+            .subscribe_batch(list, rows, "test", false)
+            .await
+            .unwrap();
+        list
+    }
+
     /// Makes the list's digest with no Sport story, so that Sport-only readers are recorded
     /// skipped: (edition, queued, skipped).
     async fn digest_without_sport(store: &Store, list: i64) -> (i64, u64, u64) {
@@ -758,16 +772,8 @@ mod tests {
     store_test!(a_reader_who_leaves_after_the_snapshot_is_not_sent);
     async fn a_reader_who_leaves_after_the_snapshot_is_not_sent(backend: Backend) {
         let (store, _d) = temp_store_on(backend).await;
-        let list = store
-            .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
-            .await
-            .unwrap()
-            .id;
         let rows: Vec<_> = (0..3).map(|i| reader(i, false)).collect();
-        store
-            .subscribe_batch(list, &rows, "test", false)
-            .await
-            .unwrap();
+        let list = daily_list(&store, &rows).await;
         let Created::New { id, queued: 3, .. } =
             store.create_edition(&digest(list, vec![])).await.unwrap()
         else {
@@ -790,16 +796,8 @@ mod tests {
     store_test!(erasing_a_reader_or_deleting_a_list_removes_their_deliveries);
     async fn erasing_a_reader_or_deleting_a_list_removes_their_deliveries(backend: Backend) {
         let (store, _d) = temp_store_on(backend).await;
-        let list = store
-            .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
-            .await
-            .unwrap()
-            .id;
         let rows: Vec<_> = (0..3).map(|i| reader(i, false)).collect();
-        store
-            .subscribe_batch(list, &rows, "test", false)
-            .await
-            .unwrap();
+        let list = daily_list(&store, &rows).await;
         let Created::New { id, .. } = store.create_edition(&digest(list, vec![])).await.unwrap()
         else {
             panic!("expected a new edition");
@@ -964,16 +962,8 @@ mod tests {
         let (store, d) = temp_store_on(backend).await;
         let store = store.with_eager_audience(0);
         let other = d.reopen().await.with_eager_audience(0);
-        let list = store
-            .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
-            .await
-            .unwrap()
-            .id;
         let rows: Vec<_> = (0..200).map(|i| reader(i, false)).collect();
-        store
-            .subscribe_batch(list, &rows, "test", false)
-            .await
-            .unwrap();
+        let list = daily_list(&store, &rows).await;
         let Created::New {
             id, queued: 200, ..
         } = store.create_edition(&digest(list, vec![])).await.unwrap()
@@ -994,16 +984,8 @@ mod tests {
     async fn cancelling_an_edition_counts_its_unwritten_readers_skipped(backend: Backend) {
         let (store, _d) = temp_store_on(backend).await;
         let store = store.with_eager_audience(0);
-        let list = store
-            .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
-            .await
-            .unwrap()
-            .id;
         let rows: Vec<_> = (0..20).map(|i| reader(i, false)).collect();
-        store
-            .subscribe_batch(list, &rows, "test", false)
-            .await
-            .unwrap();
+        let list = daily_list(&store, &rows).await;
         let Created::New { id, .. } = store.create_edition(&digest(list, vec![])).await.unwrap()
         else {
             panic!("expected a new edition");
