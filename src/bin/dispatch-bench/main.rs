@@ -33,6 +33,7 @@ mod growth;
 mod import;
 mod latency;
 mod personalise;
+mod pgdb;
 mod pg_nodes;
 mod pg_smtp;
 mod pg_snapshot;

@@ -4,8 +4,8 @@
 //! two nodes, two processes, send a second edition of the same readers together, claiming
 //! different readers (`FOR UPDATE SKIP LOCKED`).
 //!
-//! Target: two nodes at least 1.8× one node's rate. Needs `DISPATCH_BENCH_POSTGRES` (an empty
-//! database; skipped without it).
+//! Target: two nodes at least 1.8× one node's rate. Needs `DISPATCH_BENCH_POSTGRES` (the benchmark
+//! creates a database of its own on that server; skipped without it).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -20,7 +20,7 @@ use dispatch::store::Store;
 
 use crate::Ctx;
 use crate::child::{self, Step};
-use crate::pg_snapshot::ENV;
+use crate::pgdb::{BenchDb, ENV};
 use crate::setup::{Language, bench_config, prepare_send};
 use crate::smtp::{Sent, send_edition};
 use crate::table::{Row, Verdict, per_sec, ratio, thousands};
@@ -69,12 +69,13 @@ impl Step for NodeStep {
 }
 
 pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
-    let Ok(url) = std::env::var(ENV) else {
+    let Some(pg) = BenchDb::create("pg-nodes").await? else {
         return Ok(Row::skipped(
             "pg-nodes",
-            &format!("{ENV} names no empty PostgreSQL database"),
+            &format!("{ENV} names no PostgreSQL database"),
         ));
     };
+    let url = pg.url.clone();
     let [sink] = match tools::find_all([Tool::SmtpSink]) {
         Ok(paths) => paths,
         Err(why) => return Ok(Row::skipped("pg-nodes", &why)),
@@ -83,7 +84,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
     let (db, [one, two]) = prepare_send(&ctx.dir, n, ["bench", "bench-two"]).await?;
     dispatch::store::copy::copy_sqlite_to_postgres(&db, &url, 4, 1000, |_, _| {})
         .await
-        .with_context(|| format!("copying the bench database into {ENV}"))?;
+        .context("copying the bench database into PostgreSQL")?;
     let step = |edition| NodeStep {
         url: Some(url.clone()),
         db: db.clone(),
@@ -116,6 +117,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
         rb.sent,
         ratio(r)
     );
+    pg.remove().await?;
     Ok(vec![Row::new(
         "pg-nodes",
         "2 nodes ≥ 1.8× 1 node",

@@ -1,7 +1,7 @@
 //! `pg-smtp`: single-node sending throughput on PostgreSQL against SQLite's, in the same run:
 //! the `smtp` benchmark's 20,000-recipient edition sent once from its SQLite file and once
-//! from a `db copy` of that file in PostgreSQL (`DISPATCH_BENCH_POSTGRES`, an empty
-//! database; skipped without it), each over 8 connections to a fresh `smtp-sink` behind the
+//! from a `db copy` of that file in PostgreSQL (a database of its own on the server
+//! `DISPATCH_BENCH_POSTGRES` names; skipped without it), each over 8 connections to a fresh `smtp-sink` behind the
 //! delay proxy (10 ms round trip), as issue 16 sets it: a real relay is latency-bound, and on
 //! loopback the PostgreSQL server's own CPU would come out of the same two cores the sender
 //! uses, which measures the machine rather than the store.
@@ -15,7 +15,7 @@ use anyhow::{Context as _, Result};
 use crate::Ctx;
 use crate::child;
 use crate::pg_nodes::NodeStep;
-use crate::pg_snapshot::ENV;
+use crate::pgdb::{BenchDb, ENV};
 use crate::setup::{LIST, prepare_send};
 use crate::table::{Row, Verdict, ratio, thousands};
 use crate::tools::{self, Tool};
@@ -24,12 +24,13 @@ use crate::tools::{self, Tool};
 const RECIPIENTS: u64 = 20_000;
 
 pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
-    let Ok(url) = std::env::var(ENV) else {
+    let Some(pg_db) = BenchDb::create("pg-smtp").await? else {
         return Ok(Row::skipped(
             "pg-smtp",
-            &format!("{ENV} names no empty PostgreSQL database"),
+            &format!("{ENV} names no PostgreSQL database"),
         ));
     };
+    let url = pg_db.url.clone();
     let [sink] = match tools::find_all([Tool::SmtpSink]) {
         Ok(paths) => paths,
         Err(why) => return Ok(Row::skipped("pg-smtp", &why)),
@@ -39,7 +40,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
     // The queued edition, as it is before the send, in both databases.
     dispatch::store::copy::copy_sqlite_to_postgres(&db, &url, 4, 1000, |_, _| {})
         .await
-        .with_context(|| format!("copying the bench database into {ENV}"))?;
+        .context("copying the bench database into PostgreSQL")?;
     let send = |url: Option<String>| {
         child::spawn(&NodeStep {
             url,
@@ -61,6 +62,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
         pg.sent,
         ratio(r)
     );
+    pg_db.remove().await?;
     Ok(vec![Row::new(
         "pg-smtp",
         "≥ 0.8× SQLite",

@@ -4,8 +4,9 @@
 //! target); on PostgreSQL that is many nodes' shared database, so the pause before the
 //! first message must stay as short as on SQLite.
 //!
-//! Target: at most 5 s, as for SQLite. Needs an empty PostgreSQL database named by
-//! `DISPATCH_BENCH_POSTGRES` (`postgres://user@host/dbname`; skipped without it). The
+//! Target: at most 5 s, as for SQLite. Needs `DISPATCH_BENCH_POSTGRES`
+//! (`postgres://user@host/dbname`, a user who may create databases; skipped without it):
+//! the benchmark fills a database of its own ([`crate::pgdb`]). The
 //! subscribers are bulk-loaded into SQLite as for `snapshot`, then moved with `dispatch db
 //! copy`'s code (`COPY … FROM STDIN`), whose time is reported too (no target: it runs once
 //! per installation).
@@ -26,6 +27,7 @@ use dispatch::store::{Created, Store};
 
 use crate::Ctx;
 use crate::child::{self, Step};
+use crate::pgdb::{BenchDb, ENV};
 use crate::setup::{
     LIST, Language, add_articles, bench_config, bulk_subscribers, claim_everything, store_with_list,
 };
@@ -33,9 +35,6 @@ use crate::table::{Row, Verdict, thousands};
 
 /// Subscribers at full scale.
 const SUBSCRIBERS: u64 = 1_000_000;
-
-/// The variable naming the empty database the benchmark fills.
-pub(crate) const ENV: &str = "DISPATCH_BENCH_POSTGRES";
 
 /// Creates the digest of `list` in the PostgreSQL database `url`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -81,12 +80,13 @@ impl Step for PgSnapshotStep {
 }
 
 pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
-    let Ok(url) = std::env::var(ENV) else {
+    let Some(pg) = BenchDb::create("pg-snapshot").await? else {
         return Ok(Row::skipped(
             "pg-snapshot",
-            &format!("{ENV} names no empty PostgreSQL database"),
+            &format!("{ENV} names no PostgreSQL database"),
         ));
     };
+    let url = pg.url.clone();
     let n = ctx.scale.count(SUBSCRIBERS);
     let db = ctx.dir.join("pg-snapshot.db");
     let (store, list) = store_with_list(&db, LIST).await?;
@@ -99,7 +99,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
     let t = Instant::now();
     let counts = dispatch::store::copy::copy_sqlite_to_postgres(&db, &url, 4, 1000, |_, _| {})
         .await
-        .with_context(|| format!("copying the bench database into {ENV}"))?;
+        .context("copying the bench database into PostgreSQL")?;
     let copy_secs = t.elapsed().as_secs_f64();
     let rows: i64 = counts.iter().map(|c| c.rows).sum();
     eprintln!(
@@ -120,6 +120,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Vec<Row>> {
         o.secs,
         r.rss_mb
     );
+    pg.remove().await?;
     Ok(vec![
         Row::new(
             "pg-snapshot",
