@@ -11,11 +11,11 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use aws_lc_rs::digest::{self, SHA256};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use ring::digest::{self, SHA256};
-use ring::rand::SystemRandom;
-use ring::signature::{Ed25519KeyPair, KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair};
 use rustls::pki_types::pem::{self, SectionKind};
 
 use crate::config;
@@ -36,6 +36,9 @@ const SIGNED: &[&str] = &[
     "auto-submitted",
     "feedback-id",
 ];
+
+/// Bytes of canonical body given to the body hash at a time.
+const HASH_BATCH: usize = 8 * 1024;
 
 /// Headers listed once more than they occur, so an added copy breaks the signature.
 const OVERSIGNED: &[&str] = &[
@@ -86,8 +89,8 @@ pub struct DkimSigner {
     domain: String,
     selector: String,
     key: Key,
-    /// For RSA blinding (ring's defence against timing attacks); PKCS#1 v1.5 itself is
-    /// deterministic.
+    /// For the signing API (AWS-LC blinds RSA against timing attacks itself); PKCS#1 v1.5
+    /// is deterministic.
     rng: SystemRandom,
 }
 
@@ -115,7 +118,7 @@ impl DkimSigner {
         Self::from_pem(&cfg.domain, &cfg.selector, &pem, path)
     }
 
-    /// Builds a signer from PEM text: an RSA key (2048 to 4096 bits) as PKCS#1
+    /// Builds a signer from PEM text: an RSA key (2048 to 8192 bits) as PKCS#1
     /// (`BEGIN RSA PRIVATE KEY`) or PKCS#8 (`BEGIN PRIVATE KEY`), or an Ed25519 key as PKCS#8
     /// (v1, as OpenSSL writes it, or v2 with the public key). `path` names the source in
     /// errors.
@@ -173,7 +176,7 @@ impl DkimSigner {
         match &self.key {
             Key::Rsa(k) => format!(
                 "v=DKIM1; k=rsa; p={}",
-                BASE64.encode(rsa_spki(k.public().as_ref()))
+                BASE64.encode(rsa_spki(k.public_key().as_ref()))
             ),
             Key::Ed25519(k) => format!(
                 "v=DKIM1; k=ed25519; p={}",
@@ -219,7 +222,22 @@ impl DkimSigner {
         }
 
         let mut body_hash = digest::Context::new(&SHA256);
-        relaxed_body(body, &mut |b| body_hash.update(b));
+        // Each update is a call into AWS-LC: the canonical body goes in in pieces of 8 KB, not
+        // in the line-sized ones `relaxed_body` yields (Ed25519 signing of a 64.7 KB message
+        // took 183 µs with an update per piece, against ring's 138).
+        let mut batch = Vec::with_capacity(HASH_BATCH);
+        relaxed_body(body, &mut |b| {
+            if batch.len() + b.len() > HASH_BATCH {
+                body_hash.update(&batch);
+                batch.clear();
+            }
+            if b.len() > HASH_BATCH {
+                body_hash.update(b);
+            } else {
+                batch.extend_from_slice(b);
+            }
+        });
+        body_hash.update(&batch);
         let bh = BASE64.encode(body_hash.finish());
 
         // The header, folded between tags (FWS is allowed around tags, RFC 6376 §3.2); b= is
@@ -284,9 +302,9 @@ impl DkimSigner {
         relaxed_header(sig.as_bytes(), &mut data, false);
 
         let signature = match &self.key {
-            // RSASSA-PKCS1-v1_5 with SHA-256 over the data (RFC 6376 §3.3.1); ring hashes it.
+            // RSASSA-PKCS1-v1_5 with SHA-256 over the data (RFC 6376 §3.3.1); AWS-LC hashes it.
             Key::Rsa(k) => {
-                let mut out = vec![0; k.public().modulus_len()];
+                let mut out = vec![0; k.public_modulus_len()];
                 k.sign(&RSA_PKCS1_SHA256, &self.rng, &data, &mut out)
                     .map_err(|_| DkimError::Message("RSA signing failed".into()))?;
                 out
@@ -361,7 +379,7 @@ fn private_key_section(pem: &[u8]) -> Result<(SectionKind, Vec<u8>), String> {
 
 /// A PKCS#8 key: RSA (rsaEncryption, RFC 8017 Appendix C) or Ed25519 (RFC 8410 §3).
 fn pkcs8_key(der: &[u8]) -> Result<Key, String> {
-    // ring checks the algorithm before anything else and says "WrongAlgorithm" when the
+    // aws-lc-rs checks the algorithm before anything else and says "WrongAlgorithm" when the
     // key is of another kind, so each parser is tried in turn.
     const WRONG_ALGORITHM: &str = "WrongAlgorithm";
     match RsaKeyPair::from_pkcs8(der) {
@@ -377,18 +395,18 @@ fn pkcs8_key(der: &[u8]) -> Result<Key, String> {
     }
 }
 
-/// An RSA key ring accepted, or why it did not.
+/// An RSA key aws-lc-rs accepted, or why it did not.
 fn rsa_key(
-    parsed: Result<RsaKeyPair, ring::error::KeyRejected>,
+    parsed: Result<RsaKeyPair, aws_lc_rs::error::KeyRejected>,
     form: &str,
 ) -> Result<Key, String> {
     match parsed {
         Ok(k) => Ok(Key::Rsa(Box::new(k))),
-        // RFC 8301 §3.2 allows 1024-bit signing keys but asks for 2048; ring signs only with
-        // 2048 to 4096 bits and the public exponent 65537, which is what keys made today have.
+        // RFC 8301 §3.2 allows 1024-bit signing keys but asks for 2048; aws-lc-rs signs only
+        // with 2048 to 8192 bits, which is what keys made today have.
         Err(e) if e.to_string() == "TooSmall" || e.to_string() == "TooLarge" => Err(format!(
-            "the RSA key must have 2048 to 4096 bits and the public exponent 65537 (RFC 8301 §3.2 \
-             asks for at least 2048 bits); {KEYGEN_HINT}, then publish its new DNS record"
+            "the RSA key must have 2048 to 8192 bits (RFC 8301 §3.2 asks for at least 2048 \
+             bits); {KEYGEN_HINT}, then publish its new DNS record"
         )),
         Err(e) => Err(format!("not a valid {form} RSA key: {e}")),
     }
@@ -396,7 +414,7 @@ fn rsa_key(
 
 /// Wraps a DER `RSAPublicKey` (RFC 8017 Appendix A.1.1) in a `SubjectPublicKeyInfo`
 /// (RFC 5280 §4.1.2.7 with the rsaEncryption identifier of RFC 3279 §2.3.1): the form
-/// `openssl rsa -pubout` writes and DKIM records carry in `p=`. ring only gives the inner key.
+/// `openssl rsa -pubout` writes and DKIM records carry in `p=`. aws-lc-rs only gives the inner key.
 fn rsa_spki(rsa_public_key: &[u8]) -> Vec<u8> {
     /// `SEQUENCE { OID 1.2.840.113549.1.1.1, NULL }`.
     const RSA_ENCRYPTION: &[u8] = &[

@@ -268,9 +268,9 @@ fn pem_text(label: &str, der: &[u8]) -> String {
     )
 }
 
-/// An Ed25519 key made by ring: PKCS#8 v2 (RFC 5958, with the public key), a form other tools
-/// write. Also returns its DNS record, from ring: the OpenSSL 3.0 here refuses to read the file.
-fn ring_ed25519_v2_pem() -> (String, String) {
+/// An Ed25519 key made by aws-lc-rs: PKCS#8 v2 (RFC 5958, with the public key), a form other tools
+/// write. Also returns its DNS record, from aws-lc-rs: the OpenSSL 3.0 here refuses to read the file.
+fn generated_ed25519_v2_pem() -> (String, String) {
     let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
     let public = Ed25519KeyPair::from_pkcs8(doc.as_ref())
         .unwrap()
@@ -290,7 +290,7 @@ fn ed25519_pkcs8_v2_signature_verifies_with_dkimpy() {
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v2.pem");
-    let (pem, record) = ring_ed25519_v2_pem();
+    let (pem, record) = generated_ed25519_v2_pem();
     std::fs::write(&path, pem).unwrap();
     let s = signer(&path);
     assert_eq!(s.dns_record(), record);
@@ -320,10 +320,10 @@ fn unusable_keys_are_refused_with_how_to_make_one() {
         assert!(e.contains(name), "{e}");
         e
     };
-    // RFC 8301 §3.2 asks for 2048 bits; ring signs with 2048 to 4096.
+    // RFC 8301 §3.2 asks for 2048 bits; aws-lc-rs signs with 2048 to 8192.
     let short = refused("rsa1024.pem", &["genrsa", "-traditional", "1024"]);
     assert!(
-        short.contains("must have 2048 to 4096 bits") && short.contains("openssl genrsa"),
+        short.contains("must have 2048 to 8192 bits") && short.contains("openssl genrsa"),
         "{short}"
     );
     let ec = refused(
@@ -359,19 +359,19 @@ fn unusable_keys_are_refused_with_how_to_make_one() {
     );
 }
 
-fn ring_ed25519_signer() -> DkimSigner {
+fn generated_ed25519_signer() -> DkimSigner {
     DkimSigner::from_pem(
         "news.example.com",
         "digest2026",
-        ring_ed25519_v2_pem().0.as_bytes(),
-        Path::new("ring.pem"),
+        generated_ed25519_v2_pem().0.as_bytes(),
+        Path::new("generated.pem"),
     )
     .unwrap()
 }
 
 #[tokio::test]
 async fn signing_pool_returns_each_message_signed_under_concurrent_load() {
-    let pool = SigningPool::new(ring_ed25519_signer(), NonZeroUsize::new(2)).unwrap();
+    let pool = SigningPool::new(generated_ed25519_signer(), NonZeroUsize::new(2)).unwrap();
     assert_eq!(pool.threads(), 2);
     let (msg, ..) = personalised(Some("Ayesha"));
     // Many more callers than threads and queue places: every one is served.
@@ -394,7 +394,7 @@ async fn signing_pool_returns_each_message_signed_under_concurrent_load() {
 
 #[tokio::test]
 async fn signing_pool_reports_what_cannot_be_signed_and_keeps_serving() {
-    let pool = SigningPool::new(ring_ed25519_signer(), NonZeroUsize::new(1)).unwrap();
+    let pool = SigningPool::new(generated_ed25519_signer(), NonZeroUsize::new(1)).unwrap();
     // Shared by worker tasks, awaited inside spawned tasks.
     fn send_sync<T: Send + Sync>(_: &T) {}
     fn send<T: Send>(_: &T) {}
@@ -413,6 +413,6 @@ async fn signing_pool_reports_what_cannot_be_signed_and_keeps_serving() {
 #[test]
 fn signing_pool_defaults_to_one_thread_per_core() {
     let cores = std::thread::available_parallelism().unwrap().get();
-    let pool = SigningPool::new(ring_ed25519_signer(), None).unwrap();
+    let pool = SigningPool::new(generated_ed25519_signer(), None).unwrap();
     assert_eq!(pool.threads(), cores);
 }
