@@ -4,8 +4,8 @@
 //! two nodes, two processes, send a second edition of the same readers together, claiming
 //! different readers (`FOR UPDATE SKIP LOCKED`).
 //!
-//! Target: two nodes at least 1.8× one node's rate. Needs `DISPATCH_BENCH_POSTGRES` (the benchmark
-//! creates a database of its own on that server; skipped without it).
+//! Target: two nodes at least 1.8× one node's rate. Needs `DISPATCH_BENCH_POSTGRES` (the
+//! benchmark creates a database of its own on that server; skipped without it).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

@@ -1,10 +1,10 @@
 //! `pg-smtp`: single-node sending throughput on PostgreSQL against SQLite's, in the same run:
 //! the `smtp` benchmark's 20,000-recipient edition sent once from its SQLite file and once
 //! from a `db copy` of that file in PostgreSQL (a database of its own on the server
-//! `DISPATCH_BENCH_POSTGRES` names; skipped without it), each over 8 connections to a fresh `smtp-sink` behind the
-//! delay proxy (10 ms round trip), as issue 16 sets it: a real relay is latency-bound, and on
-//! loopback the PostgreSQL server's own CPU would come out of the same two cores the sender
-//! uses, which measures the machine rather than the store.
+//! `DISPATCH_BENCH_POSTGRES` names; skipped without it), each over 8 connections to a fresh
+//! `smtp-sink` behind the delay proxy (10 ms round trip), as issue 16 sets it: a real relay
+//! is latency-bound, and on loopback the PostgreSQL server's own CPU would come out of the
+//! same two cores the sender uses, which measures the machine rather than the store.
 //!
 //! Target: PostgreSQL at least 0.8× SQLite's rate. Claims and outcomes are round trips to a
 //! server on PostgreSQL and calls into a library on SQLite; the engine claims and records in
