@@ -57,14 +57,6 @@ impl Step for ApiStep {
     type Output = Sent;
 
     async fn run(self) -> Result<Sent> {
-        // `DISPATCH_BENCH_LOG=dispatch::store::article_upsert=debug,…` shows where the
-        // daemon's time goes (the writer's queue, the recorder's commits) on stderr.
-        if let Ok(filter) = std::env::var("DISPATCH_BENCH_LOG") {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-                .with_writer(std::io::stderr)
-                .try_init();
-        }
         let store = Store::open(&self.db).await?;
         let config = bench_config(&self.db, Language::English, Some(self.port));
         let key = ApiKey::generate();

@@ -67,6 +67,14 @@ pub(crate) fn spawn<S: Step>(step: &S) -> Result<Report<S::Output>> {
 pub(crate) fn serve<S: Step>(params: &str) -> Result<()> {
     let step: S = serde_json::from_str(params)
         .with_context(|| format!("step {} parameters {params:?}", S::NAME))?;
+    // `DISPATCH_BENCH_LOG=dispatch::delivery=debug,…` shows where a step's time goes (the
+    // recorder's commits, the claims, the writer's queue) on stderr.
+    if let Ok(filter) = std::env::var("DISPATCH_BENCH_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let rt = tokio::runtime::Runtime::new()?;
     let output = rt.block_on(step.run())?;
     drop(rt);
@@ -79,7 +87,6 @@ pub(crate) fn serve<S: Step>(params: &str) -> Result<()> {
     Ok(())
 }
 
-/// CPU time (user + system) this process used, in seconds.
 /// This process's CPU time so far (user + system), in seconds.
 pub(crate) fn cpu_secs() -> Result<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
