@@ -14,7 +14,7 @@ use super::pauses::Pauses;
 use super::policy::Unreachable;
 use super::recorder::Recorder;
 use super::relay_limit::ConnectionLimit;
-use super::worker::{self, Job, Shared};
+use super::worker::{self, Content, Job, Shared};
 use super::{Mode, Progress, Report, Scope};
 use crate::config::Config;
 use crate::mail::dkim::{DkimSigner, SigningPool};
@@ -172,7 +172,6 @@ impl Engine {
         let connections = Arc::new(ConnectionLimit::new(workers));
         let shared = Arc::new(Shared {
             transport: Arc::clone(&self.transport),
-            signer: self.signer.clone(),
             limiter: self.limiter.clone(),
             paused: Arc::clone(&paused),
             unreachable: Unreachable::new(StdDuration::from_secs(
@@ -450,7 +449,7 @@ impl Dispatch<'_> {
                         to: m.to,
                         envelope_from,
                         message_id,
-                        bytes,
+                        content: self.engine.content(bytes),
                         claimed_at: Instant::now(),
                         permit,
                     });
@@ -531,7 +530,7 @@ impl Dispatch<'_> {
                     to: c.email,
                     envelope_from,
                     message_id,
-                    bytes: self.scratch.clone(),
+                    content: self.engine.content(self.scratch.clone()),
                     claimed_at: Instant::now(),
                     permit,
                 });
@@ -543,6 +542,16 @@ impl Dispatch<'_> {
 }
 
 impl Engine {
+    /// A claimed message's content: with DKIM, handed to the signing threads now, so that
+    /// they sign the messages queued for the workers while the connections wait for their
+    /// relays (the worker waits only when it finds its message not signed yet).
+    fn content(&self, bytes: Vec<u8>) -> Content {
+        match &self.signer {
+            Some(pool) => Content::Signing(pool.start(bytes)),
+            None => Content::Final(bytes),
+        }
+    }
+
     /// The earliest time queued work of the scope's editions becomes due.
     async fn next_due(&self, scope: &Scope) -> Result<Option<chrono::DateTime<Utc>>> {
         let mut best = None;

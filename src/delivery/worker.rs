@@ -7,7 +7,10 @@
 //!
 //! One round trip per message: while a message goes to the relay, the worker has the next one
 //! ready (checked and signed) when its queue holds one, so that its envelope goes in the same
-//! write as this message's content (`Session::send_then`). Not under `[sending]
+//! write as this message's content (`Session::send_then`). Signing does not wait for the
+//! worker: the dispatcher starts it when it claims the message ([`Content::Signing`]), so the
+//! signing threads work through the queued messages while the connections wait for their
+//! relays, and a worker finds its next message signed already. Not under `[sending]
 //! rate_per_second`: there the cap sets the pace, and the next message would wait for the
 //! limiter ahead of this one.
 //!
@@ -36,7 +39,7 @@ use super::recorder::{Ack, Record, Recorder};
 use super::relay_limit::ConnectionLimit;
 use crate::config::Sending;
 use crate::domain::EmailAddress;
-use crate::mail::dkim::SigningPool;
+use crate::mail::dkim::Signing;
 use crate::mail::transport::{Outgoing, SendError, Session, Transport};
 use crate::store::{Item, Outcome, Store, Verdict};
 
@@ -67,17 +70,24 @@ pub(super) struct Job {
     pub envelope_from: EmailAddress,
     /// For the log: the Message-ID, never the address.
     pub message_id: String,
-    pub bytes: Vec<u8>,
+    pub content: Content,
     /// When the item was claimed (and its subscription checked).
     pub claimed_at: Instant,
     /// Holds one of the dispatcher's slots until the outcome is committed.
     pub permit: OwnedSemaphorePermit,
 }
 
+/// A job's message as the relay will get it, or on its way there.
+pub(super) enum Content {
+    /// Final: sent as it is.
+    Final(Vec<u8>),
+    /// Being signed (or waiting its turn) on the signing threads.
+    Signing(Signing),
+}
+
 /// What every worker shares.
 pub(super) struct Shared {
     pub transport: Arc<Transport>,
-    pub signer: Option<SigningPool>,
     pub limiter: Option<Arc<DefaultDirectRateLimiter>>,
     pub paused: Arc<Pauses>,
     pub unreachable: Unreachable,
@@ -331,12 +341,12 @@ async fn prepare(shared: &Shared, mut job: Job, shutdown: &mut watch::Receiver<b
             }
         }
     }
-    // The bytes go to the relay (or the signer) from here; the job keeps what it needs to
-    // record the outcome.
-    let bytes = std::mem::take(&mut job.bytes);
-    match &shared.signer {
-        // Signed on the pool's own threads, never on the async worker threads.
-        Some(signer) => match signer.sign(bytes).await {
+    // The bytes go to the relay from here; the job keeps what it needs to record the outcome.
+    match std::mem::replace(&mut job.content, Content::Final(Vec::new())) {
+        Content::Final(bytes) => Prepared::Ready(Ready { job, bytes }),
+        // Signed on the pool's own threads, never on the async worker threads; usually done
+        // by now (see the module's docs).
+        Content::Signing(signing) => match signing.finish().await {
             Ok(bytes) => Prepared::Ready(Ready { job, bytes }),
             Err(e) => Prepared::Failed(
                 job,
@@ -345,7 +355,6 @@ async fn prepare(shared: &Shared, mut job: Job, shutdown: &mut watch::Receiver<b
                 },
             ),
         },
-        None => Prepared::Ready(Ready { job, bytes }),
     }
 }
 
@@ -581,7 +590,6 @@ mod tests {
         let connections = Arc::new(ConnectionLimit::new(2));
         let shared = Arc::new(Shared {
             transport: Arc::new(Transport::from_config(&config).unwrap()),
-            signer: None,
             limiter: None,
             paused,
             unreachable: Unreachable::new(StdDuration::from_secs(300)),
@@ -606,7 +614,7 @@ mod tests {
             to: EmailAddress::parse("reader@example.org").unwrap(),
             envelope_from: EmailAddress::parse("news@example.com").unwrap(),
             message_id: "<1@example.com>".into(),
-            bytes: b"Subject: today\r\n\r\nThe news.\r\n".to_vec(),
+            content: Content::Final(b"Subject: today\r\n\r\nThe news.\r\n".to_vec()),
             claimed_at: Instant::now(),
             permit: permits.clone().acquire_owned().await.unwrap(),
         };

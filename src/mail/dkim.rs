@@ -443,10 +443,12 @@ fn rsa_spki(rsa_public_key: &[u8]) -> Vec<u8> {
 /// Signs messages on threads of its own, never on the async runtime's threads: RSA signing is
 /// CPU work that would stall every task sharing a runtime thread with it.
 ///
-/// At most `threads` messages are signed at once, and at most twice that many wait in the
-/// queue; further callers wait in [`SigningPool::sign`] until there is room, so memory stays
-/// bounded however many tasks send. Cheap to clone; the threads stop when the last clone is
-/// dropped.
+/// At most `threads` messages are signed at once, in the order they were handed in. The
+/// queue is not bounded here: each message in it is one its caller holds to send anyway, so
+/// the caller's own limit on messages in hand (the engine's permits) bounds it. That lets a
+/// sender start signing well before it needs the result ([`SigningPool::start`]), which keeps
+/// the signing threads busy while the connections wait for their relays. Cheap to clone; the
+/// threads stop when the last clone is dropped.
 #[derive(Clone)]
 pub struct SigningPool {
     jobs: flume::Sender<SignJob>,
@@ -479,7 +481,7 @@ impl SigningPool {
         let threads = threads
             .or_else(|| std::thread::available_parallelism().ok())
             .map_or(1, NonZeroUsize::get);
-        let (jobs, queue) = flume::bounded::<SignJob>(threads * 2);
+        let (jobs, queue) = flume::unbounded::<SignJob>();
         for i in 0..threads {
             let (queue, signer) = (queue.clone(), Arc::clone(&signer));
             // On an error the threads already started stop when `jobs` is dropped.
@@ -487,6 +489,11 @@ impl SigningPool {
                 .name(format!("dkim-sign-{i}"))
                 .spawn(move || {
                     for job in queue.iter() {
+                        // Nobody waits for this one any more (its message went back to the
+                        // queue, or shutdown): the work would be thrown away.
+                        if job.done.is_closed() {
+                            continue;
+                        }
                         // A panic must not take the thread (and, one by one, the pool) with it;
                         // the signer is only read, so nothing is left half-changed.
                         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -509,13 +516,17 @@ impl SigningPool {
     /// Signs `message` on one of the pool's threads and returns it with its
     /// `DKIM-Signature` header in front.
     pub async fn sign(&self, message: Vec<u8>) -> Result<Vec<u8>, DkimError> {
+        self.start(message).finish().await
+    }
+
+    /// Hands `message` to the signing threads and returns at once; [`Signing::finish`] waits
+    /// for the signed message. Dropping the [`Signing`] before its turn spares the work.
+    pub fn start(&self, message: Vec<u8>) -> Signing {
         let (done, result) = tokio::sync::oneshot::channel();
-        let stopped = || DkimError::Pool("the signing threads have stopped".into());
-        self.jobs
-            .send_async(SignJob { message, done })
-            .await
-            .map_err(|_| stopped())?;
-        result.await.map_err(|_| stopped())?
+        // With the threads gone the job comes back and `done` is dropped with it, which
+        // `finish` reports.
+        let _ = self.jobs.send(SignJob { message, done });
+        Signing { result }
     }
 
     /// How many threads sign.
@@ -526,6 +537,21 @@ impl SigningPool {
     /// The signer the threads use (its DNS record, its algorithm).
     pub fn signer(&self) -> &DkimSigner {
         &self.signer
+    }
+}
+
+/// A message handed to a [`SigningPool`], being signed or waiting its turn.
+#[derive(Debug)]
+pub struct Signing {
+    result: tokio::sync::oneshot::Receiver<Result<Vec<u8>, DkimError>>,
+}
+
+impl Signing {
+    /// The signed message (its `DKIM-Signature` header in front), once a thread has signed it.
+    pub async fn finish(self) -> Result<Vec<u8>, DkimError> {
+        self.result
+            .await
+            .map_err(|_| DkimError::Pool("the signing threads have stopped".into()))?
     }
 }
 
