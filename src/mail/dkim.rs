@@ -618,23 +618,57 @@ fn relaxed_header(raw: &[u8], out: &mut Vec<u8>, crlf: bool) {
 /// Relaxed body canonicalization (RFC 6376 §3.4.4), fed piece by piece to `out` (the body
 /// hash, so the body is not copied): WSP at line ends removed, inner WSP runs as one SP, empty
 /// lines at the end dropped, a final CRLF.
+///
+/// Most lines of a message we render are canonical already (CRLF-ended, no tab, no two spaces
+/// in a row, nothing trailing): runs of those go to `out` as one piece of the original bytes,
+/// found with `memchr`'s vector search, and only the other lines are rebuilt byte by byte.
+/// Byte by byte throughout, this function was 3.7% of a signed send's CPU (52 µs of a 30 KB
+/// message, `perf record` of `dispatch-bench dkim`).
 fn relaxed_body(body: &[u8], out: &mut impl FnMut(&[u8])) {
     let mut empty_lines = 0usize;
-    for line in body.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // `body[span.0..span.1]` is canonical as it stands and not yet given to `out`.
+    let mut span = (0usize, 0usize);
+    let mut pos = 0;
+    while pos <= body.len() {
+        let (raw, next) = match memchr::memchr(b'\n', &body[pos..]) {
+            Some(i) => (&body[pos..pos + i], pos + i + 1),
+            // The part after the last LF: a line without its end, or nothing.
+            None => (&body[pos..], body.len() + 1),
+        };
+        let start = pos;
+        pos = next;
+        let ended = next <= body.len() && raw.last() == Some(&b'\r');
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         let mut end = line.len();
         while end > 0 && is_wsp(line[end - 1]) {
             end -= 1;
         }
-        let line = &line[..end];
-        if line.is_empty() {
+        if end == 0 {
             empty_lines += 1;
             continue;
+        }
+        // Canonical as it stands: the line and its CRLF are the original bytes.
+        let as_is = ended
+            && end == line.len()
+            && memchr::memchr(b'\t', line).is_none()
+            && memchr::memmem::find(line, b"  ").is_none();
+        if as_is && empty_lines == 0 && span.1 == start {
+            span.1 = next;
+            continue;
+        }
+        if span.1 > span.0 {
+            out(&body[span.0..span.1]);
         }
         for _ in 0..empty_lines {
             out(b"\r\n");
         }
         empty_lines = 0;
+        if as_is {
+            span = (start, next);
+            continue;
+        }
+        span = (next, next);
+        let line = &line[..end];
         let mut seg = 0;
         let mut i = 0;
         while i < line.len() {
@@ -654,6 +688,9 @@ fn relaxed_body(body: &[u8], out: &mut impl FnMut(&[u8])) {
         }
         out(&line[seg..]);
         out(b"\r\n");
+    }
+    if span.1 > span.0 {
+        out(&body[span.0..span.1]);
     }
 }
 

@@ -254,6 +254,67 @@ fn canonicalization_matches_rfc6376_examples() {
     assert_eq!(body(b""), b"");
 }
 
+/// RFC 6376 §3.4.4 as written, line by line and byte by byte: what `relaxed_body`'s fast path
+/// for lines that are canonical already must agree with.
+fn relaxed_body_by_the_book(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut empty_lines = 0;
+    for line in body.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let mut canon = Vec::new();
+        let mut in_wsp = false;
+        for &b in line {
+            if b == b' ' || b == b'\t' {
+                in_wsp = true;
+            } else {
+                if in_wsp {
+                    canon.push(b' ');
+                }
+                in_wsp = false;
+                canon.push(b);
+            }
+        }
+        if canon.is_empty() {
+            empty_lines += 1;
+            continue;
+        }
+        out.extend(std::iter::repeat_n(&b"\r\n"[..], empty_lines).flatten());
+        empty_lines = 0;
+        out.extend_from_slice(&canon);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+proptest::proptest! {
+    #[test]
+    fn relaxed_body_agrees_with_the_rfc_on_any_body(
+        body in proptest::collection::vec(
+            proptest::sample::select(&b"ab \t\r\n"[..]), 0..200)
+    ) {
+        let mut out = Vec::new();
+        relaxed_body(&body, &mut |piece| out.extend_from_slice(piece));
+        proptest::prop_assert_eq!(out, relaxed_body_by_the_book(&body));
+    }
+}
+
+#[test]
+fn relaxed_body_passes_canonical_lines_through_in_one_piece() {
+    let body = b"<p>One line.</p>\r\n<p>Two lines.</p>\r\n\r\nThree  spaces\r\nend\r\n\r\n";
+    let mut pieces = Vec::new();
+    relaxed_body(body, &mut |piece| pieces.push(piece.to_vec()));
+    let expected: [&[u8]; 7] = [
+        b"<p>One line.</p>\r\n<p>Two lines.</p>\r\n",
+        b"\r\n",
+        b"Three",
+        b" ",
+        b"spaces",
+        b"\r\n",
+        b"end\r\n",
+    ];
+    assert_eq!(pieces, expected);
+}
+
 /// PEM text for DER `der` under `label`, 64 base64 characters a line (RFC 7468 §2).
 fn pem_text(label: &str, der: &[u8]) -> String {
     let b64 = BASE64.encode(der);
