@@ -155,6 +155,7 @@ impl Engine {
             self.config.bounces.hard_threshold,
             Arc::clone(&paused),
             Arc::clone(&self.progress),
+            workers,
         );
 
         // Workers stop on the caller's shutdown, or when the dispatcher fails.

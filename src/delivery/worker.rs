@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use governor::DefaultDirectRateLimiter;
-use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 
 use super::pauses::Pauses;
 use super::policy::{self, Judgement, Unreachable};
@@ -189,7 +189,13 @@ pub(super) async fn run(
         }
         // The crash bound: the outcome before the previous one is committed before this
         // message's content can reach the relay.
-        if let Err(e) = wait_for_commits(&mut uncommitted, UNCOMMITTED_PER_CONNECTION).await {
+        if let Err(e) = wait_for_commits(
+            &shared.recorder,
+            &mut uncommitted,
+            UNCOMMITTED_PER_CONNECTION,
+        )
+        .await
+        {
             release(&shared, current.job);
             if let Some(r) = next.take() {
                 release(&shared, r.job);
@@ -253,7 +259,7 @@ pub(super) async fn run(
     while let Ok(job) = jobs.try_recv() {
         uncommitted.push_back(submit(&shared, job, Verdict::Released));
     }
-    let committed = wait_for_commits(&mut uncommitted, 0).await;
+    let committed = wait_for_commits(&shared.recorder, &mut uncommitted, 0).await;
     if let Some(s) = session.take() {
         s.close().await;
     }
@@ -283,7 +289,7 @@ async fn park(
         while let Ok(job) = jobs.try_recv() {
             uncommitted.push_back(submit(shared, job, Verdict::Released));
         }
-        wait_for_commits(uncommitted, 0).await?;
+        wait_for_commits(&shared.recorder, uncommitted, 0).await?;
         if shared.connections.allows(n) {
             tracing::debug!(worker = n, "the relay's connection limit rose; resuming");
             return Ok(Parked::Resume);
@@ -472,15 +478,25 @@ fn release(shared: &Shared, job: Job) {
     drop(submit(shared, job, Verdict::Released));
 }
 
-/// Waits until at most `keep` outcomes are uncommitted.
-async fn wait_for_commits(uncommitted: &mut VecDeque<Ack>, keep: usize) -> Result<(), String> {
+/// Waits until at most `keep` outcomes are uncommitted, telling the recorder to commit what it
+/// has gathered when one is not committed yet.
+async fn wait_for_commits(
+    recorder: &Recorder,
+    uncommitted: &mut VecDeque<Ack>,
+    keep: usize,
+) -> Result<(), String> {
+    let stopped = || "the recorder stopped before committing".to_string();
     while uncommitted.len() > keep {
-        let Some(ack) = uncommitted.pop_front() else {
+        let Some(mut ack) = uncommitted.pop_front() else {
             break;
         };
-        match ack.await {
+        match ack.try_recv() {
             Ok(r) => r?,
-            Err(_) => return Err("the recorder stopped before committing".into()),
+            Err(oneshot::error::TryRecvError::Empty) => {
+                recorder.hurry();
+                ack.await.map_err(|_| stopped())??;
+            }
+            Err(oneshot::error::TryRecvError::Closed) => return Err(stopped()),
         }
     }
     Ok(())
@@ -586,6 +602,7 @@ mod tests {
             3,
             paused.clone(),
             Arc::new(Progress::default()),
+            2,
         );
         let connections = Arc::new(ConnectionLimit::new(2));
         let shared = Arc::new(Shared {
