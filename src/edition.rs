@@ -455,34 +455,25 @@ pub fn render_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{DbTime, EmailAddress, ListSlug};
+    use crate::domain::{DbTime, EmailAddress};
     use crate::store::subscribers::NewSubscription;
-    use crate::store::testutil::{store_test, temp_store_on};
-    use crate::store::{Backend, ListSpec, NewArticle, db};
+    use crate::store::testutil::{daily_list, store_test, temp_store_on};
+    use crate::store::{Backend, NewArticle, db};
 
     store_test!(a_story_stored_in_the_second_a_digest_is_built_is_in_exactly_one_digest);
     async fn a_story_stored_in_the_second_a_digest_is_built_is_in_exactly_one_digest(
         backend: Backend,
     ) {
         let (store, _d) = temp_store_on(backend).await;
-        let list_id = store
-            .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
-            .await
-            .unwrap()
-            .id;
-        store
-            .subscribe_batch(
-                list_id,
-                &[NewSubscription {
-                    email: EmailAddress::parse("reader@example.com").unwrap(),
-                    name: None,
-                    categories: None,
-                }],
-                "test",
-                false,
-            )
-            .await
-            .unwrap();
+        let list_id = daily_list(
+            &store,
+            &[NewSubscription {
+                email: EmailAddress::parse("reader@example.com").unwrap(),
+                name: None,
+                categories: None,
+            }],
+        )
+        .await;
         let config = Config::default();
         let list = store.list_by_id(list_id).await.unwrap();
         let story = |id: &str| NewArticle {

@@ -609,7 +609,7 @@ mod tests {
     use super::*;
     use crate::domain::{CategorySet, EmailAddress, ListSlug, parse_timestamp};
     use crate::store::subscribers::NewSubscription;
-    use crate::store::testutil::{sender, store_test, temp_store_on};
+    use crate::store::testutil::{daily_list, sender, store_test, temp_store_on};
     use crate::store::{Backend, Item, ListSpec, Outcome, Verdict};
 
     fn reader(i: usize, sport_only: bool) -> NewSubscription {
@@ -633,20 +633,6 @@ mod tests {
             skip_reason: None,
             empty_variants,
         }
-    }
-
-    /// Creates the list `daily` with `rows` subscribed to it; returns its id.
-    async fn daily_list(store: &Store, rows: &[NewSubscription]) -> i64 {
-        let list = store
-            .create_list(&ListSlug::parse("daily").unwrap(), &ListSpec::default())
-            .await
-            .unwrap()
-            .id;
-        store
-            .subscribe_batch(list, rows, "test", false)
-            .await
-            .unwrap();
-        list
     }
 
     /// Makes the list's digest with no Sport story, so that Sport-only readers are recorded

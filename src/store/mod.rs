@@ -436,6 +436,26 @@ pub(crate) mod testutil {
         }
     }
 
+    /// Creates the list `daily` with `rows` subscribed to it; returns its id.
+    pub(crate) async fn daily_list(
+        store: &Store,
+        rows: &[super::subscribers::NewSubscription],
+    ) -> i64 {
+        let list = store
+            .create_list(
+                &crate::domain::ListSlug::parse("daily").unwrap(),
+                &super::ListSpec::default(),
+            )
+            .await
+            .unwrap()
+            .id;
+        store
+            .subscribe_batch(list, rows, "test", false)
+            .await
+            .unwrap();
+        list
+    }
+
     /// A migrated SQLite store, for tests outside the store that need one database.
     pub(crate) async fn temp_store() -> (Store, Guard) {
         temp_store_on(Backend::Sqlite).await
