@@ -9,8 +9,9 @@
 //! ([`Recorder::hurry`]), or the first has waited [`GATHER`]; then it commits every outcome
 //! that has arrived (up to [`MAX_GROUP`]). Each transaction costs SQLite a write of every
 //! page it touched, whatever the number of rows: committing at once whatever had arrived made
-//! groups of 3.4 outcomes at 2,500 signed messages/s over 8 connections, and those commits,
-//! 22 page writes each, took a sixth of the engine's CPU.
+//! groups of 3.4 outcomes at 2,500 signed messages/s over 8 connections (about 22 `pwrite`s a
+//! transaction), and SQLite's thread, doing those and the claims, took a fifth of the
+//! engine's CPU. Gathering makes groups of 6.4 there.
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -435,7 +435,7 @@ async fn signing_pool_returns_each_message_signed_under_concurrent_load() {
     let pool = SigningPool::new(generated_ed25519_signer(), NonZeroUsize::new(2)).unwrap();
     assert_eq!(pool.threads(), 2);
     let (msg, ..) = personalised(Some("Ayesha"));
-    // Many more callers than threads and queue places: every one is served.
+    // Many more callers than threads: every one is served, in turn.
     let signed = futures_util::future::join_all((0..40).map(|_| pool.sign(msg.clone()))).await;
     assert_eq!(signed.len(), 40);
     for s in &signed {
