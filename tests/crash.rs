@@ -178,6 +178,12 @@ async fn a_killed_sender_repeats_only_what_was_in_flight() {
         );
     }
     let unacknowledged = at_kill.keys().filter(|t| in_flight_set.contains(t)).count();
+    // ARCHITECTURE promise 1: at most one message per connection (2 here) at the relay
+    // without a committed outcome.
+    assert!(
+        unacknowledged <= 2,
+        "{unacknowledged} messages arrived without a committed outcome over 2 connections"
+    );
 
     // Second run, at once: it finds the dead run's leases (held by a process that no longer
     // exists on this host), takes them over without waiting out the 300 s lease (the 60 s

@@ -17,12 +17,12 @@
 //! 4. **Judge** (`policy`): sent, retried with backoff, failed, a hard bounce, or a pause of
 //!    the whole edition.
 //! 5. **Record** (`recorder`): outcomes are committed in groups across connections, and a
-//!    connection waits for the commit of one message before it starts the message after next.
+//!    connection waits for the commit of one message before it sends the next one's content.
 //!
 //! What a crash can repeat: the messages the relay accepted whose outcome was not committed,
-//! at most two per connection (one committing, one being sent). The envelope of a third may be
-//! at the relay too, sent ahead with the second's content, but no message is delivered before
-//! its content is complete, and its content waits for the first's commit. Leases record their holder
+//! at most one per connection (the one being sent). The envelope of the next may be at the
+//! relay too, sent ahead with this one's content, but no message is delivered before its
+//! content is complete, and its content waits for this one's commit. Leases record their holder
 //! ([`owner`]): a sender that finds work held by a dead process on its own host takes it over
 //! at once; work held elsewhere waits for its lease to run out (live holders renew theirs).
 

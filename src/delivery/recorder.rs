@@ -1,17 +1,14 @@
 //! Committing outcomes: one task owns the writes, and commits whatever has arrived together.
 //!
-//! Every worker hands each message's outcome here and, before it sends the content of the
-//! message after next, waits for the commit (see `worker`). That bounds what a crash can repeat to the
-//! messages whose outcome was not yet committed: at most two per connection (the one whose
-//! commit is in flight and the one being sent). The bound is the workers' wait, so the
-//! recorder is free to choose when to commit, and it groups outcomes across connections: it
-//! gathers until it holds two per connection, a worker waits for one of them
-//! ([`Recorder::hurry`]), or the first has waited [`GATHER`]; then it commits every outcome
-//! that has arrived (up to [`MAX_GROUP`]). Each transaction costs SQLite a write of every
-//! page it touched, whatever the number of rows: committing at once whatever had arrived made
-//! groups of 3.4 outcomes at 2,500 signed messages/s over 8 connections (about 22 `pwrite`s a
-//! transaction), and SQLite's thread, doing those and the claims, took a fifth of the
-//! engine's CPU. Gathering makes groups of 6.4 there.
+//! Every worker hands each message's outcome here and, before it sends the next message's
+//! content, waits for the commit (see `worker`). That bounds what a crash can repeat to the
+//! messages whose outcome was not yet committed: at most one per connection, the one being
+//! sent. The bound is the workers' wait, so the recorder is free to choose when to commit, and
+//! it groups outcomes across connections: it gathers until it holds one per connection, a
+//! worker waits for one ([`Recorder::hurry`]), or the first has waited [`GATHER`]; then it
+//! commits every outcome that has arrived (up to [`MAX_GROUP`]). Each transaction costs SQLite
+//! a write of every page it touched, whatever the number of rows, so the outcomes that arrive
+//! while a commit runs wait for the next one and share it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -27,9 +24,9 @@ use crate::store::{Item, Outcome, Store, StoreError, Verdict};
 
 /// Most outcomes one transaction commits.
 pub(super) const MAX_GROUP: usize = 512;
-/// How long the recorder gathers outcomes, at most, when no worker waits for them. Well under
-/// a message's round trip to a distant relay (a worker needs an outcome committed one message
-/// after it was submitted), and short beside a commit's cost in the edition's progress.
+/// How long the recorder gathers outcomes, at most, when no worker waits for them (skips at
+/// the claim, messages given back): short beside a commit's cost in the edition's progress. A
+/// sent message's worker waits for its commit at once and cuts the gathering short.
 pub(super) const GATHER: StdDuration = StdDuration::from_millis(4);
 /// How often editions touched by recent outcomes are checked for being finished.
 const FINISH_CHECK: StdDuration = StdDuration::from_millis(200);
@@ -74,7 +71,8 @@ impl Recorder {
         // can wait is bounded by the dispatcher's permits and one claim batch.
         let (tx, rx) = mpsc::unbounded_channel();
         let hurry = Arc::new(Notify::new());
-        let gather = (2 * connections).clamp(1, MAX_GROUP);
+        // No connection has more than one outcome waiting (`worker`), so more never gather.
+        let gather = connections.clamp(1, MAX_GROUP);
         let task = tokio::spawn(run(
             store,
             bounce_threshold,

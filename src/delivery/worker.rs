@@ -14,11 +14,14 @@
 //! rate_per_second`: there the cap sets the pace, and the next message would wait for the
 //! limiter ahead of this one.
 //!
-//! The crash bound lives here: before a worker sends a message's content, the outcome of the
-//! message before the previous one must be committed. So at any moment at most two messages of
-//! a connection can have reached the relay without a committed outcome. The next message's
-//! envelope may be at the relay too, but nothing is delivered before its content's final `.`
-//! (RFC 5321 §4.1.1.4), which waits for the same commit: the bound stays two per connection.
+//! The crash bound lives here (ARCHITECTURE promise 1: at most one repeat per connection):
+//! before a worker sends a message's content, every outcome it submitted before is committed.
+//! So at any moment at most one message of a connection can have reached the relay without a
+//! committed outcome: the one being sent. The next message's envelope may be at the relay too,
+//! but nothing is delivered before its content's final `.` (RFC 5321 §4.1.1.4) or its `BDAT
+//! LAST` chunk (RFC 3030 §2), which waits for this message's commit. The price is one commit
+//! per message on each connection's clock, beside its round trip; the recorder commits as soon
+//! as a worker waits, whatever else has arrived with it.
 //!
 //! Relay limits ([`ConnectionLimit`]): a worker whose number is at or above the limit closes
 //! its connection, gives its queued jobs back and waits until the limit rises; one that was
@@ -46,11 +49,6 @@ use crate::store::{Item, Outcome, Store, Verdict};
 /// A claimed message older than this is checked against the subscription again right before
 /// it is sent (one that went straight through was checked by its claim).
 pub(super) const RECHECK_AFTER: StdDuration = StdDuration::from_millis(250);
-
-/// Outcomes of one connection that may be uncommitted when it sends a message's content: the
-/// previous message's. With the message being sent, that makes two per connection a crash can
-/// repeat.
-const UNCOMMITTED_PER_CONNECTION: usize = 1;
 
 /// After a refusal, a worker waits this long before it connects again, doubling with each
 /// refusal in a row up to [`REFUSED_WAIT_MAX`].
@@ -187,15 +185,9 @@ pub(super) async fn run(
                 }
             }
         }
-        // The crash bound: the outcome before the previous one is committed before this
-        // message's content can reach the relay.
-        if let Err(e) = wait_for_commits(
-            &shared.recorder,
-            &mut uncommitted,
-            UNCOMMITTED_PER_CONNECTION,
-        )
-        .await
-        {
+        // The crash bound: every earlier outcome is committed before this message's content
+        // can reach the relay, so a crash repeats at most this one.
+        if let Err(e) = wait_for_commits(&shared.recorder, &mut uncommitted, 0).await {
             release(&shared, current.job);
             if let Some(r) = next.take() {
                 release(&shared, r.job);
